@@ -1,0 +1,29 @@
+"""Encoders: text, image and MoE-router models behind one `Encoder` contract."""
+
+from __future__ import annotations
+
+from veclink.encoders.base import (
+    Encoder,
+    EncoderSpec,
+    load_encoder,
+    register_encoder,
+    registered_kinds,
+    spec_from_dict,
+    spec_from_json,
+)
+from veclink.encoders.hf_text import HFTextEncoder, HFTextSpec
+
+DEFAULT_SPEC = HFTextSpec()
+
+__all__ = [
+    "DEFAULT_SPEC",
+    "Encoder",
+    "EncoderSpec",
+    "HFTextEncoder",
+    "HFTextSpec",
+    "load_encoder",
+    "register_encoder",
+    "registered_kinds",
+    "spec_from_dict",
+    "spec_from_json",
+]

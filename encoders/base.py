@@ -1,0 +1,227 @@
+"""The `Encoder` contract, frozen `EncoderSpec`s and the kind registry.
+
+Every encoder turns a batch of inputs (texts, or images as encoded bytes) into a float32
+matrix ``(n, dim)``; nothing else is ever returned. Execution is split into three stages
+so a batcher can overlap CPU and device work:
+
+- ``preprocess`` (CPU): tokenize / decode images, produce a model-ready batch;
+- ``forward`` (device): run the model;
+- ``postprocess`` (CPU): pool, normalise, convert to numpy.
+
+A spec names a model completely and round-trips through JSON; ``load_encoder`` builds the
+encoder a spec names through the registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+
+from veclink.errors import InvalidArgument
+
+Role = Literal["query", "document"]
+ROLES: tuple[str, ...] = ("query", "document")
+Modality = Literal["text", "image", "multimodal"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EncoderSpec:
+    """Base of every encoder spec. Subclasses are frozen kw-only dataclasses per kind."""
+
+    #: registry key of the encoder kind, e.g. ``"hf-text"``
+    kind: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return {"kind": self.kind, **data}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def validate(self) -> list[str]:
+        """Return every problem with this spec (empty when valid). Subclasses extend."""
+        return []
+
+
+class Encoder(ABC):
+    """Turns inputs into float32 vectors ``(n, dim)``."""
+
+    spec: EncoderSpec
+    #: preferred number of inputs per forward pass
+    batch_size: int = 32
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Output dimension."""
+
+    @property
+    @abstractmethod
+    def modality(self) -> Modality:
+        """What ``encode`` accepts: ``text`` (str), ``image`` (bytes) or ``multimodal`` (both)."""
+
+    @abstractmethod
+    def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> Any:
+        """CPU stage: turn raw inputs into a model-ready batch."""
+
+    @abstractmethod
+    def forward(self, batch: Any) -> Any:
+        """Device stage: run the model on a preprocessed batch."""
+
+    @abstractmethod
+    def postprocess(self, output: Any, batch: Any) -> np.ndarray:
+        """CPU stage: pool/normalise the model output into float32 ``(len(batch), dim)``."""
+
+    def check_inputs(self, inputs: Sequence[str | bytes]) -> None:
+        """Raise InvalidArgument naming the first bad input (index in ``inputs``)."""
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):
+                if self.modality == "image":
+                    raise InvalidArgument(
+                        f"inputs[{i}] is text but this encoder only accepts images",
+                        field=f"inputs[{i}]",
+                    )
+                if not item.strip():
+                    raise InvalidArgument(f"inputs[{i}] is empty text", field=f"inputs[{i}]")
+            elif isinstance(item, bytes | bytearray | memoryview):
+                if self.modality == "text":
+                    raise InvalidArgument(
+                        f"inputs[{i}] is an image but this encoder only accepts text",
+                        field=f"inputs[{i}]",
+                    )
+                if len(item) == 0:
+                    raise InvalidArgument(f"inputs[{i}] is an empty image", field=f"inputs[{i}]")
+            else:
+                raise InvalidArgument(
+                    f"inputs[{i}] must be str or bytes, got {type(item).__name__}",
+                    field=f"inputs[{i}]",
+                )
+
+    def encode(self, inputs: Sequence[str | bytes], role: Role = "document") -> np.ndarray:
+        """Encode ``inputs`` into float32 ``(len(inputs), dim)``.
+
+        Inputs are ordered by size before batching (less padding) and the rows are put
+        back in input order, so the result does not depend on batch composition beyond
+        floating-point noise.
+        """
+        if role not in ROLES:
+            raise InvalidArgument(f"role must be one of {ROLES}; got {role!r}", field="role")
+        inputs = list(inputs)
+        self.check_inputs(inputs)
+        if not inputs:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+        out = np.empty((len(inputs), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            batch = self.preprocess([inputs[i] for i in chunk], role)
+            out[chunk] = self.postprocess(self.forward(batch), batch)
+        return out
+
+
+# ---------------------------------------------------------------------------- registry
+
+_SPECS: dict[str, type[EncoderSpec]] = {}
+_ENCODERS: dict[str, Callable[[Any], Encoder]] = {}
+
+S = TypeVar("S", bound=EncoderSpec)
+E = TypeVar("E", bound=type)
+
+
+def register_encoder(spec_cls: type[EncoderSpec]) -> Callable[[E], E]:
+    """Class decorator registering an encoder class for ``spec_cls.kind``.
+
+    Raises:
+        ValueError: if the kind is empty or already registered.
+    """
+
+    def deco(cls: E) -> E:
+        kind = spec_cls.kind
+        if not kind:
+            raise ValueError(f"{spec_cls.__name__} has no kind")
+        if kind in _SPECS:
+            raise ValueError(f"encoder kind {kind!r} is already registered")
+        _SPECS[kind] = spec_cls
+        _ENCODERS[kind] = cls
+        return cls
+
+    return deco
+
+
+def registered_kinds() -> list[str]:
+    return sorted(_SPECS)
+
+
+def spec_from_dict(data: dict[str, Any] | EncoderSpec) -> EncoderSpec:
+    """Build and validate a spec from its dict form; reports every problem at once."""
+    if isinstance(data, EncoderSpec):
+        spec = data
+    else:
+        if not isinstance(data, dict):
+            raise InvalidArgument("encoder spec must be a JSON object", field="spec")
+        kind = data.get("kind")
+        if kind not in _SPECS:
+            raise InvalidArgument(
+                f"unknown encoder kind {kind!r}; known kinds: {', '.join(registered_kinds())}",
+                field="spec.kind",
+            )
+        spec_cls = _SPECS[kind]
+        fields = {f.name: f for f in dataclasses.fields(spec_cls)}
+        errors = [
+            f"spec.{key}: unknown field for kind {kind!r} (valid: {', '.join(sorted(fields))})"
+            for key in data
+            if key != "kind" and key not in fields
+        ]
+        missing = [
+            name
+            for name, f in fields.items()
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and name not in data
+        ]
+        errors += [f"spec.{name}: required" for name in missing]
+        if missing:
+            raise InvalidArgument("; ".join(errors), field="spec")
+        kwargs = {k: _freeze(v) for k, v in data.items() if k in fields}
+        try:
+            spec = spec_cls(**kwargs)
+        except TypeError as exc:
+            raise InvalidArgument(f"invalid encoder spec: {exc}", field="spec") from exc
+        # report unknown fields together with the value problems, all at once
+        problems = errors + spec.validate()
+        if problems:
+            raise InvalidArgument("; ".join(problems), field="spec")
+        return spec
+    problems = spec.validate()
+    if problems:
+        raise InvalidArgument("; ".join(problems), field="spec")
+    return spec
+
+
+def spec_from_json(text: str) -> EncoderSpec:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"encoder spec is not valid JSON: {exc}", field="spec") from exc
+    return spec_from_dict(data)
+
+
+def _freeze(value: Any) -> Any:
+    # lists in JSON become tuples so the frozen spec stays hashable
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def load_encoder(spec: EncoderSpec | dict[str, Any]) -> Encoder:
+    """Build the encoder that ``spec`` names (a spec object or its JSON dict)."""
+    # importing the package registers the built-in kinds
+    import veclink.encoders  # noqa: F401
+
+    spec = spec_from_dict(spec)
+    return _ENCODERS[spec.kind](spec)
