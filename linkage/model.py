@@ -1,0 +1,119 @@
+"""`LinkModel`: the fitted parts of a job, enough to treat new records the way the job did.
+
+It turns a table into its views (embedded text, full text, embeddings, lexical vectors,
+blocking vectors) and scores pairs; the batch pipeline and the incremental `Matcher`
+both go through it, which is what keeps their results equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from veclink.linkage.classifier import PairClassifier
+from veclink.linkage.compare import Comparator, Features
+from veclink.linkage.lexical import LexicalVectorizer, combine_views
+from veclink.linkage.scoring import AveragedClassifier, initial_scores
+from veclink.linkage.serialize import serialize
+from veclink.linkage.spec import FieldSpec, LinkageSpec
+from veclink.linkage.tables import Table
+
+Progress = Callable[[str, float], None]
+EMBED_CHUNK = 256
+
+
+@dataclasses.dataclass
+class Views:
+    """Derived representations of one table (or of a few new records)."""
+
+    texts: list[str]  # embedded text (``embed`` fields)
+    full_texts: list[str]  # every field: lexical view, word and model-number overlap
+    semantic: np.ndarray  # unit embeddings
+    lexical: np.ndarray | None  # unit char 3-gram TF-IDF vectors
+
+    def blocking(self, lexical_weight: float) -> np.ndarray:
+        return combine_views(self.semantic, self.lexical, lexical_weight)
+
+    def extend(self, other: Views) -> None:
+        self.texts += other.texts
+        self.full_texts += other.full_texts
+        self.semantic = np.vstack([self.semantic, other.semantic])
+        if self.lexical is not None and other.lexical is not None:
+            self.lexical = np.vstack([self.lexical, other.lexical])
+
+
+@dataclasses.dataclass
+class LinkModel:
+    spec: LinkageSpec
+    fields: tuple[FieldSpec, ...]
+    encoder: Any
+    lexical: LexicalVectorizer | None = None
+    comparator: Comparator | None = None
+    #: anything with ``score(features) -> P(match)``: a PairClassifier or fold average
+    classifier: PairClassifier | AveragedClassifier | None = None
+    threshold: float = 0.5
+
+    def texts(self, table: Table, side: str) -> tuple[list[str], list[str]]:
+        embed = serialize(table, self.fields, side, self.spec.serialization)
+        all_fields = tuple(dataclasses.replace(f, embed=True) for f in self.fields)
+        full = serialize(table, all_fields, side, self.spec.serialization)
+        return embed, full
+
+    def fit(self, texts: Sequence[str]) -> None:
+        """Fit the lexical IDF and the comparator's word IDF on a job's full texts."""
+        if self.spec.blocking.lexical_weight > 0:
+            self.lexical = LexicalVectorizer(dim=self.spec.blocking.lexical_dim).fit(texts)
+        self.comparator = Comparator(self.fields).fit(texts)
+
+    def embed(
+        self, texts: Sequence[str], report: Callable[[float], None] | None = None
+    ) -> np.ndarray:
+        """Embed in chunks, reporting the fraction done after each."""
+        chunks = []
+        for start in range(0, len(texts), EMBED_CHUNK):
+            chunks.append(np.asarray(self.encoder.encode(list(texts[start : start + EMBED_CHUNK]))))
+            if report:
+                report(min(1.0, (start + EMBED_CHUNK) / max(len(texts), 1)))
+        if not chunks:
+            return np.zeros((0, self.encoder.dim), np.float32)
+        return np.ascontiguousarray(np.vstack(chunks), dtype=np.float32)
+
+    def views(
+        self, table: Table, side: str, report: Callable[[float], None] | None = None
+    ) -> Views:
+        texts, full = self.texts(table, side)
+        semantic = self.embed(texts, report)
+        lexical = self.lexical.transform(full) if self.lexical is not None else None
+        return Views(texts, full, semantic, lexical)
+
+    def features(
+        self,
+        left: Table,
+        right: Table,
+        lv: Views,
+        rv: Views,
+        lrows: np.ndarray,
+        rrows: np.ndarray,
+        *,
+        dedupe: bool = False,
+    ) -> Features:
+        if self.comparator is None:
+            raise RuntimeError("LinkModel.fit must run before features")
+        return self.comparator.compare(
+            left,
+            right,
+            lrows,
+            rrows,
+            left_texts=lv.full_texts,
+            right_texts=lv.full_texts if dedupe else rv.full_texts,
+            left_views=(lv.semantic, lv.lexical),
+            right_views=(rv.semantic, rv.lexical),
+            right_side="left" if dedupe else "right",
+        )
+
+    def score(self, features: Features) -> np.ndarray:
+        if self.classifier is None:
+            return initial_scores(features.values)
+        return self.classifier.score(features.values)

@@ -1,0 +1,259 @@
+"""Tables of records: loading (CSV / Parquet / JSONL / SQL) and checks before any work starts.
+
+A `Table` holds string ids and string-or-None values per column; everything downstream
+(serialisation, comparison) reads records through it. Loading and checking report every
+problem they can see at once: missing id column, duplicate or empty ids, empty table,
+undecodable file, missing field columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from veclink.errors import InvalidArgument, NotFound
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """Records keyed by a string id; every value is a string or None (missing)."""
+
+    name: str
+    id_column: str
+    ids: tuple[str, ...]
+    columns: tuple[str, ...]
+    #: column -> values, aligned with ``ids``
+    data: Mapping[str, tuple[str | None, ...]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def column(self, name: str) -> tuple[str | None, ...]:
+        return self.data[name]
+
+    def record(self, i: int) -> dict[str, str | None]:
+        return {c: self.data[c][i] for c in self.columns}
+
+    def position(self) -> dict[str, int]:
+        """id -> row number."""
+        return {rid: i for i, rid in enumerate(self.ids)}
+
+    @classmethod
+    def from_records(
+        cls, records: Sequence[Mapping[str, Any]], *, id_column: str, name: str = "table"
+    ) -> Table:
+        """Build a table from dicts (ids and values become strings; '' and None are missing).
+
+        Raises:
+            InvalidArgument: empty table, missing id column, empty or duplicate ids.
+        """
+        columns: list[str] = []
+        for rec in records:
+            for key in rec:
+                if key not in columns:
+                    columns.append(key)
+        problems = check_records(records, columns, id_column, name)
+        if problems:
+            raise InvalidArgument("; ".join(problems), field=name)
+        ids = tuple(_clean(rec.get(id_column)) or "" for rec in records)
+        cols = tuple(c for c in columns if c != id_column)
+        data = {c: tuple(_clean(rec.get(c)) for rec in records) for c in cols}
+        return cls(name=name, id_column=id_column, ids=ids, columns=cols, data=data)
+
+    def subset(self, rows: Iterable[int]) -> Table:
+        rows = list(rows)
+        return Table(
+            name=self.name,
+            id_column=self.id_column,
+            ids=tuple(self.ids[i] for i in rows),
+            columns=self.columns,
+            data={c: tuple(v[i] for i in rows) for c, v in self.data.items()},
+        )
+
+
+def _clean(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:  # NaN from pandas / parquet
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def check_records(
+    records: Sequence[Mapping[str, Any]], columns: Sequence[str], id_column: str, name: str
+) -> list[str]:
+    """Problems of a table's rows: empty, missing id column, empty / duplicate ids."""
+    if not records:
+        return [f"{name}: the table is empty (no records)"]
+    if id_column not in columns:
+        return [
+            f"{name}: id column {id_column!r} not found "
+            f"(columns: {', '.join(map(str, columns)) or 'none'})"
+        ]
+    problems = []
+    seen: dict[str, int] = {}
+    dups: list[str] = []
+    empty: list[int] = []
+    for i, rec in enumerate(records):
+        rid = _clean(rec.get(id_column))
+        if rid is None:
+            empty.append(i + 1)
+            continue
+        if rid in seen and len(dups) < 5:
+            dups.append(f"{rid!r} (rows {seen[rid]} and {i + 1})")
+        seen.setdefault(rid, i + 1)
+    if empty:
+        shown = ", ".join(map(str, empty[:5])) + (" ..." if len(empty) > 5 else "")
+        problems.append(
+            f"{name}: {len(empty)} record(s) have an empty id ({id_column!r}): rows {shown}"
+        )
+    if dups:
+        problems.append(f"{name}: duplicate ids in {id_column!r}: {', '.join(dups)}")
+    return problems
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def read_table(
+    source: str | os.PathLike[str],
+    *,
+    id_column: str = "id",
+    encoding: str = "utf-8",
+    name: str | None = None,
+    engine: Any = None,
+) -> Table:
+    """Load a table from a CSV/TSV, Parquet or JSONL file, or a SQL query on ``engine``.
+
+    Args:
+        source: a file path, or a SQL ``SELECT`` when ``engine`` (SQLAlchemy) is given.
+        id_column: the column holding record ids (must be present, non-empty and unique).
+        encoding: text encoding of CSV / JSONL files, e.g. ``latin-1``.
+        name: how the table is named in errors (default: the file name).
+        engine: a SQLAlchemy Engine to run ``source`` on.
+
+    Raises:
+        NotFound: the file does not exist.
+        InvalidArgument: unknown format, undecodable file, or bad rows (see `check_records`).
+    """
+    if engine is not None:
+        return _read_sql(str(source), engine, id_column, name or "query")
+    path = Path(source)
+    label = name or path.name
+    if not path.is_file():
+        raise NotFound(f"{label}: file {str(path)!r} does not exist", field=label)
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        records, columns = _read_csv(path, encoding, "\t" if suffix == ".tsv" else ",", label)
+    elif suffix in (".jsonl", ".ndjson"):
+        records, columns = _read_jsonl(path, encoding, label)
+    elif suffix in (".parquet", ".pq"):
+        records, columns = _read_parquet(path, label)
+    else:
+        raise InvalidArgument(
+            f"{label}: unknown table format {suffix or '(none)'!r} "
+            "(use .csv, .tsv, .jsonl or .parquet)",
+            field=label,
+        )
+    problems = check_records(records, columns, id_column, label)
+    if problems:
+        raise InvalidArgument("; ".join(problems), field=label)
+    return Table.from_records(records, id_column=id_column, name=label)
+
+
+def _decode(path: Path, encoding: str, label: str) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode(encoding)
+    except LookupError as exc:
+        raise InvalidArgument(f"unknown encoding {encoding!r}", field="encoding") from exc
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InvalidArgument(
+            f"{label}: cannot decode as {encoding} at byte {exc.start} (line {line}): "
+            f"{exc.reason}; pass the file's encoding, e.g. --encoding latin-1",
+            field="encoding",
+        ) from exc
+
+
+def _read_csv(
+    path: Path, encoding: str, delimiter: str, label: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    import csv
+    import io
+
+    text = _decode(path, encoding, label)
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), delimiter=delimiter)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise InvalidArgument(f"{label}: not valid CSV: {exc}", field=label) from exc
+    if not rows:
+        return [], []
+    header = [h.strip() for h in rows[0]]
+    records = []
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            raise InvalidArgument(
+                f"{label}: line {lineno} has {len(row)} values but the header has {len(header)}",
+                field=label,
+            )
+        records.append(dict(zip(header, row, strict=False)))
+    return records, header
+
+
+def _read_jsonl(path: Path, encoding: str, label: str) -> tuple[list[dict[str, Any]], list[str]]:
+    text = _decode(path, encoding, label)
+    records: list[dict[str, Any]] = []
+    columns: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(
+                f"{label}: line {lineno} is not JSON: {exc}", field=label
+            ) from exc
+        if not isinstance(rec, dict):
+            raise InvalidArgument(f"{label}: line {lineno} is not a JSON object", field=label)
+        records.append(rec)
+        columns += [k for k in rec if k not in columns]
+    return records, columns
+
+
+def _read_parquet(path: Path, label: str) -> tuple[list[dict[str, Any]], list[str]]:
+    from veclink._optional import require
+
+    pq = require("pyarrow.parquet", "linkage")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise InvalidArgument(f"{label}: cannot read Parquet: {exc}", field=label) from exc
+    return table.to_pylist(), list(table.column_names)
+
+
+def _read_sql(query: str, engine: Any, id_column: str, label: str) -> Table:
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(text(query))
+            columns = list(result.keys())
+            records = [dict(zip(columns, row, strict=True)) for row in result]
+    except SQLAlchemyError as exc:
+        raise InvalidArgument(f"{label}: SQL query failed: {exc}", field=label) from exc
+    problems = check_records(records, columns, id_column, label)
+    if problems:
+        raise InvalidArgument("; ".join(problems), field=label)
+    return Table.from_records(records, id_column=id_column, name=label)

@@ -1,0 +1,220 @@
+"""End-to-end link / dedupe on small fixtures with a tiny deterministic encoder."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from veclink.linkage import (
+    LabelledPair,
+    cluster_pairs,
+    dedupe,
+    link,
+    pair_metrics,
+    read_table,
+)
+
+from veclink.errors import InvalidArgument
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
+
+
+def _support():
+    if "linkage_test_support" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("linkage_test_support", FIX / "support.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["linkage_test_support"] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["linkage_test_support"]
+
+
+S = _support()
+FEBRL_TYPES = {
+    "given_name": "name",
+    "surname": "name",
+    "street_number": "code",
+    "address_1": "string",
+    "address_2": "string",
+    "suburb": "string",
+    "postcode": "code",
+    "state": "category",
+    "date_of_birth": "date",
+    "soc_sec_id": "code",
+}
+
+
+@pytest.fixture(scope="module")
+def dblp():
+    left = read_table(FIX / "dblp_sample.csv", encoding="latin-1")
+    right = read_table(FIX / "acm_sample.csv", encoding="latin-1")
+    return left, right, S.gold("dblp_acm_gold.csv")
+
+
+@pytest.fixture(scope="module")
+def dblp_result(dblp):
+    left, right, _ = dblp
+    stages = []
+    result = link(
+        left,
+        right,
+        {"fields": S.DBLP_FIELDS},
+        encoder=S.HashEncoder(),
+        index_factory=S.index_factory(),
+        progress=lambda s, f: stages.append((s, f)),
+    )
+    return result, stages
+
+
+def test_link_without_labels_meets_the_precision_target(dblp, dblp_result) -> None:
+    result, stages = dblp_result
+    _, _, gold = dblp
+    m = pair_metrics([(a, b) for a, b, _ in result.matches()], gold)
+    assert result.mode == "unsupervised"
+    assert m.precision >= result.spec.precision - 0.03
+    assert m.f1 >= 0.95
+    assert result.choice.target_met and result.choice.est_precision >= 0.9
+    assert (
+        result.candidates.pair_completeness(
+            {(result.left.position()[a], result.right.position()[b]) for a, b in gold}
+        )
+        == 1.0
+    )
+    assert result.candidates.reduction_ratio > 0.9
+    assert [s for s, f in stages if f == 1.0] == ["embed", "block", "compare", "score", "select"]
+    # one-to-one: no id appears twice
+    lefts = [a for a, _, _ in result.matches()]
+    rights = [b for _, b, _ in result.matches()]
+    assert len(set(lefts)) == len(lefts) and len(set(rights)) == len(rights)
+
+
+def test_matches_csv_and_entities(dblp_result, tmp_path: Path) -> None:
+    result, _ = dblp_result
+    n = result.write_csv(tmp_path / "pairs.csv")
+    rows = list(csv.reader(open(tmp_path / "pairs.csv", encoding="utf-8")))
+    assert rows[0] == ["left_id", "right_id", "score"] and len(rows) == n + 1
+    scores = [float(r[2]) for r in rows[1:]]
+    assert scores == sorted(scores, reverse=True) and min(scores) >= result.threshold - 1e-6
+    ents = result.entities()
+    assert len(ents) == len(result.left) + len(result.right)
+    a, b, _ = result.matches()[0]
+    by_record = {(side, rid): e for side, rid, e in ents}
+    assert by_record[("left", a)] == by_record[("right", b)]
+
+
+def test_supervised_with_labels_is_calibrated(dblp) -> None:
+    left, right, gold = dblp
+    rng = np.random.default_rng(0)
+    labels = [LabelledPair(a, b, True) for a, b in gold[:40]]
+    rights = list(right.ids)
+    labels += [
+        LabelledPair(a, rights[int(rng.integers(len(rights)))], False) for a, _ in gold[40:100]
+    ]
+    labels = [x for x in labels if x.match or (x.left_id, x.right_id) not in set(gold)]
+    result = link(
+        left,
+        right,
+        {"fields": S.DBLP_FIELDS},
+        labels=labels,
+        encoder=S.HashEncoder(),
+        index_factory=S.index_factory(),
+    )
+    m = pair_metrics([(a, b) for a, b, _ in result.matches()], gold)
+    assert result.mode == "supervised"
+    assert m.f1 >= 0.95
+
+
+def test_active_learning_asks_at_most_the_budget(dblp) -> None:
+    left, right, gold = dblp
+    gold_set = set(gold)
+    asked = []
+
+    def oracle(q):
+        asked.append(q)
+        assert q.left_id in left.position() and "title" in q.left
+        return None if len(asked) == 1 else (q.left_id, q.right_id) in gold_set  # skip the first
+
+    result = link(
+        left,
+        right,
+        {"fields": S.DBLP_FIELDS},
+        ask=oracle,
+        budget=12,
+        encoder=S.HashEncoder(),
+        index_factory=S.index_factory(),
+    )
+    assert result.labels is not None and len(result.labels[0]) == 12
+    assert len(asked) == 13
+    m = pair_metrics([(a, b) for a, b, _ in result.matches()], gold)
+    assert m.f1 >= 0.9
+
+
+def test_incremental_matcher_equals_batch(dblp, dblp_result) -> None:
+    left, _, gold = dblp
+    result, _ = dblp_result
+    matcher = result.matcher(index_factory=S.index_factory())
+    for i, rid in enumerate(left.ids):
+        out = matcher.match({"id": rid, **left.record(i)})
+        assert len(out.candidates) <= 5
+        assert [c.score for c in out.candidates] == sorted(
+            [c.score for c in out.candidates], reverse=True
+        )
+    incremental = [(rid, ent.split(":", 1)[1]) for rid, ent in matcher.assignments().items()]
+    batch = pair_metrics([(a, b) for a, b, _ in result.matches()], gold)
+    inc = pair_metrics(incremental, gold)
+    assert abs(inc.f1 - batch.f1) <= 0.005
+    with pytest.raises(InvalidArgument, match="already matched"):
+        matcher.match({"id": left.ids[0], **left.record(0)})
+    peek = matcher.match({"title": "A brand new paper"}, record_id="new", assign=False)
+    assert peek.assigned_entity_id is None
+
+
+def test_dedupe_clusters_febrl_sample() -> None:
+    table = read_table(FIX / "febrl1_sample.csv", id_column="rec_id")
+    spec = {"left_id": "rec_id", "fields": [{"name": k, "type": v} for k, v in FEBRL_TYPES.items()]}
+    result = dedupe(table, spec, encoder=S.HashEncoder(), index_factory=S.index_factory())
+    truth = [re.match(r"rec-(\d+)-", i).group(1) for i in table.ids]
+    m = pair_metrics(
+        cluster_pairs(table.ids, result.entity_ids()),
+        cluster_pairs(table.ids, truth),
+        symmetric=True,
+    )
+    assert m.recall >= 0.9 and m.f1 >= 0.8
+    ids = result.entity_ids()
+    assert all(
+        table.position()[e] <= table.position()[r] for r, e in zip(table.ids, ids, strict=True)
+    )
+    # incremental: a new copy of a known record joins its entity
+    matcher = result.matcher(index_factory=S.index_factory())
+    rec = table.record(0)
+    out = matcher.match({**rec, "rec_id": "copy-0"})
+    assert out.assigned_entity_id == ids[0]
+    again = matcher.match({**rec, "rec_id": "copy-1"})
+    assert again.assigned_entity_id == ids[0]
+    assert any(c.record_id == "copy-0" for c in again.candidates) or len(again.candidates) >= 1
+    stranger = matcher.match({"given_name": "zyxw", "surname": "qqqq", "rec_id": "z"})
+    assert stranger.assigned_entity_id == "z"
+
+
+def test_bad_input_fails_before_any_work(tmp_path: Path) -> None:
+    enc = S.HashEncoder()
+    dup = tmp_path / "dup.csv"
+    dup.write_text("id,title\n1,a\n1,b\n")
+    with pytest.raises(InvalidArgument, match="duplicate ids"):
+        link(dup, FIX / "acm_sample.csv", encoder=enc, encoding="latin-1")
+    with pytest.raises(InvalidArgument, match="cannot decode"):
+        link(FIX / "dblp_sample.csv", FIX / "acm_sample.csv", encoder=enc)
+    with pytest.raises(InvalidArgument, match="labels: 1 left id"):
+        link(
+            FIX / "dblp_sample.csv",
+            FIX / "acm_sample.csv",
+            {"fields": S.DBLP_FIELDS},
+            labels=[LabelledPair("nope", "1", True)],
+            encoder=enc,
+            encoding="latin-1",
+        )
+    assert enc.calls == 0
