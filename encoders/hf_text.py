@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from veclink._optional import require
 from veclink.encoders.base import Encoder, EncoderSpec, Modality, Role, register_encoder
 from veclink.encoders.torch_utils import resolve_device, resolve_dtype
+
+from veclink._optional import require
 from veclink.errors import InvalidArgument
 
 BUILTIN_PREFIX = "builtin:"

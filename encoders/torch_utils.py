@@ -23,7 +23,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidArgument(f"device {name!r} requested but CUDA is not available", field="spec.device")
+        raise InvalidArgument(
+            f"device {name!r} requested but CUDA is not available", field="spec.device"
+        )
     try:
         return torch.device(name)
     except RuntimeError as exc:

@@ -42,9 +42,7 @@ class VectorIndex(ABC):
         """Delete ids; returns how many were present. Durable on return."""
 
     @abstractmethod
-    def search(
-        self, queries: np.ndarray, k: int, **params: Any
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, **params: Any) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(scores float32 (n, k), ids int64 (n, k))``, best first."""
 
     @abstractmethod
@@ -109,7 +107,9 @@ def check_ids(ids: Any) -> np.ndarray:
     return arr
 
 
-def check_vectors(vectors: Any, dim: int, n: int | None = None, field: str = "vectors") -> np.ndarray:
+def check_vectors(
+    vectors: Any, dim: int, n: int | None = None, field: str = "vectors"
+) -> np.ndarray:
     """Validate a (n, dim) float matrix of finite values; returns a C-contiguous float32 copy."""
     arr = np.asarray(vectors)
     if arr.ndim == 1 and n is None:

@@ -1,0 +1,98 @@
+"""The SQL catalog: collections and records (external id <-> int64 vector id, text, payload).
+
+SQLAlchemy 2 typed ORM. SQLite file by default (WAL journal, synchronous FULL), PostgreSQL
+by URL. Vectors themselves live in the collection's index; the catalog maps ids and keeps
+what a hit returns besides its score.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CollectionRow(Base):
+    __tablename__ = "veclink_collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    #: served model name at creation ("" for vectors-only collections)
+    model: Mapped[str] = mapped_column(String(256), default="")
+    #: the encoder spec JSON the collection was built with (None: vectors only)
+    encoder_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(16))
+    index_kind: Mapped[str] = mapped_column(String(32))
+    index_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: directory name of the index under <data_dir>/indexes (unique per creation)
+    index_dir: Mapped[str] = mapped_column(String(64), unique=True)
+    #: next int64 vector id to hand out; ids are never reused within a collection
+    next_vector_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+
+
+class RecordRow(Base):
+    __tablename__ = "veclink_records"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "external_id", name="uq_record_external_id"),
+        UniqueConstraint("collection_id", "vector_id", name="uq_record_vector_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("veclink_collections.id", ondelete="CASCADE"), index=True
+    )
+    external_id: Mapped[str] = mapped_column(String(512))
+    vector_id: Mapped[int] = mapped_column(BigInteger)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=_utcnow, onupdate=_utcnow
+    )
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; SQLite gets WAL mode, synchronous FULL and foreign keys on."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def open_catalog(url: str) -> tuple[Engine, sessionmaker]:
+    """Connect and create the catalog tables if they do not exist."""
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    return engine, sessionmaker(engine, expire_on_commit=False)

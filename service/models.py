@@ -1,0 +1,67 @@
+"""Served models: names from the settings mapped to encoder specs, loaded lazily and shared."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from veclink.encoders import Encoder, EncoderSpec, load_encoder, spec_from_dict
+
+from veclink.errors import InvalidArgument, NotFound
+
+log = logging.getLogger(__name__)
+
+
+class ModelRegistry:
+    """Maps served model names to encoders; one loaded encoder per distinct spec."""
+
+    def __init__(self, models: Mapping[str, Mapping[str, Any]], default: str) -> None:
+        problems = []
+        self._specs: dict[str, EncoderSpec] = {}
+        for name, spec in models.items():
+            try:
+                self._specs[name] = spec_from_dict(dict(spec))
+            except InvalidArgument as exc:
+                problems.append(f"models.{name}: {exc}")
+        if problems:
+            raise InvalidArgument("; ".join(problems), field="models")
+        if default not in self._specs:
+            raise InvalidArgument(
+                f"default model {default!r} is not among the served models "
+                f"({', '.join(sorted(self._specs)) or 'none'})",
+                field="models.default",
+            )
+        self.default = default
+        self._loaded: dict[str, Encoder] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def spec(self, name: str) -> EncoderSpec:
+        name = name or self.default
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise NotFound(
+                f"model {name!r} is not served; served models: {', '.join(self.names())}",
+                field="model",
+            ) from None
+
+    def get(self, name: str) -> Encoder:
+        """The encoder of a served model name ('' = default)."""
+        return self.for_spec(self.spec(name))
+
+    def for_spec(self, spec: EncoderSpec | Mapping[str, Any]) -> Encoder:
+        """The encoder of a spec (e.g. the one a collection was created with), loaded once."""
+        spec = spec_from_dict(dict(spec) if isinstance(spec, Mapping) else spec)
+        key = spec.to_json()
+        with self._lock:
+            encoder = self._loaded.get(key)
+            if encoder is None:
+                log.info("loading encoder %s", key)
+                encoder = load_encoder(spec)
+                self._loaded[key] = encoder
+            return encoder

@@ -1,0 +1,140 @@
+"""Build and run the grpc.aio server: servicers, health checking, reflection, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import prometheus_client
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from veclink.service.auth import ApiKeyInterceptor
+from veclink.service.metrics import MetricsInterceptor
+from veclink.service.models import ModelRegistry
+from veclink.service.servicers import (
+    CollectionsServicer,
+    EmbeddingsServicer,
+    LinkageServicer,
+    PointsServicer,
+)
+from veclink.service.settings import Settings
+from veclink.service.store import Limits, VectorStore
+from veclink.v1 import (
+    collections_pb2,
+    collections_pb2_grpc,
+    embeddings_pb2,
+    embeddings_pb2_grpc,
+    linkage_pb2,
+    linkage_pb2_grpc,
+    points_pb2,
+    points_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    embeddings_pb2.DESCRIPTOR.services_by_name["Embeddings"].full_name,
+    collections_pb2.DESCRIPTOR.services_by_name["Collections"].full_name,
+    points_pb2.DESCRIPTOR.services_by_name["Points"].full_name,
+    linkage_pb2.DESCRIPTOR.services_by_name["Linkage"].full_name,
+)
+
+
+def build_store(settings: Settings) -> VectorStore:
+    models = ModelRegistry(settings.models, settings.default_model)
+    lim = settings.limits
+    return VectorStore(
+        settings.storage.data_dir,
+        models,
+        database_url=settings.storage.database_url or None,
+        default_index_kind=settings.storage.default_index_kind,
+        limits=Limits(
+            max_batch=lim.max_batch,
+            max_embed_inputs=lim.max_embed_inputs,
+            max_k=lim.max_k,
+            max_text_chars=lim.max_text_chars,
+            max_ids=lim.max_ids,
+        ),
+    )
+
+
+class Server:
+    """A running veclink server. ``await Server.start(settings)``, then ``await stop()``."""
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        store: VectorStore,
+        executor: ThreadPoolExecutor,
+        health_servicer: health.aio.HealthServicer,
+    ) -> None:
+        self.grpc_server = server
+        self.port = port
+        self.store = store
+        self.executor = executor
+        self.health = health_servicer
+
+    @classmethod
+    async def start(cls, settings: Settings, store: VectorStore | None = None) -> Server:
+        store = store or build_store(settings)
+        executor = ThreadPoolExecutor(settings.server.workers, thread_name_prefix="veclink")
+        size = settings.server.max_message_bytes
+        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
+        if settings.auth.read_keys or settings.auth.write_keys:
+            interceptors.append(ApiKeyInterceptor(settings.auth))
+        if settings.server.metrics_port:
+            prometheus_client.start_http_server(
+                settings.server.metrics_port, addr=settings.server.host
+            )
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", size),
+                ("grpc.max_send_message_length", size),
+            ],
+        )
+        embeddings_pb2_grpc.add_EmbeddingsServicer_to_server(
+            EmbeddingsServicer(store, executor), server
+        )
+        collections_pb2_grpc.add_CollectionsServicer_to_server(
+            CollectionsServicer(store, executor), server
+        )
+        points_pb2_grpc.add_PointsServicer_to_server(PointsServicer(store, executor), server)
+        linkage_pb2_grpc.add_LinkageServicer_to_server(LinkageServicer(), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"{settings.server.host}:{settings.server.port}"
+        port = server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot bind {address}")
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("veclink serving on %s:%d", settings.server.host, port)
+        return cls(server, port, store, executor, health_servicer)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(grace)
+        self.executor.shutdown(wait=True)
+        self.store.close()
+
+
+async def serve_forever(settings: Settings, store: VectorStore | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then drain in-flight calls and close the store cleanly."""
+    server = await Server.start(settings, store)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"veclink listening on {settings.server.host}:{server.port}", flush=True)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop(settings.server.grace_seconds)

@@ -1,0 +1,223 @@
+"""gRPC servicers. Each RPC converts its request, runs the store off the event loop and
+converts back; domain errors become precise status codes in one place (``_rpc``)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import grpc
+from veclink.service import convert
+from veclink.service.store import VectorStore
+from veclink.v1 import (
+    collections_pb2,
+    collections_pb2_grpc,
+    embeddings_pb2,
+    embeddings_pb2_grpc,
+    linkage_pb2_grpc,
+    points_pb2,
+    points_pb2_grpc,
+)
+
+from veclink.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    MissingDependency,
+    NotFound,
+    ResourceExhausted,
+    VeclinkError,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    MissingDependency: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def status_of(exc: VeclinkError) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def _rpc(fn: F) -> F:
+    """Map domain errors to status codes; anything else is logged and reported INTERNAL."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await fn(self, request, context)
+        except VeclinkError as exc:
+            await context.abort(status_of(exc), str(exc))
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("%s failed", fn.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"{fn.__name__} failed; see server log")
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _Base:
+    def __init__(self, store: VectorStore, executor: Executor) -> None:
+        self.store = store
+        self.executor = executor
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+
+class EmbeddingsServicer(_Base, embeddings_pb2_grpc.EmbeddingsServicer):
+    @_rpc
+    async def Embed(self, request: embeddings_pb2.EmbedRequest, context: Any) -> Any:
+        inputs = [
+            convert.content_to_python(c, f"inputs[{i}]") for i, c in enumerate(request.inputs)
+        ]
+        opts = request.options
+        name, vectors = await self.run(
+            self.store.embed,
+            request.model,
+            inputs,
+            role=convert.role_from_proto(opts.role, "query"),
+            normalize=opts.normalize,
+            dimensions=opts.dimensions,
+            instruction=opts.instruction or None,
+        )
+        return convert.embeddings_to_proto(name, vectors)
+
+    @_rpc
+    async def ListModels(self, request: embeddings_pb2.ListModelsRequest, context: Any) -> Any:
+        models = self.store.models
+
+        def describe() -> list[Any]:
+            out = []
+            for name in models.names():
+                enc = models.get(name)
+                out.append(
+                    convert.model_info_to_proto(
+                        name,
+                        enc.dim,
+                        enc.modality,
+                        models.spec(name).to_dict(),
+                        name == models.default,
+                    )
+                )
+            return out
+
+        return embeddings_pb2.ListModelsResponse(models=await self.run(describe))
+
+
+class CollectionsServicer(_Base, collections_pb2_grpc.CollectionsServicer):
+    @_rpc
+    async def CreateCollection(self, request: Any, context: Any) -> Any:
+        info = await self.run(
+            self.store.create_collection,
+            request.name,
+            model=request.model,
+            dim=request.dimensions,
+            metric=convert.metric_from_proto(request.metric),
+            index_kind=convert.index_kind_from_proto(request.index_kind),
+            index_options=convert.struct_to_dict(request.index_options),
+        )
+        return collections_pb2.CreateCollectionResponse(
+            collection=convert.collection_to_proto(info)
+        )
+
+    @_rpc
+    async def GetCollection(self, request: Any, context: Any) -> Any:
+        info = await self.run(self.store.get_collection, request.name)
+        return collections_pb2.GetCollectionResponse(collection=convert.collection_to_proto(info))
+
+    @_rpc
+    async def ListCollections(self, request: Any, context: Any) -> Any:
+        infos = await self.run(self.store.list_collections)
+        return collections_pb2.ListCollectionsResponse(
+            collections=[convert.collection_to_proto(i) for i in infos]
+        )
+
+    @_rpc
+    async def DeleteCollection(self, request: Any, context: Any) -> Any:
+        await self.run(self.store.delete_collection, request.name)
+        return collections_pb2.DeleteCollectionResponse(deleted=True)
+
+
+class PointsServicer(_Base, points_pb2_grpc.PointsServicer):
+    async def _upsert(self, request: points_pb2.UpsertRequest) -> tuple[int, int]:
+        records = [convert.record_from_proto(r) for r in request.records]
+        return await self.run(self.store.upsert, request.collection, records)  # type: ignore[no-any-return]
+
+    @_rpc
+    async def Upsert(self, request: points_pb2.UpsertRequest, context: Any) -> Any:
+        upserted, created = await self._upsert(request)
+        return points_pb2.UpsertResponse(upserted=upserted, created=created)
+
+    async def UpsertStream(
+        self, request_iterator: AsyncIterator[points_pb2.UpsertRequest], context: Any
+    ) -> Any:
+        total = created = 0
+        collection = None
+        batch = 0
+        try:
+            async for request in request_iterator:
+                if collection is None:
+                    collection = request.collection
+                elif request.collection and request.collection != collection:
+                    raise InvalidArgument(
+                        f"message {batch} names collection {request.collection!r}; this stream "
+                        f"writes to {collection!r}",
+                        field="collection",
+                    )
+                request.collection = collection
+                try:
+                    n, c = await self._upsert(request)
+                except VeclinkError as exc:
+                    # name the failing batch; earlier batches are acknowledged and stay
+                    exc.message = f"batch {batch} (after {total} records stored): {exc.message}"
+                    raise
+                total += n
+                created += c
+                batch += 1
+        except VeclinkError as exc:
+            await context.abort(status_of(exc), str(exc))
+        except Exception:
+            log.exception("UpsertStream failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "UpsertStream failed; see server log")
+        return points_pb2.UpsertResponse(upserted=total, created=created)
+
+    @_rpc
+    async def Delete(self, request: points_pb2.DeleteRequest, context: Any) -> Any:
+        n = await self.run(self.store.delete, request.collection, list(request.ids))
+        return points_pb2.DeleteResponse(deleted=n)
+
+    @_rpc
+    async def Get(self, request: points_pb2.GetRequest, context: Any) -> Any:
+        records, missing = await self.run(
+            self.store.get, request.collection, list(request.ids), request.with_vectors
+        )
+        return points_pb2.GetResponse(
+            records=[convert.stored_record_to_proto(r) for r in records], missing=missing
+        )
+
+    @_rpc
+    async def Search(self, request: points_pb2.SearchRequest, context: Any) -> Any:
+        hits = await self.run(self.store.search, convert.search_from_proto(request))
+        return points_pb2.SearchResponse(hits=[convert.hit_to_proto(h) for h in hits])
+
+
+class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
+    """Linkage jobs over gRPC; the generated base answers UNIMPLEMENTED until wired."""

@@ -1,0 +1,185 @@
+"""Server settings: one frozen object, built in ``main()`` from a TOML file and the environment.
+
+Environment variables override the file: ``VECLINK__SECTION__KEY=value`` (values parsed as
+JSON when they parse, else taken as strings), e.g. ``VECLINK__SERVER__PORT=6000`` or
+``VECLINK__STORAGE__DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test``.
+Nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from veclink.errors import InvalidArgument
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+ENV_PREFIX = "VECLINK__"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    #: interface to bind
+    host: str = "127.0.0.1"
+    #: port to bind (0 picks a free one)
+    port: int = 50051
+    #: largest request or response message, bytes (bigger gets RESOURCE_EXHAUSTED)
+    max_message_bytes: int = 64 * 1024 * 1024
+    #: threads running encoders, index and SQL work off the event loop
+    workers: int = 4
+    #: seconds to let in-flight calls finish on shutdown
+    grace_seconds: float = 5.0
+    #: port of the Prometheus /metrics HTTP endpoint (0: off)
+    metrics_port: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StorageSettings:
+    #: holds catalog.db (SQLite default) and one index directory per collection
+    data_dir: str = "./veclink-data"
+    #: SQLAlchemy URL of the catalog; empty: SQLite file in data_dir
+    database_url: str = ""
+    #: index kind of collections created without one: flat or partitioned
+    default_index_kind: str = "flat"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LimitSettings:
+    max_batch: int = 10_000
+    max_embed_inputs: int = 2_048
+    max_k: int = 1_000
+    max_text_chars: int = 100_000
+    max_ids: int = 10_000
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AuthSettings:
+    #: API keys allowed to read (search, get, embed, list)
+    read_keys: tuple[str, ...] = ()
+    #: API keys allowed to read and write; no keys at all disables authentication
+    write_keys: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    limits: LimitSettings = LimitSettings()
+    auth: AuthSettings = AuthSettings()
+    #: served model name -> encoder spec (JSON object with "kind")
+    models: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+        default_factory=lambda: {DEFAULT_MODEL: {"kind": "hf-text"}}
+    )
+    #: model used when a request names none
+    default_model: str = DEFAULT_MODEL
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+_SECTIONS = {
+    "server": ServerSettings,
+    "storage": StorageSettings,
+    "limits": LimitSettings,
+    "auth": AuthSettings,
+}
+
+
+def load_settings(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build settings from a TOML file, then the environment, then explicit overrides.
+
+    Every problem is reported at once in one InvalidArgument.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidArgument(
+                f"cannot read settings file {path}: {exc}", field="config"
+            ) from exc
+    env = os.environ if env is None else env
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        if len(parts) == 1:
+            raw[parts[0]] = parsed
+        else:
+            raw.setdefault(parts[0], {})[parts[1]] = parsed
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    return _build(raw)
+
+
+def _build(raw: dict[str, Any]) -> Settings:
+    errors: list[str] = []
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in _SECTIONS:
+            cls = _SECTIONS[name]
+            if not isinstance(value, dict):
+                errors.append(f"{name}: must be a table")
+                continue
+            kwargs[name] = _section(cls, name, value, errors)
+        elif name == "models":
+            if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                errors.append("models: must map model names to encoder spec tables")
+            else:
+                kwargs["models"] = value
+        elif name == "default_model":
+            kwargs["default_model"] = str(value)
+        else:
+            valid = ", ".join([*_SECTIONS, "models", "default_model"])
+            errors.append(f"{name}: unknown setting (valid: {valid})")
+    if errors:
+        raise InvalidArgument("invalid settings: " + "; ".join(errors), field="config")
+    settings = Settings(**kwargs)
+    if settings.default_model not in settings.models:
+        raise InvalidArgument(
+            f"invalid settings: default_model {settings.default_model!r} is not in models",
+            field="config",
+        )
+    return settings
+
+
+def _section(cls: type, name: str, values: dict[str, Any], errors: list[str]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            errors.append(f"{name}.{key}: unknown (valid: {', '.join(fields)})")
+            continue
+        default = fields[key].default
+        try:
+            if isinstance(default, tuple):
+                value = tuple(value.split(",") if isinstance(value, str) else value)
+            elif isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError("expected true or false")
+            elif isinstance(default, int | float):
+                value = type(default)(value)
+                if value < 0:
+                    raise ValueError("must be >= 0")
+            else:
+                value = str(value)
+        except (TypeError, ValueError) as exc:
+            errors.append(f"{name}.{key}: {exc}")
+            continue
+        out[key] = value
+    if name == "storage" and out.get("default_index_kind", "flat") not in ("flat", "partitioned"):
+        errors.append("storage.default_index_kind: must be flat or partitioned")
+    return cls(**out)

@@ -1,0 +1,617 @@
+"""VectorStore: the catalog, one vector index per collection, and the served models.
+
+Write path (per collection, serialised by a lock): validate the whole batch, embed it, stage
+the catalog rows, write the index (WAL, durable on return), then commit the catalog. A
+crash between the last two leaves index entries the catalog does not know; opening a
+collection reconciles both sides, so nothing acknowledged is lost and nothing half-written
+is ever returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from veclink.encoders import Encoder
+from veclink.index import VectorIndex, create_index, open_index
+from veclink.index.base import check_metric, normalize_rows
+from veclink.service.catalog import CollectionRow, RecordRow, open_catalog
+from veclink.service.domain import (
+    MAX_ID_LENGTH,
+    CollectionInfo,
+    Hit,
+    RecordIn,
+    SearchQuery,
+    StoredRecord,
+    check_collection_name,
+)
+from veclink.service.models import ModelRegistry
+
+from veclink.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    VeclinkError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Limits:
+    #: records per Upsert message / stream batch
+    max_batch: int = 10_000
+    #: inputs per Embed request
+    max_embed_inputs: int = 2_048
+    #: largest k a search may ask for
+    max_k: int = 1_000
+    #: characters in one text
+    max_text_chars: int = 100_000
+    #: ids per Get / Delete request
+    max_ids: int = 10_000
+
+
+class _Open:
+    """An open collection: its catalog row snapshot, index, encoder and write lock."""
+
+    def __init__(self, row: CollectionRow, index: VectorIndex, encoder: Encoder | None) -> None:
+        self.row = row
+        self.index = index
+        self.encoder = encoder
+        self.lock = threading.Lock()
+
+
+class VectorStore:
+    """Collections of records with vectors, backed by SQL and one index per collection."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        models: ModelRegistry,
+        *,
+        database_url: str | None = None,
+        default_index_kind: str = "flat",
+        limits: Limits = Limits(),
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "indexes").mkdir(exist_ok=True)
+        url = database_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+        self.engine, self.sessions = open_catalog(url)
+        self.models = models
+        self.default_index_kind = default_index_kind
+        self.limits = limits
+        self._open: dict[str, _Open] = {}
+        self._lock = threading.RLock()
+        self._remove_orphan_index_dirs()
+
+    # ------------------------------------------------------------------ collections
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        model: str = "",
+        dim: int = 0,
+        metric: str = "cosine",
+        index_kind: str = "",
+        index_options: dict[str, Any] | None = None,
+    ) -> CollectionInfo:
+        check_collection_name(name)
+        check_metric(metric)
+        index_kind = index_kind or self.default_index_kind
+        spec_dict: dict[str, Any] | None = None
+        if model:
+            spec = self.models.spec(model)
+            model_dim = self.models.for_spec(spec).dim
+            if dim and dim != model_dim:
+                raise InvalidArgument(
+                    f"dimensions={dim} does not match model {model!r} ({model_dim})",
+                    field="dimensions",
+                )
+            dim = model_dim
+            spec_dict = spec.to_dict()
+        elif dim <= 0:
+            raise InvalidArgument(
+                "a vectors-only collection (no model) needs dimensions > 0", field="dimensions"
+            )
+        with self._lock, self.sessions() as session:
+            if session.scalar(select(CollectionRow.id).where(CollectionRow.name == name)):
+                raise AlreadyExists(f"collection {name!r} already exists", field="name")
+            index_dir = uuid.uuid4().hex
+            path = self.data_dir / "indexes" / index_dir
+            index = self._create_index(index_kind, dim, metric, path, index_options or {})
+            row = CollectionRow(
+                name=name,
+                model=model,
+                encoder_spec=spec_dict,
+                dim=dim,
+                metric=metric,
+                index_kind=index_kind,
+                index_options=dict(index_options or {}),
+                index_dir=index_dir,
+                next_vector_id=0,
+            )
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError as exc:  # a concurrent create of the same name
+                index.close()
+                shutil.rmtree(path, ignore_errors=True)
+                raise AlreadyExists(f"collection {name!r} already exists", field="name") from exc
+            encoder = self.models.for_spec(spec_dict) if spec_dict else None
+            self._open[name] = _Open(row, index, encoder)
+            return self._info(session, row, index)
+
+    def _create_index(
+        self, kind: str, dim: int, metric: str, path: Path, options: dict[str, Any]
+    ) -> VectorIndex:
+        try:
+            return create_index(kind, dim, metric=metric, path=str(path), **options)
+        except VeclinkError:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        except (TypeError, ValueError) as exc:
+            shutil.rmtree(path, ignore_errors=True)
+            raise InvalidArgument(f"invalid index options: {exc}", field="index_options") from exc
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        coll = self._collection(name)
+        with self.sessions() as session:
+            return self._info(session, coll.row, coll.index, with_stats=True)
+
+    def list_collections(self) -> list[CollectionInfo]:
+        with self.sessions() as session:
+            names = session.scalars(select(CollectionRow.name).order_by(CollectionRow.name)).all()
+        out = []
+        for name in names:
+            try:
+                coll = self._collection(name)
+            except NotFound:  # deleted meanwhile
+                continue
+            with self.sessions() as session:
+                out.append(self._info(session, coll.row, coll.index))
+        return out
+
+    def delete_collection(self, name: str) -> None:
+        check_collection_name(name)
+        with self._lock:
+            coll = self._collection(name)
+            with coll.lock, self.sessions() as session:
+                session.execute(delete(RecordRow).where(RecordRow.collection_id == coll.row.id))
+                session.execute(delete(CollectionRow).where(CollectionRow.id == coll.row.id))
+                session.commit()
+                coll.index.close()
+                self._open.pop(name, None)
+                shutil.rmtree(self.data_dir / "indexes" / coll.row.index_dir, ignore_errors=True)
+
+    def _info(
+        self, session: Session, row: CollectionRow, index: VectorIndex, with_stats: bool = False
+    ) -> CollectionInfo:
+        count = session.scalar(
+            select(func.count()).select_from(RecordRow).where(RecordRow.collection_id == row.id)
+        )
+        return CollectionInfo(
+            name=row.name,
+            model=row.model,
+            dim=row.dim,
+            metric=row.metric,
+            index_kind=row.index_kind,
+            index_options=dict(row.index_options or {}),
+            count=int(count or 0),
+            created_at=row.created_at,
+            index_stats=_jsonable(index.stats()) if with_stats else {},
+        )
+
+    def _collection(self, name: str) -> _Open:
+        coll = self._open.get(name)
+        if coll is not None:
+            return coll
+        with self._lock:
+            coll = self._open.get(name)
+            if coll is not None:
+                return coll
+            with self.sessions() as session:
+                row = session.scalar(select(CollectionRow).where(CollectionRow.name == name))
+                if row is None:
+                    raise NotFound(f"collection {name!r} does not exist", field="collection")
+                index = open_index(str(self.data_dir / "indexes" / row.index_dir))
+                self._reconcile(session, row, index)
+            encoder = self.models.for_spec(row.encoder_spec) if row.encoder_spec else None
+            coll = _Open(row, index, encoder)
+            self._open[name] = coll
+            return coll
+
+    def _reconcile(self, session: Session, row: CollectionRow, index: VectorIndex) -> None:
+        """Make the catalog and the index agree after a crash between their two commits."""
+        catalog_ids = np.fromiter(
+            session.scalars(select(RecordRow.vector_id).where(RecordRow.collection_id == row.id)),
+            dtype=np.int64,
+        )
+        index_ids = index.ids()
+        orphans = np.setdiff1d(index_ids, catalog_ids)
+        if orphans.size:
+            log.warning("collection %s: removing %d unacknowledged vectors", row.name, orphans.size)
+            index.remove(orphans)
+        missing = np.setdiff1d(catalog_ids, index_ids)
+        if missing.size:
+            # only a delete interrupted after its index write leaves these: finish it
+            log.warning(
+                "collection %s: finishing an interrupted delete of %d", row.name, missing.size
+            )
+            session.execute(
+                delete(RecordRow).where(
+                    RecordRow.collection_id == row.id, RecordRow.vector_id.in_(missing.tolist())
+                )
+            )
+            session.commit()
+
+    def _remove_orphan_index_dirs(self) -> None:
+        with self.sessions() as session:
+            known = set(session.scalars(select(CollectionRow.index_dir)))
+        for path in (self.data_dir / "indexes").iterdir():
+            if path.name not in known:
+                log.warning("removing index directory %s of no collection", path)
+                shutil.rmtree(path, ignore_errors=True)
+
+    # ------------------------------------------------------------------ records
+
+    def upsert(self, collection: str, records: Sequence[RecordIn]) -> tuple[int, int]:
+        """Insert or replace records; all-or-nothing. Returns (upserted, created)."""
+        coll = self._collection(collection)
+        if not records:
+            return 0, 0
+        if len(records) > self.limits.max_batch:
+            raise ResourceExhausted(
+                f"{len(records)} records in one request; the limit is {self.limits.max_batch}",
+                field="records",
+            )
+        vectors = self._record_vectors(coll, records)
+        ext_ids = [r.id for r in records]
+        with coll.lock, self.sessions() as session:
+            existing = {
+                r.external_id: r
+                for r in session.scalars(
+                    select(RecordRow).where(
+                        RecordRow.collection_id == coll.row.id, RecordRow.external_id.in_(ext_ids)
+                    )
+                )
+            }
+            row = session.get(CollectionRow, coll.row.id, with_for_update=True)
+            assert row is not None  # held by coll.lock
+            next_id = row.next_vector_id
+            vector_ids = np.empty(len(records), dtype=np.int64)
+            for i, rec in enumerate(records):
+                old = existing.get(rec.id)
+                if old is None:
+                    vector_ids[i] = next_id
+                    next_id += 1
+                    session.add(
+                        RecordRow(
+                            collection_id=row.id,
+                            external_id=rec.id,
+                            vector_id=int(vector_ids[i]),
+                            text=rec.text,
+                            payload=rec.payload,
+                        )
+                    )
+                else:
+                    vector_ids[i] = old.vector_id
+                    old.text = rec.text
+                    old.payload = rec.payload
+            row.next_vector_id = next_id
+            session.flush()
+            replaced = vector_ids[[rec.id in existing for rec in records]]
+            previous = coll.index.get(replaced) if replaced.size else None
+            coll.index.add(vector_ids, vectors)
+            try:
+                session.commit()
+            except Exception:
+                # undo the index write so the index matches the unchanged catalog
+                created = np.setdiff1d(vector_ids, replaced)
+                if created.size:
+                    coll.index.remove(created)
+                if previous is not None:
+                    coll.index.add(replaced, previous)
+                raise
+            coll.row.next_vector_id = next_id
+        return len(records), len(records) - len(existing)
+
+    def _record_vectors(self, coll: _Open, records: Sequence[RecordIn]) -> np.ndarray:
+        """Validate every record, then embed/collect their vectors (float32 (n, dim))."""
+        seen: set[str] = set()
+        dim = coll.row.dim
+        vectors = np.empty((len(records), dim), dtype=np.float32)
+        to_encode: list[int] = []
+        for i, rec in enumerate(records):
+            field = f"records[{i}]"
+            if not rec.id:
+                raise InvalidArgument(f"{field}.id is empty", field=f"{field}.id")
+            if len(rec.id) > MAX_ID_LENGTH:
+                raise InvalidArgument(
+                    f"{field}.id is longer than {MAX_ID_LENGTH} characters", field=f"{field}.id"
+                )
+            if rec.id in seen:
+                raise InvalidArgument(
+                    f"{field}.id {rec.id!r} appears twice in the batch", field=f"{field}.id"
+                )
+            seen.add(rec.id)
+            if rec.text is not None:
+                if not rec.text.strip():
+                    raise InvalidArgument(f"{field}.text is empty", field=f"{field}.text")
+                if len(rec.text) > self.limits.max_text_chars:
+                    raise ResourceExhausted(
+                        f"{field}.text has {len(rec.text)} characters; the limit is "
+                        f"{self.limits.max_text_chars}",
+                        field=f"{field}.text",
+                    )
+            if rec.vector is None and (rec.text is None) == (rec.image is None):
+                raise InvalidArgument(
+                    f"{field} needs a vector, or exactly one of text or image to embed",
+                    field=field,
+                )
+            if rec.vector is not None:
+                vec = np.asarray(rec.vector, dtype=np.float32).reshape(-1)
+                if vec.size != dim:
+                    raise InvalidArgument(
+                        f"{field}.vector has dimension {vec.size}; collection "
+                        f"{coll.row.name!r} has dimension {dim}",
+                        field=f"{field}.vector",
+                    )
+                if not np.isfinite(vec).all():
+                    raise InvalidArgument(
+                        f"{field}.vector contains NaN or infinity", field=f"{field}.vector"
+                    )
+                vectors[i] = vec
+                continue
+            if coll.encoder is None:
+                raise InvalidArgument(
+                    f"{field} has no vector, and collection {coll.row.name!r} has no model "
+                    "to embed text or images",
+                    field=field,
+                )
+            to_encode.append(i)
+        if to_encode:
+            assert coll.encoder is not None
+            inputs = [
+                records[i].text if records[i].text is not None else records[i].image
+                for i in to_encode
+            ]
+            try:
+                vectors[to_encode] = coll.encoder.encode(inputs, role="document")  # type: ignore[arg-type]
+            except InvalidArgument as exc:
+                raise _reindex(exc, to_encode, "records") from exc
+        if coll.row.metric == "cosine":
+            vectors = normalize_rows(vectors)
+        return vectors
+
+    def delete(self, collection: str, ids: Sequence[str]) -> int:
+        coll = self._collection(collection)
+        if len(ids) > self.limits.max_ids:
+            raise ResourceExhausted(
+                f"{len(ids)} ids in one request; the limit is {self.limits.max_ids}", field="ids"
+            )
+        if not ids:
+            return 0
+        with coll.lock, self.sessions() as session:
+            rows = list(
+                session.scalars(
+                    select(RecordRow).where(
+                        RecordRow.collection_id == coll.row.id,
+                        RecordRow.external_id.in_(list(ids)),
+                    )
+                )
+            )
+            if not rows:
+                return 0
+            for r in rows:
+                session.delete(r)
+            session.flush()
+            coll.index.remove(np.array([r.vector_id for r in rows], dtype=np.int64))
+            # a crash here is finished by _reconcile on the next open
+            session.commit()
+            return len(rows)
+
+    def get(
+        self, collection: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> tuple[list[StoredRecord], list[str]]:
+        coll = self._collection(collection)
+        if len(ids) > self.limits.max_ids:
+            raise ResourceExhausted(
+                f"{len(ids)} ids in one request; the limit is {self.limits.max_ids}", field="ids"
+            )
+        with self.sessions() as session:
+            rows = {
+                r.external_id: r
+                for r in session.scalars(
+                    select(RecordRow).where(
+                        RecordRow.collection_id == coll.row.id,
+                        RecordRow.external_id.in_(list(ids)),
+                    )
+                )
+            }
+        found = [rows[i] for i in ids if i in rows]
+        vecs = (
+            coll.index.get(np.array([r.vector_id for r in found], dtype=np.int64))
+            if with_vectors and found
+            else None
+        )
+        records = [
+            StoredRecord(
+                id=r.external_id,
+                text=r.text,
+                payload=dict(r.payload or {}),
+                vector=None if vecs is None else vecs[j],
+            )
+            for j, r in enumerate(found)
+        ]
+        return records, [i for i in ids if i not in rows]
+
+    def search(self, q: SearchQuery) -> list[Hit]:
+        coll = self._collection(q.collection)
+        if not 1 <= q.k <= self.limits.max_k:
+            raise InvalidArgument(f"k must be in 1..{self.limits.max_k}; got {q.k}", field="k")
+        query = self._query_vector(coll, q)
+        params: dict[str, Any] = {}
+        if q.nprobe:
+            params["nprobe"] = q.nprobe
+        size = len(coll.index)
+        fetch = q.k if q.filter is None else min(max(4 * q.k, 64), max(size, 1))
+        while True:
+            scores, vids = coll.index.search(query, min(fetch, max(size, 1)), **params)
+            hits = self._hits(coll, scores[0], vids[0], q)
+            if len(hits) >= q.k or fetch >= size:
+                return hits[: q.k]
+            fetch *= 4  # the filter rejected too many: look deeper
+
+    def _query_vector(self, coll: _Open, q: SearchQuery) -> np.ndarray:
+        given = [x is not None for x in (q.vector, q.text, q.image)]
+        if sum(given) != 1:
+            raise InvalidArgument("query needs exactly one of vector, text or image", field="query")
+        if q.vector is not None:
+            vec = np.asarray(q.vector, dtype=np.float32).reshape(1, -1)
+            if vec.shape[1] != coll.row.dim:
+                raise InvalidArgument(
+                    f"query vector has dimension {vec.shape[1]}; collection "
+                    f"{coll.row.name!r} has dimension {coll.row.dim}",
+                    field="vector",
+                )
+            if not np.isfinite(vec).all():
+                raise InvalidArgument("query vector contains NaN or infinity", field="vector")
+            return vec
+        if coll.encoder is None:
+            raise InvalidArgument(
+                f"collection {coll.row.name!r} has no model; search it with a vector",
+                field="query",
+            )
+        if q.instruction:
+            raise InvalidArgument(
+                f"the model of collection {coll.row.name!r} does not take instructions",
+                field="instruction",
+            )
+        if q.text is not None and not q.text.strip():
+            raise InvalidArgument("query text is empty", field="text")
+        content = q.text if q.text is not None else q.image
+        try:
+            return coll.encoder.encode([content], role="query")  # type: ignore[list-item]
+        except InvalidArgument as exc:
+            raise InvalidArgument(exc.message.replace("inputs[0]", "query"), field="query") from exc
+
+    def _hits(self, coll: _Open, scores: np.ndarray, vids: np.ndarray, q: SearchQuery) -> list[Hit]:
+        keep = vids >= 0
+        scores, vids = scores[keep], vids[keep]
+        if not vids.size:
+            return []
+        with self.sessions() as session:
+            rows = {
+                r.vector_id: r
+                for r in session.scalars(
+                    select(RecordRow).where(
+                        RecordRow.collection_id == coll.row.id,
+                        RecordRow.vector_id.in_(vids.tolist()),
+                    )
+                )
+            }
+        hits = []
+        for score, vid in zip(scores.tolist(), vids.tolist(), strict=True):
+            row = rows.get(vid)
+            if row is None:  # written to the index, not (yet) to the catalog
+                continue
+            payload = dict(row.payload or {})
+            if q.filter is not None and not q.filter.matches(payload):
+                continue
+            hits.append(
+                Hit(
+                    id=row.external_id,
+                    score=float(score),
+                    text=row.text,
+                    payload=payload if q.with_payload else {},
+                    vector=coll.index.get(np.array([vid]))[0] if q.with_vectors else None,
+                )
+            )
+            if len(hits) == q.k:
+                break
+        return hits
+
+    # ------------------------------------------------------------------ embeddings
+
+    def embed(
+        self,
+        model: str,
+        inputs: Sequence[str | bytes],
+        *,
+        role: str = "query",
+        normalize: bool = False,
+        dimensions: int = 0,
+        instruction: str | None = None,
+    ) -> tuple[str, np.ndarray]:
+        """Encode inputs with a served model; returns (model name, float32 (n, d))."""
+        if not inputs:
+            raise InvalidArgument("inputs is empty", field="inputs")
+        if len(inputs) > self.limits.max_embed_inputs:
+            raise ResourceExhausted(
+                f"{len(inputs)} inputs in one request; the limit is {self.limits.max_embed_inputs}",
+                field="inputs",
+            )
+        for i, item in enumerate(inputs):
+            if isinstance(item, str) and len(item) > self.limits.max_text_chars:
+                raise ResourceExhausted(
+                    f"inputs[{i}] has {len(item)} characters; the limit is "
+                    f"{self.limits.max_text_chars}",
+                    field=f"inputs[{i}]",
+                )
+        name = model or self.models.default
+        encoder = self.models.get(name)
+        if instruction:
+            raise InvalidArgument(f"model {name!r} does not take instructions", field="instruction")
+        if dimensions and dimensions > encoder.dim:
+            raise InvalidArgument(
+                f"dimensions={dimensions} exceeds model {name!r}'s {encoder.dim}",
+                field="options.dimensions",
+            )
+        vectors = encoder.encode(list(inputs), role=role)  # type: ignore[arg-type]
+        if dimensions:
+            vectors = np.ascontiguousarray(vectors[:, :dimensions])
+        if normalize:
+            vectors = normalize_rows(vectors)
+        return name, vectors
+
+    def close(self) -> None:
+        with self._lock:
+            for coll in self._open.values():
+                coll.index.close()
+            self._open.clear()
+            self.engine.dispose()
+
+
+def _reindex(exc: InvalidArgument, positions: list[int], prefix: str) -> InvalidArgument:
+    """Rename ``inputs[j]`` in an encoder error to the caller's ``records[i]``."""
+    field = exc.field or ""
+    if field.startswith("inputs[") and field.endswith("]"):
+        j = int(field[len("inputs[") : -1])
+        name = f"{prefix}[{positions[j]}]"
+        return InvalidArgument(exc.message.replace(field, name), field=name)
+    return exc
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

@@ -1,0 +1,326 @@
+"""The server in-process on a free port, exercised through the client, raw stubs and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from veclink.service.server import Server
+from veclink.service.settings import load_settings
+from veclink.v1 import linkage_pb2, linkage_pb2_grpc, points_pb2, points_pb2_grpc
+
+from veclink.client import Client, PermissionDenied
+from veclink.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
+
+
+class RunningServer:
+    """Runs ``Server`` on its own event loop in a thread."""
+
+    def __init__(self, settings) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server: Server = asyncio.run_coroutine_threadsafe(
+            Server.start(settings), self.loop
+        ).result(timeout=120)
+        self.address = f"127.0.0.1:{self.server.port}"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(1.0), self.loop).result(timeout=60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+def _settings(data_dir: Path, **sections):
+    overrides = {
+        "server": {"port": 0, "max_message_bytes": 4 * 1024 * 1024},
+        "storage": {"data_dir": str(data_dir)},
+        **sections,
+    }
+    return load_settings(env={}, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = RunningServer(_settings(tmp_path_factory.mktemp("data")))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server: RunningServer) -> Iterator[Client]:
+    with Client(server.address) as c:
+        yield c
+
+
+def test_health_and_reflection(server: RunningServer) -> None:
+    with grpc.insecure_channel(server.address) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        for service in ("", "veclink.v1.Points"):
+            resp = health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        req = reflection_pb2.ServerReflectionRequest(list_services="")
+        names = {
+            s.name
+            for r in stub.ServerReflectionInfo(iter([req]))
+            for s in r.list_services_response.service
+        }
+        assert {
+            "veclink.v1.Embeddings",
+            "veclink.v1.Collections",
+            "veclink.v1.Points",
+            "veclink.v1.Linkage",
+            "grpc.health.v1.Health",
+        } <= names
+
+
+def test_embeddings(client: Client) -> None:
+    models = client.list_models()
+    assert models == [
+        {
+            "name": "all-MiniLM-L6-v2",
+            "dimensions": 384,
+            "modality": "text",
+            "spec": models[0]["spec"],
+            "default": True,
+        }
+    ]
+    assert models[0]["spec"]["kind"] == "hf-text"
+    v = client.embed(["a dog barks", "a puppy yaps", "interest rates rose"])
+    assert v.shape == (3, 384)
+    assert v[0] @ v[1] > v[0] @ v[2]
+    short = client.embed(["a dog barks"], dimensions=64, normalize=True)
+    assert short.shape == (1, 64)
+    assert np.linalg.norm(short[0]) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(NotFound, match="not served"):
+        client.embed(["x"], model="gpt-17")
+    with pytest.raises(InvalidArgument, match=r"inputs\[1\]"):
+        client.embed(["ok", ""])
+    with pytest.raises(InvalidArgument, match="inputs"):
+        client.embed([])
+    with pytest.raises(InvalidArgument, match="dimensions"):
+        client.embed(["x"], dimensions=1000)
+
+
+def test_collections_and_points(client: Client) -> None:
+    info = client.create_collection("docs", model="all-MiniLM-L6-v2")
+    assert (info.name, info.dim, info.metric, info.count) == ("docs", 384, "cosine", 0)
+    with pytest.raises(AlreadyExists):
+        client.create_collection("docs", model="all-MiniLM-L6-v2")
+    with pytest.raises(InvalidArgument, match="dimensions"):
+        client.create_collection("docs2", model="all-MiniLM-L6-v2", dimensions=12)
+    with pytest.raises(NotFound):
+        client.get_collection("missing")
+    records = [
+        {
+            "id": "dog",
+            "text": "dog: a domesticated canine that barks",
+            "payload": {"kind": "animal", "legs": 4},
+        },
+        {
+            "id": "cat",
+            "text": "cat: a small domesticated feline",
+            "payload": {"kind": "animal", "legs": 4},
+        },
+        {
+            "id": "car",
+            "text": "car: a motor vehicle with four wheels",
+            "payload": {"kind": "vehicle"},
+        },
+        {
+            "id": "bank",
+            "text": "bank: an institution that accepts deposits",
+            "payload": {"kind": "business"},
+        },
+    ]
+    assert client.upsert("docs", records) == 4
+    hits = client.search("docs", text="a pet that barks", k=2)
+    assert [h.id for h in hits][0] == "dog" and hits[0].payload["kind"] == "animal"
+    assert hits[0].text.startswith("dog:")
+    hits = client.search("docs", text="a pet that barks", k=4, filter={"kind": "vehicle"})
+    assert [h.id for h in hits] == ["car"]
+    vec = client.embed(["car: a motor vehicle with four wheels"], role="document")[0]
+    assert client.search("docs", vector=vec, k=1)[0].id == "car"
+    got, missing = client.get("docs", ["cat", "nope"], with_vectors=True)
+    assert [r.id for r in got] == ["cat"] and missing == ["nope"] and got[0].vector.shape == (384,)
+    # bad input is rejected and changes nothing
+    with pytest.raises(InvalidArgument, match=r"records\[1\]\.text"):
+        client.upsert("docs", [{"id": "ok", "text": "fine"}, {"id": "empty", "text": ""}])
+    with pytest.raises(InvalidArgument, match=r"records\[0\]\.vector has dimension 3"):
+        client.upsert("docs", [{"id": "v", "vector": [1.0, 2.0, 3.0]}])
+    with pytest.raises(InvalidArgument, match="dimension 2"):
+        client.search("docs", vector=[1.0, 2.0], k=1)
+    with pytest.raises(NotFound, match="missing"):
+        client.upsert("missing", records)
+    with pytest.raises(NotFound):
+        client.search("missing", text="x")
+    assert client.get_collection("docs").count == 4
+    # streaming bulk upsert
+    n = client.upsert_stream(
+        "docs",
+        [
+            [{"id": f"s{i}", "text": f"sentence number {i}"} for i in range(j, j + 5)]
+            for j in range(0, 15, 5)
+        ],
+    )
+    assert n == 15 and client.get_collection("docs").count == 19
+    with pytest.raises(InvalidArgument, match="batch 1"):
+        client.upsert_stream("docs", [[{"id": "t1", "text": "fine"}], [{"id": "t2", "text": ""}]])
+    assert client.get_collection("docs").count == 20  # batch 0 was acknowledged and kept
+    assert client.delete("docs", ["s0", "s1", "t1", "never"]) == 3
+    assert client.get_collection("docs").count == 17
+    assert [c.name for c in client.list_collections()] == ["docs"]
+    client.delete_collection("docs")
+    with pytest.raises(NotFound):
+        client.delete_collection("docs")
+
+
+def test_vectors_only_collection_and_filters(client: Client) -> None:
+    client.create_collection("vecs", dimensions=4, metric="l2")
+    client.upsert(
+        "vecs", [{"id": str(i), "vector": [i, 0, 0, 0], "payload": {"n": i}} for i in range(10)]
+    )
+    hits = client.search("vecs", vector=[3.2, 0, 0, 0], k=3)
+    assert [h.id for h in hits] == ["3", "4", "2"]
+    with pytest.raises(InvalidArgument, match="no model"):
+        client.search("vecs", text="hello")
+    req = points_pb2.SearchRequest(collection="vecs", k=10)
+    req.vector.values.extend([0, 0, 0, 0])
+    cond = req.filter.must.add(key="n")
+    cond.range.gte = 5
+    with grpc.insecure_channel(client.channel._channel.target().decode()) as ch:  # type: ignore[attr-defined]
+        resp = points_pb2_grpc.PointsStub(ch).Search(req)
+        assert sorted(h.id for h in resp.hits) == ["5", "6", "7", "8", "9"]
+        bad = points_pb2.SearchRequest(collection="vecs", k=3)
+        bad.vector.values.extend([0, 0, 0, 0])
+        bad.filter.must.add(key="")
+        with pytest.raises(grpc.RpcError) as err:
+            points_pb2_grpc.PointsStub(ch).Search(bad)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "filter.must[0].key" in err.value.details()
+    client.delete_collection("vecs")
+
+
+def test_oversized_message_is_resource_exhausted(client: Client) -> None:
+    client.create_collection("big", dimensions=4)
+    huge = [
+        {"id": str(i), "vector": [0.0] * 4, "payload": {"blob": "x" * 100_000}} for i in range(60)
+    ]
+    with pytest.raises(ResourceExhausted):
+        client.upsert("big", huge)
+    assert client.get_collection("big").count == 0
+    client.delete_collection("big")
+
+
+def test_linkage_unimplemented_for_now(server: RunningServer) -> None:
+    with grpc.insecure_channel(server.address) as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            linkage_pb2_grpc.LinkageStub(ch).GetJob(linkage_pb2.GetJobRequest(job_id="x"))
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_api_keys(tmp_path: Path) -> None:
+    running = RunningServer(_settings(tmp_path, auth={"read_keys": ["r"], "write_keys": ["w"]}))
+    try:
+        with grpc.insecure_channel(running.address) as ch:  # health stays open
+            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        with (
+            Client(running.address) as anon,
+            pytest.raises(PermissionDenied, match="UNAUTHENTICATED"),
+        ):
+            anon.list_collections()
+        with Client(running.address, api_key="w") as writer:
+            writer.create_collection("c", dimensions=2)
+        with Client(running.address, api_key="r") as reader:
+            assert [c.name for c in reader.list_collections()] == ["c"]
+            with pytest.raises(PermissionDenied, match="PERMISSION_DENIED"):
+                reader.upsert("c", [{"id": "a", "vector": [1, 2]}])
+            with pytest.raises(PermissionDenied, match="PERMISSION_DENIED"):
+                reader.upsert_stream("c", [[{"id": "a", "vector": [1, 2]}]])
+    finally:
+        running.stop()
+
+
+def _cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "veclink.service.cli", *args, "--server", server.address],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_cli(server: RunningServer, tmp_path: Path) -> None:
+    r = _cli(server, "collection", "create", "cli-docs")
+    assert r.returncode == 0, r.stderr
+    data = tmp_path / "docs.csv"
+    data.write_text(
+        "id,text,year\nd1,dog: a domesticated canine that barks,2001\n"
+        "d2,violin: a bowed string instrument,1999\nd3,bank: a financial institution,2010\n"
+    )
+    r = _cli(server, "upsert", "cli-docs", str(data))
+    assert r.returncode == 0, r.stderr
+    assert "upserted 3" in r.stdout
+    r = _cli(server, "search", "cli-docs", "a domestic animal that barks", "-k", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    hits = json.loads(r.stdout)
+    assert hits[0]["id"] == "d1" and hits[0]["payload"]["year"] == 2001
+    r = _cli(server, "embed", "hello world", "--json")
+    assert r.returncode == 0 and len(json.loads(r.stdout)[0]["embedding"]) == 384
+    r = _cli(server, "search", "no-such-collection", "x")
+    assert r.returncode == 1 and "NOT_FOUND" in r.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,text\nx,y\n")
+    r = _cli(server, "upsert", "cli-docs", str(bad))
+    assert r.returncode == 1 and "'id' column" in r.stderr
+    r = _cli(server, "collection", "delete", "cli-docs")
+    assert r.returncode == 0
+
+
+def test_demo_collection_answers_dog_query(tmp_path: Path) -> None:
+    from veclink.service.demo import load_demo
+    from veclink.service.domain import SearchQuery
+    from veclink.service.server import build_store
+
+    store = build_store(_settings(tmp_path))
+    assert load_demo(store) is True
+    assert load_demo(store) is False  # idempotent
+    hits = store.search(SearchQuery(collection="wordnet", text="a domestic animal that barks", k=5))
+    assert "02084071n" in [h.id for h in hits]  # dog (noun): a member of the genus Canis...
+    store.close()
+
+
+def test_metrics_count_rpcs_by_status(client: Client) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(code: str) -> float:
+        labels = {"method": "GetCollection", "code": code}
+        return REGISTRY.get_sample_value("veclink_rpcs_total", labels) or 0.0
+
+    before_ok, before_missing = count("OK"), count("NOT_FOUND")
+    client.create_collection("metered", dimensions=2)
+    client.get_collection("metered")
+    with pytest.raises(NotFound):
+        client.get_collection("not-there")
+    # the server records a call just after sending its status: allow it a moment
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and count("NOT_FOUND") < before_missing + 1:
+        time.sleep(0.01)
+    assert count("OK") == before_ok + 1
+    assert count("NOT_FOUND") == before_missing + 1
+    client.delete_collection("metered")
