@@ -23,7 +23,12 @@ class Question:
     budget: int
 
 
-#: returns True (same entity), False (different), or None (skip: not counted as a label)
+class StopLabelling(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by an `Ask` callback to end the labelling session early."""
+
+
+#: returns True (same entity), False (different), or None (skip: not counted as a label);
+#: raises StopLabelling to stop asking
 Ask = Callable[[Question], bool | None]
 #: (labelled rows, labels) -> scores of every candidate, or None to keep the current ones
 Retrain = Callable[[np.ndarray, np.ndarray], np.ndarray | None]
@@ -84,8 +89,13 @@ def active_learning(
                 break
         if not chosen:
             break
+        stop = False
         for p in chosen:
-            answer = ask(describe(p, n_asked, float(scores[p]), budget))
+            try:
+                answer = ask(describe(p, n_asked, float(scores[p]), budget))
+            except StopLabelling:
+                stop = True
+                break
             if answer is None:
                 skipped.add(p)
                 continue
@@ -93,7 +103,10 @@ def active_learning(
             rows.append(p)
             labels.append(int(bool(answer)))
             n_asked += 1
-        new = retrain(np.asarray(rows, np.int64), np.asarray(labels, np.int64))
-        if new is not None:
-            scores, threshold = np.asarray(new, dtype=np.float64), 0.5
+        if rows:
+            new = retrain(np.asarray(rows, np.int64), np.asarray(labels, np.int64))
+            if new is not None:
+                scores, threshold = np.asarray(new, dtype=np.float64), 0.5
+        if stop:
+            break
     return np.asarray(rows, np.int64), np.asarray(labels, np.int64), scores

@@ -206,6 +206,7 @@ def _field_features(f: FieldSpec, a: list[str | None], b: list[str | None]) -> l
     require("rapidfuzz", "linkage")
     from rapidfuzz import fuzz, process
     from rapidfuzz.distance import JaroWinkler, Levenshtein
+
     missing = np.array([x is None or y is None for x, y in zip(a, b, strict=True)])
     la = [(x or "").lower() for x in a]
     lb = [(y or "").lower() for y in b]

@@ -79,9 +79,13 @@ class LLMJudge:
             batch = self.tokenizer(
                 prompts, return_tensors="pt", padding=True, truncation=True, max_length=512
             )
-            batch = {k: v.to(self.device) for k, v in batch.items()}
+            ids = batch["input_ids"].to(self.device)
+            mask = batch["attention_mask"].to(self.device)
+            # positions count real tokens only, so a left-padded row scores as if alone
+            positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
             with torch.inference_mode():
-                logits = self.model(**batch).logits[:, -1, :].float()
+                output = self.model(input_ids=ids, attention_mask=mask, position_ids=positions)
+            logits = output.logits[:, -1, :].float()
             pair = torch.stack([logits[:, self.yes_id], logits[:, self.no_id]], dim=1)
             out[start : start + len(chunk)] = torch.softmax(pair, dim=1)[:, 0].cpu().numpy()
         return out

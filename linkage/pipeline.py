@@ -111,6 +111,8 @@ class LinkResult:
     mode: str  # "unsupervised" | "supervised"
     stages: list[StageStats]
     labels: tuple[np.ndarray, np.ndarray] | None = None
+    #: candidate rows whose score blends in the LLM judge's answer
+    judged_rows: np.ndarray | None = None
 
     @property
     def threshold(self) -> float:
@@ -181,6 +183,8 @@ class DedupeResult:
     candidates: CandidatePairs
     features: Features
     scores: np.ndarray
+    #: the best pair of every record
+    selected: np.ndarray
     accepted: np.ndarray
     choice: ThresholdChoice
     curve: ThresholdCurve
@@ -190,6 +194,8 @@ class DedupeResult:
     #: entity number per record
     entity: np.ndarray
     labels: tuple[np.ndarray, np.ndarray] | None = None
+    #: candidate rows whose score blends in the LLM judge's answer
+    judged_rows: np.ndarray | None = None
 
     @property
     def threshold(self) -> float:
@@ -462,9 +468,12 @@ def _run(
                 x_lab = np.vstack([x_lab, features.values[rows]])
                 y_lab = np.concatenate([y_lab, y_act])
                 label_rows = (rows, y_act)
-            clf = fit(x_lab, y_lab, calibrate=True)
-            model.classifier = clf
-            scores = clf.score(features.values)
+            if y_lab.size:
+                clf = fit(x_lab, y_lab, calibrate=True)
+                model.classifier = clf
+                scores = clf.score(features.values)
+            else:  # nobody answered: stay unsupervised
+                supervised = False
 
     with stages.stage("select"):
         selected, null = _select(candidates, scores, spec, dedupe_job)
@@ -478,13 +487,15 @@ def _run(
         choice = choose_threshold(curve, spec.precision, spec.objective)
         if spec.threshold is not None:
             choice = ThresholdChoice(spec.threshold, choice.est_precision, choice.est_recall, True)
-        if spec.llm_judge is not None:
-            scores, selected = _judge(
-                spec, model, candidates, scores, selected, choice, lv, rv, dedupe_job
+    judged_rows = np.zeros(0, np.int64)
+    if spec.llm_judge is not None:
+        with stages.stage("judge"):
+            scores, selected, judged_rows = _judge(
+                spec, candidates, scores, selected, choice, lv, rv, dedupe_job
             )
-        model.threshold = choice.threshold
-        # dedupe: the best pair of each record; larger entities connect through them
-        accepted = selected & (scores >= choice.threshold)
+    model.threshold = choice.threshold
+    # dedupe: the best pair of each record; larger entities connect through them
+    accepted = selected & (scores >= choice.threshold)
 
     mode = "supervised" if supervised else "unsupervised"
     if dedupe_job:
@@ -500,6 +511,7 @@ def _run(
             candidates,
             features,
             scores,
+            selected,
             accepted,
             choice,
             curve,
@@ -508,6 +520,7 @@ def _run(
             stages.stats,
             entity,
             label_rows,
+            judged_rows,
         )
     return LinkResult(
         spec,
@@ -527,6 +540,7 @@ def _run(
         mode,
         stages.stats,
         label_rows,
+        judged_rows,
     )
 
 
@@ -582,7 +596,6 @@ def _describer(
 
 def _judge(
     spec: LinkageSpec,
-    model: LinkModel,
     candidates: CandidatePairs,
     scores: np.ndarray,
     selected: np.ndarray,
@@ -590,11 +603,12 @@ def _judge(
     lv: Views,
     rv: Views,
     dedupe_job: bool,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blend an LLM's judgement into the scores of borderline pairs, then select again."""
     from veclink.linkage.llm_judge import LLMJudge, blend, borderline
 
     if spec.llm_judge is None:
-        return scores, selected
+        return scores, selected, np.zeros(0, np.int64)
     judge = LLMJudge(spec.llm_judge)
     # judge the selected pairs and the best alternatives (they may overtake after judging)
     eligible = selected.copy()
@@ -606,4 +620,4 @@ def _judge(
     judged = judge.judge(texts) if len(rows) else np.zeros(0)
     scores = blend(scores, rows, judged, spec.llm_judge.weight)
     selected, _ = _select(candidates, scores, spec, dedupe_job)
-    return scores, selected
+    return scores, selected, rows

@@ -1,0 +1,330 @@
+"""Persistence of linkage jobs, scored pairs and entity ids (SQLAlchemy 2 typed ORM).
+
+Its own `LinkageBase` so the tables can live in the service catalog's database or any
+other: ``create_tables(engine)`` then `LinkageStore(engine)`. Results of a job are
+written in one transaction (nothing half-written); pages are read by offset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from veclink.errors import InvalidArgument, NotFound
+
+JOB_KINDS = ("link", "dedupe")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class LinkageBase(DeclarativeBase):
+    pass
+
+
+class JobRow(LinkageBase):
+    __tablename__ = "veclink_linkage_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    stage: Mapped[str] = mapped_column(String(32), default="")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    #: the LinkageSpec as JSON
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: where the tables came from (paths / names), for people reading the job list
+    left_source: Mapped[str] = mapped_column(String(1024), default="")
+    right_source: Mapped[str] = mapped_column(String(1024), default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PairRow(LinkageBase):
+    __tablename__ = "veclink_linkage_pairs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("veclink_linkage_jobs.id", ondelete="CASCADE"), index=True
+    )
+    left_id: Mapped[str] = mapped_column(String(512))
+    right_id: Mapped[str] = mapped_column(String(512))
+    score: Mapped[float] = mapped_column(Float)
+    accepted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EntityRow(LinkageBase):
+    __tablename__ = "veclink_linkage_entities"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("veclink_linkage_jobs.id", ondelete="CASCADE"), index=True
+    )
+    #: ``left`` / ``right`` for link jobs, ``left`` for dedupe
+    side: Mapped[str] = mapped_column(String(8))
+    record_id: Mapped[str] = mapped_column(String(512))
+    entity_id: Mapped[str] = mapped_column(String(600), index=True)
+
+
+def create_tables(engine: Engine) -> None:
+    """Create the linkage tables if they do not exist."""
+    LinkageBase.metadata.create_all(engine)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    kind: str
+    state: str
+    stage: str
+    progress: float
+    spec: dict[str, Any]
+    left_source: str
+    right_source: str
+    metrics: dict[str, Any]
+    error: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+def _info(row: JobRow) -> JobInfo:
+    return JobInfo(
+        row.id,
+        row.kind,
+        row.state,
+        row.stage,
+        row.progress,
+        dict(row.spec),
+        row.left_source,
+        row.right_source,
+        dict(row.metrics or {}),
+        row.error,
+        row.created_at,
+        row.finished_at,
+    )
+
+
+class LinkageStore:
+    """Jobs and their results in SQL."""
+
+    def __init__(self, engine: Engine, *, create: bool = True) -> None:
+        self.engine = engine
+        if create:
+            create_tables(engine)
+
+    def create_job(
+        self, kind: str, spec: dict[str, Any], *, left_source: str = "", right_source: str = ""
+    ) -> str:
+        if kind not in JOB_KINDS:
+            raise InvalidArgument(f"job kind must be one of {', '.join(JOB_KINDS)}", field="kind")
+        job_id = uuid.uuid4().hex
+        with Session(self.engine) as s, s.begin():
+            s.add(
+                JobRow(
+                    id=job_id,
+                    kind=kind,
+                    state="queued",
+                    spec=_jsonable(spec),
+                    left_source=left_source[:1024],
+                    right_source=right_source[:1024],
+                    metrics={},
+                    error="",
+                )
+            )
+        return job_id
+
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        state: str | None = None,
+        stage: str | None = None,
+        progress: float | None = None,
+        metrics: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        if state is not None and state not in JOB_STATES:
+            raise InvalidArgument(
+                f"job state must be one of {', '.join(JOB_STATES)}", field="state"
+            )
+        with Session(self.engine) as s, s.begin():
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise NotFound(f"linkage job {job_id!r} not found", field="job_id")
+            if state is not None:
+                row.state = state
+                if state in ("succeeded", "failed", "cancelled"):
+                    row.finished_at = _utcnow()
+            if stage is not None:
+                row.stage = stage
+            if progress is not None:
+                row.progress = float(progress)
+            if metrics is not None:
+                row.metrics = _jsonable(metrics)
+            if error is not None:
+                row.error = error
+
+    def get_job(self, job_id: str) -> JobInfo:
+        with Session(self.engine) as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise NotFound(f"linkage job {job_id!r} not found", field="job_id")
+            return _info(row)
+
+    def list_jobs(self, *, limit: int = 100) -> list[JobInfo]:
+        with Session(self.engine) as s:
+            rows = s.scalars(select(JobRow).order_by(JobRow.created_at.desc()).limit(limit))
+            return [_info(r) for r in rows]
+
+    def delete_job(self, job_id: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            # children first: SQLite enforces ON DELETE CASCADE only with foreign_keys on
+            s.execute(delete(PairRow).where(PairRow.job_id == job_id))
+            s.execute(delete(EntityRow).where(EntityRow.job_id == job_id))
+            if s.execute(delete(JobRow).where(JobRow.id == job_id)).rowcount == 0:
+                raise NotFound(f"linkage job {job_id!r} not found", field="job_id")
+
+    def save_results(
+        self,
+        job_id: str,
+        *,
+        pairs: Iterable[tuple[str, str, float, bool]],
+        entities: Iterable[tuple[str, str, str]],
+        metrics: dict[str, Any],
+    ) -> None:
+        """Replace the job's pairs and entities and mark it succeeded, in one transaction.
+
+        Args:
+            pairs: ``(left_id, right_id, score, accepted)``.
+            entities: ``(side, record_id, entity_id)``.
+        """
+        pair_rows = [
+            {
+                "job_id": job_id,
+                "left_id": a,
+                "right_id": b,
+                "score": float(sc),
+                "accepted": bool(ok),
+            }
+            for a, b, sc, ok in pairs
+        ]
+        ent_rows = [
+            {"job_id": job_id, "side": side, "record_id": rid, "entity_id": ent}
+            for side, rid, ent in entities
+        ]
+        with Session(self.engine) as s, s.begin():
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise NotFound(f"linkage job {job_id!r} not found", field="job_id")
+            s.execute(delete(PairRow).where(PairRow.job_id == job_id))
+            s.execute(delete(EntityRow).where(EntityRow.job_id == job_id))
+            for chunk in _chunks(pair_rows, 5000):
+                s.execute(insert(PairRow), chunk)
+            for chunk in _chunks(ent_rows, 5000):
+                s.execute(insert(EntityRow), chunk)
+            row.metrics = _jsonable(metrics)
+            row.state, row.stage, row.progress = "succeeded", "done", 1.0
+            row.finished_at = _utcnow()
+
+    def save_link_result(self, job_id: str, result: Any) -> None:
+        """Persist a `LinkResult`: its selected pairs (accepted flagged) and entities."""
+        c = result.candidates
+        rows = [int(p) for p in (result.selected | result.accepted).nonzero()[0]]
+        pairs = [
+            (
+                result.left.ids[int(c.left[p])],
+                result.right.ids[int(c.right[p])],
+                float(result.scores[p]),
+                bool(result.accepted[p]),
+            )
+            for p in rows
+        ]
+        self.save_results(job_id, pairs=pairs, entities=result.entities(), metrics=result.metrics())
+
+    def save_dedupe_result(self, job_id: str, result: Any) -> None:
+        """Persist a `DedupeResult`: its accepted pairs and every record's entity id."""
+        c = result.candidates
+        ids = result.table.ids
+        pairs = [
+            (ids[int(c.left[p])], ids[int(c.right[p])], float(result.scores[p]), True)
+            for p in result.accepted.nonzero()[0]
+        ]
+        entities = [("left", rid, ent) for rid, ent in zip(ids, result.entity_ids(), strict=True)]
+        self.save_results(job_id, pairs=pairs, entities=entities, metrics=result.metrics())
+
+    def pairs(
+        self, job_id: str, *, offset: int = 0, limit: int = 1000, accepted_only: bool = True
+    ) -> list[tuple[str, str, float]]:
+        """A page of ``(left_id, right_id, score)``, best first."""
+        self.get_job(job_id)
+        q = select(PairRow.left_id, PairRow.right_id, PairRow.score).where(PairRow.job_id == job_id)
+        if accepted_only:
+            q = q.where(PairRow.accepted.is_(True))
+        q = q.order_by(PairRow.score.desc(), PairRow.id).offset(offset).limit(limit)
+        with Session(self.engine) as s:
+            return [(a, b, float(sc)) for a, b, sc in s.execute(q)]
+
+    def entities(
+        self, job_id: str, *, offset: int = 0, limit: int = 1000
+    ) -> list[tuple[str, str, str]]:
+        """A page of ``(side, record_id, entity_id)`` in insertion order."""
+        self.get_job(job_id)
+        q = (
+            select(EntityRow.side, EntityRow.record_id, EntityRow.entity_id)
+            .where(EntityRow.job_id == job_id)
+            .order_by(EntityRow.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        with Session(self.engine) as s:
+            return [tuple(r) for r in s.execute(q)]  # type: ignore[misc]
+
+    def count_pairs(self, job_id: str, *, accepted_only: bool = True) -> int:
+        q = select(func.count()).select_from(PairRow).where(PairRow.job_id == job_id)
+        if accepted_only:
+            q = q.where(PairRow.accepted.is_(True))
+        with Session(self.engine) as s:
+            return int(s.scalar(q) or 0)
+
+
+def _chunks(rows: Sequence[dict[str, Any]], n: int) -> Iterable[Sequence[dict[str, Any]]]:
+    for i in range(0, len(rows), n):
+        yield rows[i : i + n]
+
+
+def _jsonable(value: Any) -> Any:
+    """Round-trip through JSON (numpy scalars and tuples become plain JSON values)."""
+
+    def default(o: Any) -> Any:
+        if hasattr(o, "item"):
+            return o.item()
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        return str(o)
+
+    return json.loads(json.dumps(value, default=default))

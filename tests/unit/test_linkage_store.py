@@ -1,0 +1,89 @@
+"""Linkage jobs, pairs and entity ids persisted on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+from veclink.linkage import LinkageSpec, link, read_table
+from veclink.linkage.store import LinkageStore, create_tables
+
+from veclink.errors import InvalidArgument, NotFound
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
+
+
+def _support():
+    if "linkage_test_support" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("linkage_test_support", FIX / "support.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["linkage_test_support"] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["linkage_test_support"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'linkage.db'}"
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+    eng = create_engine(url)
+    yield eng
+    eng.dispose()
+
+
+def test_job_lifecycle_and_pages(engine) -> None:
+    store = LinkageStore(engine)
+    create_tables(engine)  # idempotent
+    assert {"veclink_linkage_jobs", "veclink_linkage_pairs", "veclink_linkage_entities"} <= set(
+        inspect(engine).get_table_names()
+    )
+    spec = LinkageSpec().to_dict()
+    job = store.create_job("link", spec, left_source="a.csv", right_source="b.csv")
+    info = store.get_job(job)
+    assert (info.state, info.kind, info.spec["precision"]) == ("queued", "link", 0.9)
+    store.update_job(job, state="running", stage="embed", progress=0.25)
+    assert store.get_job(job).stage == "embed"
+    pairs = [(f"l{i}", f"r{i}", 1 - i / 100, i % 3 != 0) for i in range(30)]
+    entities = [("left", f"l{i}", f"e{i}") for i in range(30)]
+    store.save_results(job, pairs=pairs, entities=entities, metrics={"f": 1.0})
+    info = store.get_job(job)
+    assert info.state == "succeeded" and info.finished_at is not None and info.metrics == {"f": 1.0}
+    page1 = store.pairs(job, limit=5)
+    assert [p[0] for p in page1] == ["l1", "l2", "l4", "l5", "l7"]
+    assert store.pairs(job, offset=5, limit=5)[0][0] == "l8"
+    assert store.count_pairs(job) == 20 and store.count_pairs(job, accepted_only=False) == 30
+    assert store.entities(job, limit=2) == [("left", "l0", "e0"), ("left", "l1", "e1")]
+    # saving again replaces, it does not append
+    store.save_results(job, pairs=pairs[:3], entities=[], metrics={})
+    assert store.count_pairs(job, accepted_only=False) == 3
+    assert [j.job_id for j in store.list_jobs()] == [job]
+    store.delete_job(job)
+    with pytest.raises(NotFound):
+        store.get_job(job)
+    with pytest.raises(InvalidArgument):
+        store.create_job("merge", spec)
+
+
+def test_link_result_round_trip(engine) -> None:
+    s = _support()
+    left = read_table(FIX / "dblp_sample.csv", encoding="latin-1")
+    right = read_table(FIX / "acm_sample.csv", encoding="latin-1")
+    result = link(
+        left,
+        right,
+        {"fields": s.DBLP_FIELDS},
+        encoder=s.HashEncoder(),
+        index_factory=s.index_factory(),
+    )
+    store = LinkageStore(engine)
+    job = store.create_job("link", result.spec.to_dict())
+    store.save_link_result(job, result)
+    saved = store.pairs(job, limit=10_000)
+    assert [(a, b) for a, b, _ in saved] == [(a, b) for a, b, _ in result.matches()]
+    ents = store.entities(job, limit=10_000)
+    assert len(ents) == len(left) + len(right)
+    assert store.get_job(job).metrics["matches"] == len(saved)
