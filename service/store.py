@@ -152,7 +152,7 @@ class VectorStore:
                 raise AlreadyExists(f"collection {name!r} already exists", field="name") from exc
             encoder = self.models.for_spec(spec_dict) if spec_dict else None
             self._open[name] = _Open(row, index, encoder)
-            return self._info(session, row, index)
+            return self._info(session, row, None, count=0)
 
     def _create_index(
         self, kind: str, dim: int, metric: str, path: Path, options: dict[str, Any]
@@ -169,20 +169,18 @@ class VectorStore:
     def get_collection(self, name: str) -> CollectionInfo:
         coll = self._collection(name)
         with self.sessions() as session:
-            return self._info(session, coll.row, coll.index, with_stats=True)
+            return self._info(session, coll.row, coll.index)
 
     def list_collections(self) -> list[CollectionInfo]:
+        """All collections with their record counts (indexes are not opened for this)."""
         with self.sessions() as session:
-            names = session.scalars(select(CollectionRow.name).order_by(CollectionRow.name)).all()
-        out = []
-        for name in names:
-            try:
-                coll = self._collection(name)
-            except NotFound:  # deleted meanwhile
-                continue
-            with self.sessions() as session:
-                out.append(self._info(session, coll.row, coll.index))
-        return out
+            counts = dict(
+                session.execute(
+                    select(RecordRow.collection_id, func.count()).group_by(RecordRow.collection_id)
+                ).all()
+            )
+            rows = session.scalars(select(CollectionRow).order_by(CollectionRow.name)).all()
+            return [self._info(session, row, None, count=counts.get(row.id, 0)) for row in rows]
 
     def delete_collection(self, name: str) -> None:
         check_collection_name(name)
@@ -197,11 +195,17 @@ class VectorStore:
                 shutil.rmtree(self.data_dir / "indexes" / coll.row.index_dir, ignore_errors=True)
 
     def _info(
-        self, session: Session, row: CollectionRow, index: VectorIndex, with_stats: bool = False
+        self,
+        session: Session,
+        row: CollectionRow,
+        index: VectorIndex | None,
+        count: int | None = None,
     ) -> CollectionInfo:
-        count = session.scalar(
-            select(func.count()).select_from(RecordRow).where(RecordRow.collection_id == row.id)
-        )
+        """Describe a collection; index statistics only when ``index`` is given."""
+        if count is None:
+            count = session.scalar(
+                select(func.count()).select_from(RecordRow).where(RecordRow.collection_id == row.id)
+            )
         return CollectionInfo(
             name=row.name,
             model=row.model,
@@ -211,7 +215,7 @@ class VectorStore:
             index_options=dict(row.index_options or {}),
             count=int(count or 0),
             created_at=row.created_at,
-            index_stats=_jsonable(index.stats()) if with_stats else {},
+            index_stats=_jsonable(index.stats()) if index is not None else {},
         )
 
     def _collection(self, name: str) -> _Open:

@@ -167,7 +167,9 @@ def test_collections_and_points(client: Client) -> None:
         client.upsert("missing", records)
     with pytest.raises(NotFound):
         client.search("missing", text="x")
-    assert client.get_collection("docs").count == 4
+    info = client.get_collection("docs")
+    assert info.count == 4
+    assert info.index_stats["kind"] == "flat" and info.index_stats["size"] == 4
     # streaming bulk upsert
     n = client.upsert_stream(
         "docs",
