@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import json_format, struct_pb2
+from veclink.linkage.matcher import MatchResult
+from veclink.linkage.store import JobInfo
 from veclink.service.domain import (
     CollectionInfo,
     Condition,
@@ -15,7 +17,8 @@ from veclink.service.domain import (
     SearchQuery,
     StoredRecord,
 )
-from veclink.v1 import collections_pb2, common_pb2, embeddings_pb2, points_pb2
+from veclink.service.linkage_jobs import TableSource
+from veclink.v1 import collections_pb2, common_pb2, embeddings_pb2, linkage_pb2, points_pb2
 
 from veclink.errors import InvalidArgument
 
@@ -209,4 +212,65 @@ def embeddings_to_proto(name: str, vectors: np.ndarray) -> embeddings_pb2.EmbedR
         model=name,
         dimensions=int(vectors.shape[1]),
         embeddings=[numpy_to_vector(v) for v in vectors],
+    )
+
+
+# ----------------------------------------------------------------------- linkage
+
+JOB_KIND_FROM_PROTO = {linkage_pb2.JOB_KIND_LINK: "link", linkage_pb2.JOB_KIND_DEDUPE: "dedupe"}
+JOB_KIND_TO_PROTO = {v: k for k, v in JOB_KIND_FROM_PROTO.items()}
+JOB_STATE_TO_PROTO = {
+    "queued": linkage_pb2.JOB_STATE_QUEUED,
+    "running": linkage_pb2.JOB_STATE_RUNNING,
+    "succeeded": linkage_pb2.JOB_STATE_SUCCEEDED,
+    "failed": linkage_pb2.JOB_STATE_FAILED,
+    "cancelled": linkage_pb2.JOB_STATE_CANCELLED,
+}
+
+
+def job_kind_from_proto(k: int) -> str:
+    try:
+        return JOB_KIND_FROM_PROTO[k]
+    except KeyError:
+        raise InvalidArgument(
+            "kind must be JOB_KIND_LINK or JOB_KIND_DEDUPE", field="kind"
+        ) from None
+
+
+def table_source_from_proto(src: linkage_pb2.TableSource, side: str) -> TableSource | None:
+    which = src.WhichOneof("source")
+    if which is None:
+        return None
+    return TableSource(
+        path=src.path if which == "path" else None,
+        rows=[struct_to_dict(r) for r in src.inline.rows] if which == "inline" else None,
+        sql=src.sql if which == "sql" else None,
+        id_column=src.id_column,
+        encoding=src.encoding or "utf-8",
+    )
+
+
+def job_to_proto(job: JobInfo) -> linkage_pb2.Job:
+    msg = linkage_pb2.Job(
+        job_id=job.job_id,
+        kind=JOB_KIND_TO_PROTO.get(job.kind, linkage_pb2.JOB_KIND_UNSPECIFIED),
+        state=JOB_STATE_TO_PROTO.get(job.state, linkage_pb2.JOB_STATE_UNSPECIFIED),
+        stage=job.stage,
+        progress=job.progress,
+        error=job.error,
+        metrics=dict_to_struct(job.metrics),
+    )
+    msg.created_at.FromDatetime(job.created_at)
+    if job.finished_at is not None:
+        msg.finished_at.FromDatetime(job.finished_at)
+    return msg
+
+
+def match_to_proto(result: MatchResult) -> linkage_pb2.MatchResponse:
+    return linkage_pb2.MatchResponse(
+        candidates=[
+            linkage_pb2.EntityCandidate(entity_id=c.entity_id, record_id=c.record_id, score=c.score)
+            for c in result.candidates
+        ],
+        assigned_entity_id=result.assigned_entity_id or "",
     )

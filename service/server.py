@@ -12,6 +12,7 @@ import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from veclink.service.auth import ApiKeyInterceptor
+from veclink.service.linkage_jobs import LinkageJobs
 from veclink.service.metrics import MetricsInterceptor
 from veclink.service.models import ModelRegistry
 from veclink.service.servicers import (
@@ -71,12 +72,14 @@ class Server:
         store: VectorStore,
         executor: ThreadPoolExecutor,
         health_servicer: health.aio.HealthServicer,
+        jobs: LinkageJobs,
     ) -> None:
         self.grpc_server = server
         self.port = port
         self.store = store
         self.executor = executor
         self.health = health_servicer
+        self.jobs = jobs
 
     @classmethod
     async def start(cls, settings: Settings, store: VectorStore | None = None) -> Server:
@@ -104,7 +107,8 @@ class Server:
             CollectionsServicer(store, executor), server
         )
         points_pb2_grpc.add_PointsServicer_to_server(PointsServicer(store, executor), server)
-        linkage_pb2_grpc.add_LinkageServicer_to_server(LinkageServicer(), server)
+        jobs = LinkageJobs(store.engine, encoder_for=store.models.for_spec)
+        linkage_pb2_grpc.add_LinkageServicer_to_server(LinkageServicer(jobs, executor), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -118,12 +122,13 @@ class Server:
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("veclink serving on %s:%d", settings.server.host, port)
-        return cls(server, port, store, executor, health_servicer)
+        return cls(server, port, store, executor, health_servicer, jobs)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace)
         self.executor.shutdown(wait=True)
+        self.jobs.close()
         self.store.close()
 
 

@@ -12,12 +12,14 @@ from typing import Any, TypeVar
 
 import grpc
 from veclink.service import convert
+from veclink.service.linkage_jobs import FINAL_STATES, LinkageJobs
 from veclink.service.store import VectorStore
 from veclink.v1 import (
     collections_pb2,
     collections_pb2_grpc,
     embeddings_pb2,
     embeddings_pb2_grpc,
+    linkage_pb2,
     linkage_pb2_grpc,
     points_pb2,
     points_pb2_grpc,
@@ -220,4 +222,71 @@ class PointsServicer(_Base, points_pb2_grpc.PointsServicer):
 
 
 class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
-    """Linkage jobs over gRPC; the generated base answers UNIMPLEMENTED until wired."""
+    """Linkage jobs: start in the background, watch, page results, match one record."""
+
+    def __init__(self, jobs: LinkageJobs, executor: Executor) -> None:
+        self.jobs = jobs
+        self.executor = executor
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    @_rpc
+    async def StartJob(self, request: linkage_pb2.StartJobRequest, context: Any) -> Any:
+        kind = convert.job_kind_from_proto(request.kind)
+        job_id = await self.run(
+            self.jobs.start,
+            kind,
+            convert.struct_to_dict(request.spec),
+            convert.table_source_from_proto(request.left, "left"),
+            convert.table_source_from_proto(request.right, "right")
+            if request.HasField("right")
+            else None,
+        )
+        return linkage_pb2.StartJobResponse(job_id=job_id)
+
+    @_rpc
+    async def GetJob(self, request: linkage_pb2.GetJobRequest, context: Any) -> Any:
+        job = await self.run(self.jobs.get, request.job_id)
+        return linkage_pb2.GetJobResponse(job=convert.job_to_proto(job))
+
+    async def WatchJob(self, request: linkage_pb2.WatchJobRequest, context: Any) -> Any:
+        """Stream the job whenever its stage, progress or state changes, until it ends."""
+        last = None
+        try:
+            while True:
+                job = await self.run(self.jobs.get, request.job_id)
+                seen = (job.state, job.stage, round(job.progress, 3))
+                if seen != last:
+                    last = seen
+                    yield linkage_pb2.JobProgress(job=convert.job_to_proto(job))
+                if job.state in FINAL_STATES:
+                    return
+                await asyncio.sleep(0.2)
+        except VeclinkError as exc:
+            await context.abort(status_of(exc), str(exc))
+
+    @_rpc
+    async def GetResults(self, request: linkage_pb2.GetResultsRequest, context: Any) -> Any:
+        _, pairs, entities, token = await self.run(
+            self.jobs.results, request.job_id, request.page_size, request.page_token
+        )
+        return linkage_pb2.GetResultsResponse(
+            pairs=[linkage_pb2.MatchedPair(left_id=a, right_id=b, score=s) for a, b, s in pairs],
+            entities=[linkage_pb2.EntityAssignment(id=i, entity_id=e) for i, e in entities],
+            next_page_token=token,
+        )
+
+    @_rpc
+    async def Match(self, request: linkage_pb2.MatchRequest, context: Any) -> Any:
+        if not request.HasField("record"):
+            raise InvalidArgument("record is required", field="record")
+        result = await self.run(
+            self.jobs.match,
+            request.job_id,
+            convert.struct_to_dict(request.record),
+            request.k,
+            request.assign,
+        )
+        return convert.match_to_proto(result)

@@ -37,6 +37,8 @@ from veclink.v1 import (
     common_pb2,
     embeddings_pb2,
     embeddings_pb2_grpc,
+    linkage_pb2,
+    linkage_pb2_grpc,
     points_pb2,
     points_pb2_grpc,
 )
@@ -106,6 +108,7 @@ class Client:
         self.embeddings = embeddings_pb2_grpc.EmbeddingsStub(self.channel)
         self.collections = collections_pb2_grpc.CollectionsStub(self.channel)
         self.points = points_pb2_grpc.PointsStub(self.channel)
+        self.linkage = linkage_pb2_grpc.LinkageStub(self.channel)
 
     def _call(self, method: Any, request: Any) -> Any:
         try:
@@ -287,6 +290,86 @@ class Client:
             for h in resp.hits
         ]
 
+    # ---------------------------------------------------------------- linkage
+
+    def start_job(
+        self,
+        kind: str,
+        left: Sequence[Mapping[str, Any]] | str,
+        right: Sequence[Mapping[str, Any]] | str | None = None,
+        *,
+        spec: Mapping[str, Any] | None = None,
+        left_id: str = "",
+        right_id: str = "",
+        encoding: str = "",
+    ) -> str:
+        """Start a ``link`` or ``dedupe`` job; a table is rows (sent inline) or a server path."""
+        if kind not in convert.JOB_KIND_TO_PROTO:
+            raise InvalidArgument("kind must be link or dedupe", field="kind")
+        req = linkage_pb2.StartJobRequest(
+            kind=convert.JOB_KIND_TO_PROTO[kind], spec=convert.dict_to_struct(dict(spec or {}))
+        )
+        for target, table, id_column in ((req.left, left, left_id), (req.right, right, right_id)):
+            if table is None:
+                continue
+            if isinstance(table, str):
+                target.path = table
+            else:
+                target.inline.rows.extend(convert.dict_to_struct(dict(r)) for r in table)
+            target.id_column = id_column
+            target.encoding = encoding
+        return str(self._call(self.linkage.StartJob, req).job_id)
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        job = self._call(self.linkage.GetJob, linkage_pb2.GetJobRequest(job_id=job_id)).job
+        return _job(job)
+
+    def watch_job(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Yield the job each time it progresses, until it ends."""
+        try:
+            for update in self.linkage.WatchJob(
+                linkage_pb2.WatchJobRequest(job_id=job_id), metadata=self.metadata
+            ):
+                yield _job(update.job)
+        except grpc.RpcError as exc:
+            _raise(exc)
+
+    def job_results(
+        self, job_id: str, page_size: int = 1000
+    ) -> tuple[list[tuple[str, str, float]], list[tuple[str, str]]]:
+        """All accepted pairs (link) or entity assignments (dedupe) of a finished job."""
+        pairs: list[tuple[str, str, float]] = []
+        entities: list[tuple[str, str]] = []
+        token = ""
+        while True:
+            resp = self._call(
+                self.linkage.GetResults,
+                linkage_pb2.GetResultsRequest(job_id=job_id, page_size=page_size, page_token=token),
+            )
+            pairs += [(p.left_id, p.right_id, p.score) for p in resp.pairs]
+            entities += [(e.id, e.entity_id) for e in resp.entities]
+            token = resp.next_page_token
+            if not token:
+                return pairs, entities
+
+    def match(
+        self, job_id: str, record: Mapping[str, Any], *, k: int = 5, assign: bool = False
+    ) -> dict[str, Any]:
+        """Match one record against a finished job's entities."""
+        resp = self._call(
+            self.linkage.Match,
+            linkage_pb2.MatchRequest(
+                job_id=job_id, record=convert.dict_to_struct(dict(record)), k=k, assign=assign
+            ),
+        )
+        return {
+            "candidates": [
+                {"entity_id": c.entity_id, "record_id": c.record_id, "score": c.score}
+                for c in resp.candidates
+            ],
+            "assigned_entity_id": resp.assigned_entity_id or None,
+        }
+
     def close(self) -> None:
         self.channel.close()
 
@@ -309,3 +392,15 @@ def _collection(c: collections_pb2.Collection) -> CollectionInfo:
         created_at=c.created_at.ToDatetime(),
         index_stats=convert.struct_to_dict(c.index_stats),
     )
+
+
+def _job(job: linkage_pb2.Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "kind": convert.JOB_KIND_FROM_PROTO.get(job.kind, ""),
+        "state": {v: k for k, v in convert.JOB_STATE_TO_PROTO.items()}.get(job.state, ""),
+        "stage": job.stage,
+        "progress": job.progress,
+        "error": job.error,
+        "metrics": convert.struct_to_dict(job.metrics),
+    }

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from veclink.service.server import Server
 from veclink.service.settings import load_settings
-from veclink.v1 import linkage_pb2, linkage_pb2_grpc, points_pb2, points_pb2_grpc
+from veclink.v1 import points_pb2, points_pb2_grpc
 
 from veclink.client import Client, PermissionDenied
 from veclink.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
@@ -227,11 +227,78 @@ def test_oversized_message_is_resource_exhausted(client: Client) -> None:
     client.delete_collection("big")
 
 
-def test_linkage_unimplemented_for_now(server: RunningServer) -> None:
-    with grpc.insecure_channel(server.address) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            linkage_pb2_grpc.LinkageStub(ch).GetJob(linkage_pb2.GetJobRequest(job_id="x"))
-        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    import csv
+
+    with open(FIX / name, encoding="latin-1", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _wait(client: Client, job_id: str) -> dict:
+    updates = list(client.watch_job(job_id))
+    assert updates, "WatchJob streamed nothing"
+    final = updates[-1]
+    assert final["state"] == "succeeded", final
+    return final
+
+
+def test_linkage_link_job_and_incremental_match(client: Client) -> None:
+    gold = _rows("dblp_acm_gold.csv")[:25]
+    dblp = {r["id"]: r for r in _rows("dblp_sample.csv")}
+    acm = {r["id"]: r for r in _rows("acm_sample.csv")}
+    left = [dblp[g["idDBLP"]] for g in gold if g["idDBLP"] in dblp]
+    right = [acm[g["idACM"]] for g in gold if g["idACM"] in acm]
+    assert len(left) >= 20 and len(right) >= 20
+    job_id = client.start_job("link", left[1:], right, spec={"precision": 0.9})
+    _wait(client, job_id)
+    pairs, entities = client.job_results(job_id, page_size=7)  # several pages
+    truth = {(g["idDBLP"], g["idACM"]) for g in gold}
+    correct = sum((a, b) in truth for a, b, _ in pairs)
+    assert len(pairs) >= 10 and correct / len(pairs) >= 0.8
+    assert entities == []
+    # a new left record arrives: its true match is among the candidates
+    newcomer = left[0]
+    want = next(g["idACM"] for g in gold if g["idDBLP"] == newcomer["id"])
+    result = client.match(job_id, newcomer, k=3)
+    assert want in [c["record_id"] for c in result["candidates"]]
+    with pytest.raises(NotFound):
+        client.get_job("no-such-job")
+    with pytest.raises(NotFound):
+        client.match("no-such-job", newcomer)
+
+
+def test_linkage_dedupe_job_from_server_path(client: Client) -> None:
+    job_id = client.start_job("dedupe", str(FIX / "febrl1_sample.csv"), left_id="rec_id")
+    final = _wait(client, job_id)
+    assert final["kind"] == "dedupe"
+    _, entities = client.job_results(job_id)
+    ids = [r["rec_id"] for r in _rows("febrl1_sample.csv")]
+    assert sorted(i for i, _ in entities) == sorted(ids)
+    by_id = dict(entities)
+    # febrl duplicates are named rec-N-org / rec-N-dup-M: most share their original's entity
+    dups = [
+        i
+        for i in ids
+        if "-dup-" in i and i.replace("-dup-", "-org").rsplit("-", 1)[0] + "-org" in by_id
+    ]
+    together = sum(by_id[i] == by_id[i.split("-dup-")[0] + "-org"] for i in dups)
+    assert dups and together / len(dups) >= 0.8
+
+
+def test_linkage_bad_input_rejected_before_work(client: Client) -> None:
+    with pytest.raises(InvalidArgument, match="nope"):
+        client.start_job("link", [{"id": "1", "t": "a"}], [{"id": "2", "t": "b"}], left_id="nope")
+    with pytest.raises(InvalidArgument, match="duplicate"):
+        client.start_job("dedupe", [{"id": "1", "t": "a"}, {"id": "1", "t": "b"}])
+    with pytest.raises(InvalidArgument):
+        client.start_job("dedupe", [])
+    with pytest.raises(NotFound):
+        client.start_job("dedupe", "/no/such/file.csv")
+    with pytest.raises(InvalidArgument, match="spec"):
+        client.start_job("dedupe", [{"id": "1", "t": "a"}], spec={"precision": 7})
 
 
 def test_api_keys(tmp_path: Path) -> None:

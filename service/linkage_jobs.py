@@ -1,0 +1,200 @@
+"""Linkage jobs run by the server: start in the background, persist, page results, match.
+
+Inputs are validated (spec, tables, id columns) before a job is created, so a bad request
+fails at once with INVALID_ARGUMENT and leaves nothing behind. Jobs run on a worker thread;
+progress, results and entity ids are written to the catalog database through
+`veclink.linkage.store.LinkageStore`. A finished job keeps an incremental `Matcher` in
+memory for `Match`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from veclink.linkage import Table, dedupe, link, prepare_inputs, read_table
+from veclink.linkage.matcher import MatchResult
+from veclink.linkage.store import JobInfo, LinkageStore
+
+from veclink.errors import FailedPrecondition, InvalidArgument, VeclinkError
+
+log = logging.getLogger(__name__)
+
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+MAX_PAGE = 10_000
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TableSource:
+    """Where a job's table comes from: exactly one of path, rows or sql."""
+
+    path: str | None = None
+    rows: list[dict[str, Any]] | None = None
+    sql: str | None = None
+    id_column: str = ""
+    encoding: str = "utf-8"
+
+    def describe(self) -> str:
+        if self.path:
+            return self.path
+        if self.sql:
+            return f"sql: {self.sql}"
+        return f"inline ({len(self.rows or [])} rows)"
+
+
+class LinkageJobs:
+    """Starts, tracks and serves linkage jobs."""
+
+    def __init__(self, engine: Engine, encoder_for: Any = None, workers: int = 1) -> None:
+        self.store = LinkageStore(engine)
+        self.engine = engine
+        # jobs get their own threads so a long job never starves the RPC executor
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="veclink-linkage")
+        #: ``spec dict -> Encoder``: shares loaded models with the rest of the server
+        self.encoder_for = encoder_for
+        self._matchers: dict[str, Any] = {}
+        self._match_locks: dict[str, threading.Lock] = {}
+
+    def _table(self, src: TableSource | None, side: str, id_column: str) -> Table:
+        if src is None:
+            raise InvalidArgument(f"{side} table is required", field=side)
+        given = [x for x in (src.path, src.rows, src.sql) if x]
+        if len(given) != 1:
+            raise InvalidArgument(f"{side} needs exactly one of path, inline or sql", field=side)
+        id_column = src.id_column or id_column
+        if src.rows is not None:
+            return Table.from_records(src.rows, id_column=id_column, name=side)
+        if src.sql:
+            if not src.sql.lstrip().lower().startswith(("select", "with")):
+                raise InvalidArgument(f"{side}.sql must be a SELECT query", field=f"{side}.sql")
+            return read_table(src.sql, id_column=id_column, name=side, engine=self.engine)
+        return read_table(str(src.path), id_column=id_column, encoding=src.encoding, name=side)
+
+    def start(
+        self,
+        kind: str,
+        spec: Mapping[str, Any],
+        left: TableSource | None,
+        right: TableSource | None,
+    ) -> str:
+        """Validate everything, create the job and run it in the background."""
+        spec = dict(spec)
+        if kind not in ("link", "dedupe"):
+            raise InvalidArgument("kind must be link or dedupe", field="kind")
+        if kind == "dedupe" and right is not None:
+            raise InvalidArgument("a dedupe job takes only the left table", field="right")
+        # id columns named in the sources override the spec's
+        if left is not None and left.id_column:
+            spec.setdefault("left_id", left.id_column)
+        if right is not None and right.id_column:
+            spec.setdefault("right_id", right.id_column)
+        problems: list[VeclinkError] = []
+        tables: list[Table | None] = []
+        for src, side, key in ((left, "left", "left_id"), (right, "right", "right_id")):
+            if side == "right" and kind == "dedupe":
+                tables.append(None)
+                continue
+            try:
+                tables.append(
+                    self._table(src, side, str(spec.get(key) or spec.get("left_id") or "id"))
+                )
+            except VeclinkError as exc:
+                problems.append(exc)
+                tables.append(None)
+        if len(problems) == 1:  # keep its status (e.g. NOT_FOUND for a missing file)
+            raise problems[0]
+        if problems:
+            raise InvalidArgument("; ".join(map(str, problems)), field="input")
+        lt, rt = tables
+        checked, lt, rt = prepare_inputs(spec, lt, rt)  # type: ignore[arg-type]
+        job_id = self.store.create_job(
+            kind,
+            checked.to_dict(),
+            left_source=left.describe() if left else "",
+            right_source=right.describe() if right else "",
+        )
+        self.executor.submit(self._run, job_id, kind, checked, lt, rt)
+        return job_id
+
+    def _run(self, job_id: str, kind: str, spec: Any, left: Table, right: Table | None) -> None:
+        last = [0.0]
+
+        def progress(stage: str, fraction: float) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.2 or fraction >= 1.0:
+                last[0] = now
+                self.store.update_job(job_id, stage=stage, progress=min(max(fraction, 0.0), 1.0))
+
+        try:
+            self.store.update_job(job_id, state="running", stage="starting", progress=0.0)
+            encoder = self.encoder_for(spec.encoder) if self.encoder_for else None
+            if kind == "link":
+                assert right is not None
+                result = link(left, right, spec, encoder=encoder, progress=progress)
+                self.store.save_link_result(job_id, result)
+            else:
+                result = dedupe(left, spec, encoder=encoder, progress=progress)
+                self.store.save_dedupe_result(job_id, result)
+            self._matchers[job_id] = result.matcher()
+            self._match_locks[job_id] = threading.Lock()
+        except Exception as exc:  # the job fails; the server goes on
+            log.exception("linkage job %s failed", job_id)
+            self.store.update_job(job_id, state="failed", error=f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        """Wait for running jobs to finish."""
+        self.executor.shutdown(wait=True)
+
+    def get(self, job_id: str) -> JobInfo:
+        return self.store.get_job(job_id)
+
+    def results(
+        self, job_id: str, page_size: int, page_token: str
+    ) -> tuple[JobInfo, list[tuple[str, str, float]], list[tuple[str, str]], str]:
+        """A page of pairs (link) or entity assignments (dedupe), and the next page token."""
+        job = self.store.get_job(job_id)
+        if job.state != "succeeded":
+            raise FailedPrecondition(
+                f"job {job_id} is {job.state}; results exist once it has succeeded",
+                field="job_id",
+            )
+        size = page_size or 1000
+        if not 1 <= size <= MAX_PAGE:
+            raise InvalidArgument(f"page_size must be in 1..{MAX_PAGE}", field="page_size")
+        try:
+            offset = int(page_token or 0)
+        except ValueError:
+            raise InvalidArgument(
+                "page_token is not one this server issued", field="page_token"
+            ) from None
+        if job.kind == "link":
+            pairs = self.store.pairs(job_id, offset=offset, limit=size)
+            more = len(pairs) == size
+            return job, pairs, [], str(offset + size) if more else ""
+        ents = self.store.entities(job_id, offset=offset, limit=size)
+        more = len(ents) == size
+        return job, [], [(rid, ent) for _, rid, ent in ents], str(offset + size) if more else ""
+
+    def match(self, job_id: str, record: Mapping[str, Any], k: int, assign: bool) -> MatchResult:
+        job = self.store.get_job(job_id)
+        matcher = self._matchers.get(job_id)
+        if matcher is None:
+            raise FailedPrecondition(
+                f"job {job_id} is {job.state}"
+                + (
+                    ""
+                    if job.state != "succeeded"
+                    else " but its matcher is not loaded on this "
+                    "server (it ran before a restart): start the job again"
+                )
+                + "; Match needs a finished job",
+                field="job_id",
+            )
+        with self._match_locks[job_id]:
+            return matcher.match(record, k=k or 5, assign=assign)
