@@ -393,3 +393,34 @@ def test_metrics_count_rpcs_by_status(client: Client) -> None:
     assert count("OK") == before_ok + 1
     assert count("NOT_FOUND") == before_missing + 1
     client.delete_collection("metered")
+
+
+def test_cli_linkage_as_server_job(server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "clusters.csv"
+    r = _cli(
+        server,
+        "dedupe",
+        str(FIX / "febrl1_sample.csv"),
+        "--id",
+        "rec_id",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,entity_id" and len(lines) == 1 + len(_rows("febrl1_sample.csv"))
+    r = _cli(server, "dedupe", str(FIX / "febrl1_sample.csv"), "--out", str(out), "--quiet")
+    assert r.returncode == 1 and "rec_id" not in r.stdout and "id" in r.stderr
+    r = _cli(
+        server,
+        "dedupe",
+        str(FIX / "febrl1_sample.csv"),
+        "--id",
+        "rec_id",
+        "--out",
+        str(out),
+        "--report",
+        str(tmp_path / "r.html"),
+    )
+    assert r.returncode == 1 and "in-process only" in r.stderr
