@@ -181,3 +181,41 @@ def fit_with_labels(
         platt = LogisticRegression(C=100.0).fit(_logit(oof).reshape(-1, 1), y_lab)
         clf.platt = (float(platt.coef_[0, 0]), float(platt.intercept_[0]))
     return clf
+
+
+def apply_platt(p: np.ndarray, platt: tuple[float, float]) -> np.ndarray:
+    a, b = platt
+    return 1.0 / (1.0 + np.exp(-(a * _logit(np.asarray(p, dtype=np.float64)) + b)))
+
+
+def compose_platt(
+    first: tuple[float, float] | None, then: tuple[float, float]
+) -> tuple[float, float]:
+    """The single Platt map equal to applying ``first`` and then ``then``."""
+    if first is None:
+        return then
+    a1, b1 = first
+    a2, b2 = then
+    return a2 * a1, a2 * b1 + b2
+
+
+def calibrate_selected(
+    scores: np.ndarray,
+    selected: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    *,
+    min_per_class: int = 2,
+) -> tuple[float, float] | None:
+    """Platt parameters fitted on the labelled rows that are selected (None: too few)."""
+    if rows.size == 0:
+        return None
+    keep = selected[rows]
+    y = labels[keep]
+    if (y == 1).sum() < min_per_class or (y == 0).sum() < min_per_class:
+        return None
+    from sklearn.linear_model import LogisticRegression
+
+    x = _logit(np.asarray(scores, dtype=np.float64)[rows[keep]]).reshape(-1, 1)
+    fit = LogisticRegression(C=100.0).fit(x, y)
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])

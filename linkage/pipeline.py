@@ -26,7 +26,13 @@ from veclink.linkage.blocking import (
     default_index_factory,
     table_keys,
 )
-from veclink.linkage.classifier import PairClassifier, fit_with_labels
+from veclink.linkage.classifier import (
+    PairClassifier,
+    apply_platt,
+    calibrate_selected,
+    compose_platt,
+    fit_with_labels,
+)
 from veclink.linkage.cluster import cluster
 from veclink.linkage.compare import Features
 from veclink.linkage.labels import LabelledPair, check_labels
@@ -421,6 +427,7 @@ def _run(
 
     with stages.stage("score"):
         label_rows = None
+        cand_rows = cand_y = np.zeros(0, np.int64)
         supervised = bool(labels) or (ask is not None and budget > 0)
         reference = "both" if dedupe_job else spec.reference
         self_model, scores = self_train(
@@ -472,12 +479,19 @@ def _run(
                 clf = fit(x_lab, y_lab, calibrate=True)
                 model.classifier = clf
                 scores = clf.score(features.values)
+                cand_rows, cand_y = _candidate_labels(candidates, labels, lt, other, label_rows)
             else:  # nobody answered: stay unsupervised
                 supervised = False
 
     with stages.stage("select"):
         selected, null = _select(candidates, scores, spec, dedupe_job)
         if supervised:
+            # P(match | score) among *selected* pairs: one-to-one selection is evidence
+            # of its own, so recalibrate on the labelled pairs that were selected
+            platt = calibrate_selected(scores, selected, cand_rows, cand_y)
+            if platt is not None and isinstance(model.classifier, PairClassifier):
+                scores = apply_platt(scores, platt)
+                model.classifier.platt = compose_platt(model.classifier.platt, platt)
             curve = curve_from_probabilities(scores[selected])
         else:
             # dedupe: a record without duplicates selects its best (false) pair, which
@@ -582,6 +596,34 @@ def _quick_threshold(
 ) -> float:
     selected, null = _select(candidates, scores, spec, dedupe_job)
     return choose_threshold(curve_from_null(scores[selected], null), spec.precision).threshold
+
+
+def _candidate_labels(
+    candidates: CandidatePairs,
+    labels: Sequence[LabelledPair],
+    lt: Table,
+    rt: Table,
+    active: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled pairs that are candidates, as (candidate rows, 0/1 labels)."""
+    n_right = candidates.n_right
+    where = {
+        int(c): p for p, c in enumerate((candidates.left * n_right + candidates.right).tolist())
+    }
+    rows, ys = [], []
+    if labels:
+        a, b, y = _label_rows(labels, lt, rt)
+        for x, z, lab in zip(a.tolist(), b.tolist(), y.tolist(), strict=True):
+            if candidates.dedupe and x > z:
+                x, z = z, x
+            p = where.get(x * n_right + z)
+            if p is not None:
+                rows.append(p)
+                ys.append(lab)
+    if active is not None:
+        rows += active[0].tolist()
+        ys += active[1].tolist()
+    return np.asarray(rows, np.int64), np.asarray(ys, np.int64)
 
 
 def _describer(
