@@ -77,6 +77,15 @@ class Encoder(ABC):
     def postprocess(self, output: Any, batch: Any) -> np.ndarray:
         """CPU stage: pool/normalise the model output into float32 ``(len(batch), dim)``."""
 
+    def with_instruction(self, instruction: str) -> Encoder:
+        """An encoder that prepends ``instruction`` to queries (sharing this one's weights).
+
+        Instruction-tuned encoders override this; the others refuse.
+        """
+        raise InvalidArgument(
+            f"encoder kind {self.spec.kind!r} does not take instructions", field="instruction"
+        )
+
     def check_inputs(self, inputs: Sequence[str | bytes]) -> None:
         """Raise InvalidArgument naming the first bad input (index in ``inputs``)."""
         for i, item in enumerate(inputs):

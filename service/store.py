@@ -499,16 +499,12 @@ class VectorStore:
                 f"collection {coll.row.name!r} has no model; search it with a vector",
                 field="query",
             )
-        if q.instruction:
-            raise InvalidArgument(
-                f"the model of collection {coll.row.name!r} does not take instructions",
-                field="instruction",
-            )
         if q.text is not None and not q.text.strip():
             raise InvalidArgument("query text is empty", field="text")
         content = q.text if q.text is not None else q.image
+        encoder = coll.encoder.with_instruction(q.instruction) if q.instruction else coll.encoder
         try:
-            return coll.encoder.encode([content], role="query")  # type: ignore[list-item]
+            return encoder.encode([content], role="query")  # type: ignore[list-item]
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message.replace("inputs[0]", "query"), field="query") from exc
 
@@ -578,7 +574,7 @@ class VectorStore:
         name = model or self.models.default
         encoder = self.models.get(name)
         if instruction:
-            raise InvalidArgument(f"model {name!r} does not take instructions", field="instruction")
+            encoder = encoder.with_instruction(instruction)
         if dimensions and dimensions > encoder.dim:
             raise InvalidArgument(
                 f"dimensions={dimensions} exceeds model {name!r}'s {encoder.dim}",

@@ -126,6 +126,7 @@ class Client:
         role: str = "query",
         normalize: bool = False,
         dimensions: int = 0,
+        instruction: str = "",
     ) -> np.ndarray:
         contents = [
             common_pb2.Content(text=x) if isinstance(x, str) else common_pb2.Content(image=x)
@@ -135,6 +136,7 @@ class Client:
             normalize=normalize,
             dimensions=dimensions,
             role=common_pb2.ROLE_QUERY if role == "query" else common_pb2.ROLE_DOCUMENT,
+            instruction=instruction,
         )
         resp = self._call(
             self.embeddings.Embed,

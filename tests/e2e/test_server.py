@@ -113,6 +113,8 @@ def test_embeddings(client: Client) -> None:
         client.embed([])
     with pytest.raises(InvalidArgument, match="dimensions"):
         client.embed(["x"], dimensions=1000)
+    with pytest.raises(InvalidArgument, match="does not take instructions"):
+        client.embed(["x"], instruction="Retrieve passages that answer the question")
 
 
 def test_collections_and_points(client: Client) -> None:
