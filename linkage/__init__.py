@@ -18,9 +18,11 @@ from veclink.linkage.active import Question
 from veclink.linkage.blocking import CandidatePairs
 from veclink.linkage.compare import Features
 from veclink.linkage.evaluate import PairMetrics, cluster_pairs, pair_metrics, read_pairs
+from veclink.linkage.inputs import prepare_inputs
 from veclink.linkage.labels import LabelledPair, read_labels
 from veclink.linkage.matcher import MatchCandidate, Matcher, MatchResult
-from veclink.linkage.pipeline import DedupeResult, LinkResult, dedupe, link, prepare_inputs
+from veclink.linkage.pipeline import dedupe, link
+from veclink.linkage.results import DedupeResult, LinkResult
 from veclink.linkage.spec import BlockingSpec, FieldSpec, LinkageSpec, LLMJudgeSpec
 from veclink.linkage.tables import Table, read_table
 

@@ -29,7 +29,7 @@ from veclink.linkage.tables import Table
 from veclink.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from veclink.linkage.pipeline import DedupeResult, LinkResult
+    from veclink.linkage.results import DedupeResult, LinkResult
 
 
 @dataclasses.dataclass(frozen=True)

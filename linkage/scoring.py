@@ -77,7 +77,9 @@ def self_labels(
 
     Positives: pairs that are the best of every group they belong to, ahead of the
     runner-up by ``margin``; the upper half of those by margin. Negatives: pairs that are
-    not the best of some group and trail its best by ``margin``.
+    not the best of some group and trail its best by ``margin``. For dedupe, where an
+    entity may have many records, a negative must trail in both of its records' groups
+    and score in the lower half of all candidates.
     """
     n_pairs = len(scores)
     groups = _groups(pairs, reference)
@@ -90,7 +92,7 @@ def self_labels(
         views = [(g, np.arange(n_pairs), n) for g, n in groups]
     is_best = np.ones(n_pairs, dtype=bool)
     lead = np.full(n_pairs, np.inf)
-    negative = np.zeros(n_pairs, dtype=bool)
+    trailing_in = np.zeros(n_pairs, dtype=np.int64)
     for g, pair_of, n in views:
         sc = scores[pair_of]
         best_idx, best, second = best_and_second(g, sc, n)
@@ -99,7 +101,11 @@ def self_labels(
         is_best[not_best_pairs] = False
         np.minimum.at(lead, pair_of[entry_best], (best - second)[g[entry_best]])
         trailing = ~entry_best & (sc < best[g] - margin)
-        negative[pair_of[trailing]] = True
+        np.add.at(trailing_in, pair_of[trailing], 1)
+    if pairs.dedupe:
+        negative = (trailing_in == 2) & (scores < np.median(scores))
+    else:
+        negative = trailing_in > 0
     pos_cand = np.flatnonzero(is_best & (lead >= margin) & ~negative)
     if pos_cand.size:
         lead_c = np.minimum(lead[pos_cand], 1.0)
@@ -173,6 +179,31 @@ def self_train(
 
 
 # --------------------------------------------------------------------------- thresholds
+
+
+def mixture_posterior(scores: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """P(match | score) from a two-Gaussian mixture over the logits of the scores.
+
+    Used for dedupe, where an entity may hold many records and known non-matches cannot
+    be read off the structure. None when the mixture does not separate two groups.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    p = np.clip(np.asarray(scores, dtype=np.float64), 1e-6, 1 - 1e-6)
+    x = np.log(p / (1 - p)).reshape(-1, 1)
+    if x.shape[0] < 10 or np.ptp(x) < 1e-6:
+        return None
+    gm = GaussianMixture(2, random_state=seed, n_init=2).fit(x)
+    means = gm.means_.ravel()
+    hi = int(np.argmax(means))
+    spread = float(np.sqrt(gm.covariances_.ravel()).max())
+    if means[hi] - means[1 - hi] < spread:
+        return None
+    post = gm.predict_proba(x)[:, hi]
+    # the mixture's tails can flip far outside the data; keep it monotone in the score
+    order = np.argsort(x.ravel(), kind="stable")
+    post[order] = np.maximum.accumulate(post[order])
+    return post
 
 
 def curve_from_null(

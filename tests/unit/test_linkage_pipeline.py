@@ -218,3 +218,20 @@ def test_bad_input_fails_before_any_work(tmp_path: Path) -> None:
             encoding="latin-1",
         )
     assert enc.calls == 0
+
+
+def _index_kinds() -> list[str]:
+    try:
+        from veclink.index import INDEX_KINDS
+    except ImportError:
+        return []
+    return sorted(INDEX_KINDS)
+
+
+@pytest.mark.parametrize("kind", _index_kinds())
+def test_link_through_every_registered_index_kind(dblp, kind: str) -> None:
+    """Blocking goes through `create_index`; every index kind must give a working job."""
+    left, right, gold = dblp
+    spec = {"fields": S.DBLP_FIELDS, "blocking": {"index_kind": kind}}
+    result = link(left, right, spec, encoder=S.HashEncoder())
+    assert pair_metrics([(a, b) for a, b, _ in result.matches()], gold).f1 >= 0.95

@@ -1,0 +1,210 @@
+"""Typed results of linkage jobs, and the stage timer that fills their ``stages``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from veclink.linkage.blocking import CandidatePairs, IndexFactory, default_index_factory
+from veclink.linkage.compare import Features
+from veclink.linkage.model import LinkModel, Progress, Views
+from veclink.linkage.scoring import ThresholdChoice, ThresholdCurve
+from veclink.linkage.spec import LinkageSpec
+from veclink.linkage.tables import Table
+
+
+@dataclasses.dataclass(frozen=True)
+class StageStats:
+    name: str
+    seconds: float
+    #: peak traced Python/numpy memory during the stage (None unless tracemalloc is on)
+    peak_mb: float | None
+
+
+class StageTimer:
+    """Times stages (and traced peak memory when tracemalloc is on); drives progress."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.stats: list[StageStats] = []
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[Callable[[float], None]]:
+        """Time a stage; yields ``report(fraction)`` for progress inside it."""
+        tracing = tracemalloc.is_tracing()
+        if tracing:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+        progress = self.progress
+
+        def report(fraction: float) -> None:
+            if progress:
+                progress(name, min(max(fraction, 0.0), 0.999))
+
+        if progress:
+            progress(name, 0.0)
+        t0 = time.perf_counter()
+        yield report
+        seconds = time.perf_counter() - t0
+        peak = (tracemalloc.get_traced_memory()[1] - base) / 2**20 if tracing else None
+        self.stats.append(StageStats(name, seconds, peak))
+        if self.progress:
+            self.progress(name, 1.0)
+
+
+# ------------------------------------------------------------------------------ results
+
+
+@dataclasses.dataclass
+class LinkResult:
+    """Everything a link job produced; ``matches()`` is the answer."""
+
+    spec: LinkageSpec
+    model: LinkModel
+    left: Table
+    right: Table
+    left_views: Views
+    right_views: Views
+    candidates: CandidatePairs
+    features: Features
+    scores: np.ndarray
+    selected: np.ndarray
+    accepted: np.ndarray
+    choice: ThresholdChoice
+    curve: ThresholdCurve
+    #: scores of known non-matches (alternatives of selected pairs); empty when supervised
+    null_scores: np.ndarray
+    mode: str  # "unsupervised" | "supervised"
+    stages: list[StageStats]
+    labels: tuple[np.ndarray, np.ndarray] | None = None
+    #: candidate rows whose score blends in the LLM judge's answer
+    judged_rows: np.ndarray | None = None
+
+    @property
+    def threshold(self) -> float:
+        return self.choice.threshold
+
+    def matches(self) -> list[tuple[str, str, float]]:
+        """Accepted ``(left_id, right_id, score)``, best first."""
+        rows = np.flatnonzero(self.accepted)
+        rows = rows[np.argsort(-self.scores[rows], kind="stable")]
+        li, ri = self.left.ids, self.right.ids
+        return [
+            (
+                li[int(self.candidates.left[p])],
+                ri[int(self.candidates.right[p])],
+                float(self.scores[p]),
+            )
+            for p in rows
+        ]
+
+    def write_csv(self, path: str | os.PathLike[str]) -> int:
+        """Write ``left_id,right_id,score``; returns the number of pairs."""
+        import csv
+
+        rows = self.matches()
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["left_id", "right_id", "score"])
+            w.writerows((a, b, f"{s:.6f}") for a, b, s in rows)
+        return len(rows)
+
+    def entities(self) -> list[tuple[str, str, str]]:
+        """``(side, record_id, entity_id)`` for every record; a matched pair shares an entity."""
+        out = []
+        partner = {right: left for left, right, _ in self.matches()}
+        for rid in self.left.ids:
+            out.append(("left", rid, f"left:{rid}"))
+        for rid in self.right.ids:
+            ent = f"left:{partner[rid]}" if rid in partner else f"right:{rid}"
+            out.append(("right", rid, ent))
+        return out
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "candidates": len(self.candidates),
+            "reduction_ratio": self.candidates.reduction_ratio,
+            "threshold": self.threshold,
+            "estimated_precision": self.choice.est_precision,
+            "estimated_recall": self.choice.est_recall,
+            "precision_target": self.spec.precision,
+            "precision_target_met": self.choice.target_met,
+            "matches": int(self.accepted.sum()),
+            "stages": {s.name: round(s.seconds, 3) for s in self.stages},
+        }
+
+    def matcher(self, index_factory: IndexFactory = default_index_factory) -> Any:
+        from veclink.linkage.matcher import Matcher
+
+        return Matcher.from_link(self, index_factory=index_factory)
+
+
+@dataclasses.dataclass
+class DedupeResult:
+    spec: LinkageSpec
+    model: LinkModel
+    table: Table
+    views: Views
+    candidates: CandidatePairs
+    features: Features
+    scores: np.ndarray
+    #: the best pair of every record
+    selected: np.ndarray
+    accepted: np.ndarray
+    choice: ThresholdChoice
+    curve: ThresholdCurve
+    null_scores: np.ndarray
+    mode: str
+    stages: list[StageStats]
+    #: entity number per record
+    entity: np.ndarray
+    labels: tuple[np.ndarray, np.ndarray] | None = None
+    #: candidate rows whose score blends in the LLM judge's answer
+    judged_rows: np.ndarray | None = None
+
+    @property
+    def threshold(self) -> float:
+        return self.choice.threshold
+
+    def entity_ids(self) -> list[str]:
+        """Per record: the id of the first record (table order) of its entity."""
+        first: dict[int, str] = {}
+        for rid, e in zip(self.table.ids, self.entity.tolist(), strict=True):
+            first.setdefault(e, rid)
+        return [first[e] for e in self.entity.tolist()]
+
+    def write_csv(self, path: str | os.PathLike[str]) -> int:
+        import csv
+
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["id", "entity_id"])
+            w.writerows(zip(self.table.ids, self.entity_ids(), strict=True))
+        return len(self.table)
+
+    def metrics(self) -> dict[str, Any]:
+        sizes = np.bincount(self.entity)
+        return {
+            "mode": self.mode,
+            "candidates": len(self.candidates),
+            "reduction_ratio": self.candidates.reduction_ratio,
+            "threshold": self.threshold,
+            "estimated_precision": self.choice.est_precision,
+            "precision_target": self.spec.precision,
+            "precision_target_met": self.choice.target_met,
+            "entities": int(sizes.size),
+            "largest_entity": int(sizes.max()) if sizes.size else 0,
+            "stages": {s.name: round(s.seconds, 3) for s in self.stages},
+        }
+
+    def matcher(self, index_factory: IndexFactory = default_index_factory) -> Any:
+        from veclink.linkage.matcher import Matcher
+
+        return Matcher.from_dedupe(self, index_factory=index_factory)
