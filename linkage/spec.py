@@ -230,7 +230,32 @@ class LinkageSpec:
                 out.append("spec.llm_judge.weight: must be in [0, 1]")
         if not isinstance(self.encoder, dict) or "kind" not in self.encoder:
             out.append("spec.encoder: must be an encoder spec object with a 'kind'")
+        else:
+            out += _encoder_problems(self.encoder)
+        out += _index_kind_problems(b.index_kind)
         return out
+
+
+def _encoder_problems(encoder: dict[str, Any]) -> list[str]:
+    from veclink.encoders import spec_from_dict
+
+    try:
+        spec_from_dict(dict(encoder))
+    except InvalidArgument as exc:
+        return [f"spec.encoder: {exc}"]
+    return []
+
+
+def _index_kind_problems(kind: str) -> list[str]:
+    try:
+        from veclink.index import INDEX_KINDS
+    except ImportError:  # an index package without a registry: checked when blocking
+        return []
+    if kind not in INDEX_KINDS:
+        return [
+            f"spec.blocking.index_kind: {kind!r} is not one of {', '.join(sorted(INDEX_KINDS))}"
+        ]
+    return []
 
 
 # ------------------------------------------------------------------ generic dict -> dataclass

@@ -86,3 +86,14 @@ def test_field_columns_default_to_the_name() -> None:
     assert (f.left_column, f.right_column) == ("name", "name")
     g = FieldSpec(name="maker", left="brand", right="manufacturer")
     assert (g.left_column, g.right_column) == ("brand", "manufacturer")
+
+
+def test_encoder_and_index_kind_are_checked_with_the_rest() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        LinkageSpec.from_dict(
+            {"encoder": {"kind": "nope"}, "blocking": {"index_kind": "magic"}, "precision": 0}
+        )
+    msg = str(info.value)
+    assert "spec.encoder: unknown encoder kind 'nope'" in msg
+    assert "spec.blocking.index_kind: 'magic' is not one of" in msg
+    assert "spec.precision" in msg
