@@ -1,0 +1,444 @@
+"""PartitionedIndex: SPANN/SPFresh-style partitions that rebalance in place.
+
+Vectors live in postings (partitions) around centroids. Inserts append to the nearest
+posting; deletes only bump the id's version (the stale entry is skipped by searches and
+dropped at the next compaction). A background worker keeps postings bounded with the
+LIRE protocol (`veclink.index.rebalance`): split an oversized posting with balanced
+2-means, reassign the vectors that a split made closer to another centroid, merge
+undersized postings into their neighbours. Nothing ever rebuilds the whole index.
+
+Durability: every mutation is in the WAL (fsync) before it is acknowledged; a snapshot
+stores postings, centroids and the version map with the WAL position it covers. Replay
+re-derives the rebalancing, which only moves vectors, never changes the live set.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from veclink.index.base import VectorIndex, check_ids, check_metric, check_vectors, normalize_rows
+from veclink.index.flat import check_k, write_atomic
+from veclink.index.postings import Posting, VersionMap
+from veclink.index.rebalance import Rebalancer
+from veclink.index.registry import register_index
+from veclink.index.wal import OP_ADD, OP_REMOVE, WriteAheadLog
+
+from veclink.errors import FailedPrecondition, InvalidArgument, NotFound
+
+META = "meta.json"
+SNAPSHOT = "partitioned.npz"
+
+DEFAULTS: dict[str, Any] = {
+    "split_limit": 256,  # a posting above this many entries is split
+    "merge_limit": 24,  # a posting below this many live entries is merged away
+    "nprobe": 16,  # partitions probed per query by default
+    "eps": None,  # probe only centroids within (1 + eps) x the closest distance
+    "replicas": 1,  # >1: boundary vectors also go to close postings (RNG rule)
+    "replica_eps": 0.1,  # how close a second posting must be to get a replica
+    "reassign_neighbors": 64,  # postings checked for LIRE reassignment after a split
+    "background": True,  # rebalance in a worker thread (False: inline, for tests)
+}
+
+
+@register_index
+class PartitionedIndex(VectorIndex):
+    """Partitioned ANN index updated in place (SPFresh / LIRE)."""
+
+    kind = "partitioned"
+
+    def __init__(
+        self, dim: int, metric: str = "ip", path: str | None = None, **options: Any
+    ) -> None:
+        if not isinstance(dim, int) or dim < 1:
+            raise InvalidArgument(f"dim must be a positive integer; got {dim!r}", field="dim")
+        unknown = sorted(set(options) - set(DEFAULTS))
+        if unknown:
+            raise InvalidArgument(
+                f"unknown partitioned index options {unknown}; valid: {', '.join(DEFAULTS)}",
+                field="index_options",
+            )
+        self.options = {**DEFAULTS, **options}
+        _check_options(self.options)
+        self.dim = dim
+        self.metric = check_metric(metric)
+        self.path = Path(path) if path else None
+        self._init_state()
+        if self.path is not None:
+            if (self.path / META).exists():
+                raise InvalidArgument(f"an index already exists at {self.path}", field="path")
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._wal = WriteAheadLog(self.path / "wal")
+            self._write_meta(0)
+        self._start_worker()
+
+    def _init_state(self) -> None:
+        self.lock = threading.RLock()
+        self.parts: dict[int, Posting] = {}
+        self.cent_pid = np.zeros(0, dtype=np.int64)  # partition id of each centroid row
+        self.cents = np.zeros((0, self.dim), dtype=np.float32)
+        self._cindex: faiss.IndexFlatL2 | None = None
+        self.next_pid = 0
+        self.versions = VersionMap()
+        self._wal: WriteAheadLog | None = None
+        self._closed = False
+        self.scanned_total = 0
+        self.queries_total = 0
+
+    def _start_worker(self) -> None:
+        self.rebalancer = Rebalancer(self, background=bool(self.options["background"]))
+
+    # ------------------------------------------------------------------ centroids
+
+    def centroid_index(self) -> faiss.IndexFlatL2:
+        if self._cindex is None:
+            self._cindex = faiss.IndexFlatL2(self.dim)
+            if len(self.cents):
+                self._cindex.add(self.cents)
+        return self._cindex
+
+    def set_centroids(self, pids: np.ndarray, cents: np.ndarray) -> None:
+        self.cent_pid = np.ascontiguousarray(pids, dtype=np.int64)
+        self.cents = np.ascontiguousarray(cents, dtype=np.float32)
+        self._cindex = None
+
+    def new_partition(self, centroid: np.ndarray) -> int:
+        pid = self.next_pid
+        self.next_pid += 1
+        self.parts[pid] = Posting(self.dim)
+        self.set_centroids(np.append(self.cent_pid, pid), np.vstack([self.cents, centroid[None]]))
+        return pid
+
+    def nearest(self, vecs: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(squared distances, partition ids) of the ``k`` nearest centroids."""
+        k = min(k, len(self.cent_pid))
+        dist, rows = self.centroid_index().search(np.ascontiguousarray(vecs), k)
+        return dist, self.cent_pid[rows]
+
+    # ------------------------------------------------------------------ mutations
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = check_ids(ids)
+        vectors = check_vectors(vectors, self.dim, ids.size)
+        if self.metric == "cosine":
+            vectors = normalize_rows(vectors)
+        if not ids.size:
+            return
+        with self.lock:
+            self._check_open()
+            if self._wal is not None:
+                self._wal.append(OP_ADD, ids, vectors)
+            self._apply_add(ids, vectors)
+
+    def _apply_add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        vm = self.versions
+        vm.ensure(int(ids.max()))
+        replaced = ids[vm.live[ids]]
+        self._mark_stale(replaced)
+        vm.count += ids.size - replaced.size
+        vm.ver[ids] += 1
+        vm.live[ids] = True
+        if not self.parts:
+            self.rebalancer.bootstrap(ids, vecs)
+            return
+        touched = self.place(ids, vm.ver[ids], vecs, replicate=True)
+        self.rebalancer.schedule(
+            p for p in touched if self.parts[p].n > self.options["split_limit"]
+        )
+
+    def place(
+        self,
+        ids: np.ndarray,
+        ver: np.ndarray,
+        vecs: np.ndarray,
+        replicate: bool = False,
+        exclude: int | None = None,
+    ) -> set[int]:
+        """Append entries to their nearest posting(s); returns the postings touched."""
+        r = int(self.options["replicas"]) if replicate else 1
+        want = r + (exclude is not None)
+        dist, pids = self.nearest(vecs, want)
+        if exclude is not None:  # drop the excluded partition from each row
+            keep = pids != exclude
+            order = np.argsort(~keep, axis=1, kind="stable")
+            dist = np.take_along_axis(dist, order, 1)[:, : want - 1]
+            pids = np.take_along_axis(pids, order, 1)[:, : want - 1]
+        primary = pids[:, 0]
+        self.versions.loc[ids] = primary
+        touched = self._append_grouped(primary, ids, ver, vecs)
+        for j in range(1, pids.shape[1]):  # boundary replicas (RNG rule against the primary)
+            cj, c0 = self.cents[_rows(self, pids[:, j])], self.cents[_rows(self, primary)]
+            gap = ((cj - c0) ** 2).sum(1)
+            ok = (dist[:, j] <= (1 + self.options["replica_eps"]) * dist[:, 0]) & (dist[:, j] < gap)
+            if ok.any():
+                touched |= self._append_grouped(pids[ok, j], ids[ok], ver[ok], vecs[ok])
+        return touched
+
+    def _append_grouped(
+        self, pids: np.ndarray, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray
+    ) -> set[int]:
+        order = np.argsort(pids, kind="stable")
+        uniq, starts = np.unique(pids[order], return_index=True)
+        bounds = [*starts.tolist(), order.size]
+        for pid, a, b in zip(uniq.tolist(), bounds[:-1], bounds[1:], strict=True):
+            sel = order[a:b]
+            self.parts[pid].append(ids[sel], ver[sel], vecs[sel])
+        return set(uniq.tolist())
+
+    def _mark_stale(self, ids: np.ndarray) -> None:
+        if not ids.size:
+            return
+        locs = self.versions.loc[ids]
+        pids, counts = np.unique(locs[locs >= 0], return_counts=True)
+        for pid, c in zip(pids.tolist(), counts.tolist(), strict=True):
+            part = self.parts.get(pid)
+            if part is not None:
+                part.stale += c
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = check_ids(ids)
+        with self.lock:
+            self._check_open()
+            if self._wal is not None and ids.size:
+                self._wal.append(OP_REMOVE, ids)
+            return self._apply_remove(ids)
+
+    def _apply_remove(self, ids: np.ndarray) -> int:
+        vm = self.versions
+        present = ids[vm.known(ids)]
+        if not present.size:
+            return 0
+        self._mark_stale(present)
+        vm.ver[present] += 1
+        vm.live[present] = False
+        vm.count -= present.size
+        locs = np.unique(vm.loc[present])
+        vm.loc[present] = -1
+        limit = self.options["merge_limit"]
+        self.rebalancer.schedule(
+            p
+            for p in locs.tolist()
+            if p in self.parts
+            and (
+                self.parts[p].n - self.parts[p].stale < limit
+                or 2 * self.parts[p].stale > self.parts[p].n
+            )
+        )
+        return int(present.size)
+
+    # ------------------------------------------------------------------ search
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        nprobe: int | None = None,
+        eps: float | None = None,
+        **params: Any,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` over the ``nprobe`` nearest postings (pruned by ``eps``), best first."""
+        if params:
+            raise InvalidArgument(f"unknown search parameters {sorted(params)}", field="params")
+        k = check_k(k)
+        q = check_vectors(queries, self.dim, field="queries")
+        if self.metric == "cosine":
+            q = normalize_rows(q)
+        explicit = nprobe is not None
+        nprobe = int(nprobe if explicit else self.options["nprobe"])
+        if nprobe < 1:
+            raise InvalidArgument(f"nprobe must be >= 1; got {nprobe}", field="nprobe")
+        if eps is None and not explicit:
+            eps = self.options["eps"]
+        with self.lock:
+            self._check_open()
+            from veclink.index.scan import scan_postings
+
+            scores, ids, scanned = scan_postings(self, q, k, nprobe, eps)
+            self.scanned_total += scanned
+            self.queries_total += len(q)
+        return scores, ids
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        ids = check_ids(ids)
+        with self.lock:
+            vm = self.versions
+            missing = ids[~vm.known(ids)]
+            if missing.size:
+                raise NotFound(f"ids not in the index: {missing[:10].tolist()}", field="ids")
+            out = np.empty((ids.size, self.dim), dtype=np.float32)
+            for row, i in enumerate(ids.tolist()):
+                pids, vers, vecs = self.parts[int(vm.loc[i])].view()
+                hit = np.nonzero((pids == i) & (vers == vm.ver[i]))[0]
+                out[row] = vecs[hit[0]]
+            return out
+
+    def ids(self) -> np.ndarray:
+        with self.lock:
+            return np.nonzero(self.versions.live)[0].astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.versions.count)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until the background worker has nothing left to do."""
+        return self.rebalancer.wait_idle(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            sizes = np.array([p.n for p in self.parts.values()], dtype=np.int64)
+            memory = sum(p.nbytes() for p in self.parts.values()) + self.versions.nbytes()
+            return {
+                **super().stats(),
+                "partitions": int(sizes.size),
+                "size_max": int(sizes.max()) if sizes.size else 0,
+                "size_mean": float(sizes.mean()) if sizes.size else 0.0,
+                "size_cv": float(sizes.std() / sizes.mean())
+                if sizes.size and sizes.mean()
+                else 0.0,
+                "over_split_limit": int((sizes > self.options["split_limit"]).sum()),
+                "scanned_per_query": self.scanned_total / max(self.queries_total, 1),
+                "pending": self.rebalancer.pending_count(),
+                "splits": self.rebalancer.splits,
+                "merges": self.rebalancer.merges,
+                "reassigned": self.rebalancer.reassigned,
+                "rebalance_cpu_s": round(self.rebalancer.cpu_seconds, 3),
+                "memory_bytes": int(memory + self.cents.nbytes),
+                "options": dict(self.options),
+            }
+
+    # ------------------------------------------------------------------ persistence
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FailedPrecondition("the index is closed")
+
+    def _write_meta(self, lsn: int) -> None:
+        assert self.path is not None
+        meta = {
+            "kind": self.kind,
+            "dim": self.dim,
+            "metric": self.metric,
+            "options": self.options,
+            "snapshot_lsn": lsn,
+        }
+        write_atomic(self.path / META, json.dumps(meta).encode())
+
+    def flush(self) -> None:
+        if self.path is None or self._wal is None:
+            return
+        with self.lock:
+            self._check_open()
+            lsn = self._wal.last_lsn
+            pids = sorted(self.parts)
+            sizes = np.array([self.parts[p].n for p in pids], dtype=np.int64)
+            views = [self.parts[p].view() for p in pids]
+            arrays = {
+                "pids": np.array(pids, dtype=np.int64),
+                "sizes": sizes,
+                "ids": np.concatenate([v[0] for v in views]) if views else np.zeros(0, np.int64),
+                "ver": np.concatenate([v[1] for v in views]) if views else np.zeros(0, np.uint32),
+                "vecs": np.concatenate([v[2] for v in views])
+                if views
+                else np.zeros((0, self.dim), np.float32),
+                "stale": np.array([self.parts[p].stale for p in pids], dtype=np.int64),
+                "cent_pid": self.cent_pid,
+                "cents": self.cents,
+                "vm_ver": self.versions.ver,
+                "vm_live": self.versions.live,
+                "vm_loc": self.versions.loc,
+                "scalars": np.array([self.next_pid, self.versions.count], dtype=np.int64),
+            }
+            import io
+
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            write_atomic(self.path / SNAPSHOT, buf.getvalue())
+            self._write_meta(lsn)
+            self._wal.rotate(lsn)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.rebalancer.stop()
+        with self.lock:
+            self.flush()
+            if self._wal is not None:
+                self._wal.close()
+            self._closed = True
+
+    @classmethod
+    def open(cls, path: str) -> PartitionedIndex:
+        root = Path(path)
+        try:
+            meta = json.loads((root / META).read_text())
+        except FileNotFoundError:
+            raise NotFound(f"no index at {path}", field="path") from None
+        self = cls.__new__(cls)
+        self.dim, self.metric, self.path = int(meta["dim"]), meta["metric"], root
+        self.options = {**DEFAULTS, **meta.get("options", {})}
+        self._init_state()
+        snap = root / SNAPSHOT
+        if snap.exists():
+            with np.load(snap) as z:
+                offsets = np.concatenate([[0], np.cumsum(z["sizes"])])
+                for i, pid in enumerate(z["pids"].tolist()):
+                    a, b = offsets[i], offsets[i + 1]
+                    part = Posting(self.dim, max(int(b - a), 32))
+                    part.append(z["ids"][a:b], z["ver"][a:b], z["vecs"][a:b])
+                    part.stale = int(z["stale"][i])
+                    self.parts[pid] = part
+                self.set_centroids(z["cent_pid"], z["cents"])
+                self.versions.ver = z["vm_ver"].copy()
+                self.versions.live = z["vm_live"].copy()
+                self.versions.loc = z["vm_loc"].copy()
+                self.next_pid, self.versions.count = (int(x) for x in z["scalars"])
+        self._start_worker()
+        self._wal = WriteAheadLog(root / "wal")
+        with self.lock:
+            for rec in self._wal.replay(after=int(meta["snapshot_lsn"])):
+                if rec.op == OP_ADD:
+                    assert rec.vectors is not None
+                    self._apply_add(rec.ids, rec.vectors)
+                elif rec.op == OP_REMOVE:
+                    self._apply_remove(rec.ids)
+            # work the previous process left pending (it is not in the snapshot)
+            o = self.options
+            self.rebalancer.schedule(
+                pid
+                for pid, p in self.parts.items()
+                if p.n > o["split_limit"] or p.n - p.stale < o["merge_limit"] or 2 * p.stale > p.n
+            )
+        return self
+
+
+def _rows(index: PartitionedIndex, pids: np.ndarray) -> np.ndarray:
+    """Centroid rows of partition ids."""
+    order = np.argsort(index.cent_pid)
+    return order[np.searchsorted(index.cent_pid, pids, sorter=order)]
+
+
+def _check_options(o: dict[str, Any]) -> None:
+    problems = []
+    for name in ("split_limit", "merge_limit", "nprobe", "replicas", "reassign_neighbors"):
+        if not isinstance(o[name], int) or o[name] < (0 if name == "merge_limit" else 1):
+            problems.append(f"{name} must be a positive integer")
+    if isinstance(o["split_limit"], int) and o["split_limit"] < 8:
+        problems.append("split_limit must be >= 8")
+    if (
+        isinstance(o["merge_limit"], int)
+        and isinstance(o["split_limit"], int)
+        and o["merge_limit"] * 2 >= o["split_limit"]
+    ):
+        problems.append("merge_limit must be less than half of split_limit")
+    if o["eps"] is not None and (not isinstance(o["eps"], int | float) or o["eps"] < 0):
+        problems.append("eps must be a number >= 0 or null")
+    if problems:
+        raise InvalidArgument(
+            "invalid partitioned index options: " + "; ".join(problems), field="index_options"
+        )

@@ -1,0 +1,241 @@
+"""Incremental rebalancing of the partitioned index (SPFresh's LIRE protocol).
+
+A posting that grows past ``split_limit`` is compacted (stale entries dropped) and, if
+still too big, split in two by balanced 2-means. Splitting moves a centroid, so two kinds
+of vectors may now sit in the wrong posting, and are reassigned (LIRE):
+
+1. vectors of the split posting whose nearest centroid is now another posting's;
+2. vectors of the ``reassign_neighbors`` postings nearest to the old centroid that are
+   closer to one of the two new centroids than to their own.
+
+A posting whose live entries fall below ``merge_limit`` is dissolved: each of its vectors
+moves to its nearest remaining centroid. All of it runs one posting at a time under the
+index lock, in a worker thread; no operation touches more than a neighbourhood.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import faiss
+import numpy as np
+
+if TYPE_CHECKING:
+    from veclink.index.partitioned import PartitionedIndex
+
+
+def balanced_two_means(
+    x: np.ndarray, rng: np.random.Generator, iters: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split ``x`` into two equal halves around two centroids; returns (c0, c1, in_first)."""
+    n = len(x)
+    first = int(rng.integers(n))
+    far = int(np.argmax(((x - x[first]) ** 2).sum(1)))
+    c = np.stack([x[first], x[far]]).astype(np.float32)
+    sq = (x * x).sum(1)
+    left = np.zeros(n, dtype=bool)
+    for _ in range(iters):
+        d = sq[:, None] - 2 * (x @ c.T) + (c * c).sum(1)[None, :]
+        order = np.argsort(d[:, 0] - d[:, 1], kind="stable")
+        left[:] = False
+        left[order[: n // 2]] = True
+        new = np.stack([x[left].mean(0), x[~left].mean(0)]).astype(np.float32)
+        if np.allclose(new, c, atol=1e-6):
+            break
+        c = new
+    return c[0], c[1], left
+
+
+class Rebalancer:
+    """Keeps postings between ``merge_limit`` and ``split_limit``, in the background."""
+
+    def __init__(self, index: PartitionedIndex, background: bool = True) -> None:
+        self.index = index
+        self.background = background
+        self.pending: dict[int, None] = {}  # ordered set of partition ids
+        self.cond = threading.Condition()
+        self.busy = False
+        self.stopping = False
+        self.splits = self.merges = self.reassigned = 0
+        self.cpu_seconds = 0.0
+        self.rng = np.random.default_rng(0)
+        self._inline = False
+        self.thread: threading.Thread | None = None
+        if background:
+            self.thread = threading.Thread(target=self._loop, name="veclink-rebalance", daemon=True)
+            self.thread.start()
+
+    # ------------------------------------------------------------------ scheduling
+
+    def schedule(self, pids: Iterable[int]) -> None:
+        with self.cond:
+            for pid in pids:
+                self.pending[int(pid)] = None
+            if not self.pending:
+                return
+            self.cond.notify_all()
+        if not self.background and not self._inline:
+            self._drain_inline()
+
+    def _drain_inline(self) -> None:
+        self._inline = True
+        try:
+            while self.pending:
+                pid = next(iter(self.pending))
+                del self.pending[pid]
+                self._timed(pid)
+        finally:
+            self._inline = False
+
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self.pending and not self.stopping:
+                    self.busy = False
+                    self.cond.notify_all()
+                    self.cond.wait()
+                if self.stopping:
+                    self.busy = False
+                    self.cond.notify_all()
+                    return
+                pid = next(iter(self.pending))
+                del self.pending[pid]
+                self.busy = True
+            self._timed(pid)
+
+    def _timed(self, pid: int) -> None:
+        start = time.thread_time()
+        with self.index.lock:
+            if not self.index._closed:
+                self.maintain(pid)
+        self.cpu_seconds += time.thread_time() - start
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: not self.pending and not self.busy, timeout)
+
+    def pending_count(self) -> int:
+        return len(self.pending)
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        if self.thread is not None:
+            self.thread.join()
+
+    # ------------------------------------------------------------------ operations
+
+    def bootstrap(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        """First vectors of an empty index: k-means them into postings of about half the limit."""
+        ix = self.index
+        target = ix.options["split_limit"] // 2
+        nlist = max(1, math.ceil(len(vecs) / target))
+        if nlist == 1:
+            cents = vecs.mean(0, keepdims=True)
+        else:
+            km = faiss.Kmeans(ix.dim, nlist, niter=10, seed=1234, min_points_per_centroid=1)
+            km.train(vecs)
+            cents = km.centroids
+        for c in cents:
+            ix.new_partition(c)
+        touched = ix.place(ids, ix.versions.ver[ids], vecs, replicate=True)
+        self.schedule(p for p in touched if ix.parts[p].n > ix.options["split_limit"])
+
+    def maintain(self, pid: int) -> None:
+        ix = self.index
+        part = ix.parts.get(pid)
+        if part is None:
+            return
+        ids, ver, _ = part.view()
+        current = ix.versions.current(ids, ver)
+        if not current.all():
+            part.keep(current)
+        if part.n > ix.options["split_limit"]:
+            self.split(pid)
+        elif part.n < ix.options["merge_limit"] and len(ix.parts) > 1:
+            self.merge(pid)
+
+    def split(self, pid: int) -> None:
+        ix = self.index
+        part = ix.parts[pid]
+        ids, ver, vecs = (a.copy() for a in part.view())
+        row = int(np.nonzero(ix.cent_pid == pid)[0][0])
+        old_centroid = ix.cents[row].copy()
+        c0, c1, first = balanced_two_means(vecs, self.rng)
+        part.keep(first)
+        cents = ix.cents.copy()
+        cents[row] = c0
+        ix.set_centroids(ix.cent_pid, cents)
+        other = ix.new_partition(c1)
+        ix.parts[other].append(ids[~first], ver[~first], vecs[~first])
+        moved = ids[~first]
+        loc = ix.versions.loc
+        loc[moved[loc[moved] == pid]] = other
+        self.splits += 1
+        touched = {pid, other}
+        # LIRE 1: the split posting's vectors that are now nearer another centroid
+        for p in (pid, other):
+            _, _, v = ix.parts[p].view()
+            if v.shape[0]:
+                _, near = ix.nearest(v, 1)
+                touched |= self._move(p, near[:, 0] != p, near[:, 0])
+        # LIRE 2: neighbours' vectors that the new centroids pulled closer
+        _, neigh = ix.nearest(old_centroid[None], ix.options["reassign_neighbors"] + 2)
+        pair = np.stack([c0, c1])
+        for q in neigh[0].tolist():
+            if q in (pid, other) or q not in ix.parts:
+                continue
+            _, _, v = ix.parts[q].view()
+            if not v.shape[0]:
+                continue
+            own = ix.cents[int(np.nonzero(ix.cent_pid == q)[0][0])]
+            d_own = ((v - own) ** 2).sum(1)
+            vv = (v * v).sum(1)[:, None]
+            d_new = (vv - 2 * (v @ pair.T) + (pair * pair).sum(1)[None, :]).min(1)
+            closer = d_new < d_own
+            if closer.any():
+                _, near = ix.nearest(v[closer], 1)
+                mask = np.zeros(v.shape[0], dtype=bool)
+                targets = np.full(v.shape[0], q, dtype=np.int64)
+                mask[closer] = near[:, 0] != q
+                targets[closer] = near[:, 0]
+                touched |= self._move(q, mask, targets)
+        self.schedule(
+            p for p in touched if p in ix.parts and ix.parts[p].n > ix.options["split_limit"]
+        )
+
+    def _move(self, src: int, mask: np.ndarray, targets: np.ndarray) -> set[int]:
+        """Move the masked entries of posting ``src`` to ``targets`` (aligned with entries)."""
+        if not mask.any():
+            return set()
+        ix = self.index
+        ids, ver, vecs = (a[mask].copy() for a in ix.parts[src].view())
+        dest = targets[mask]
+        ix.parts[src].keep(~mask)
+        loc = ix.versions.loc
+        primary = loc[ids] == src
+        loc[ids[primary]] = dest[primary]
+        self.reassigned += int(mask.sum())
+        return ix._append_grouped(dest, ids, ver, vecs)
+
+    def merge(self, pid: int) -> None:
+        ix = self.index
+        ids, ver, vecs = (a.copy() for a in ix.parts.pop(pid).view())
+        keep = ix.cent_pid != pid
+        ix.set_centroids(ix.cent_pid[keep], ix.cents[keep])
+        self.merges += 1
+        if not ids.size:
+            return
+        _, near = ix.nearest(vecs, 1)
+        dest = near[:, 0]
+        loc = ix.versions.loc
+        primary = loc[ids] == pid
+        loc[ids[primary]] = dest[primary]
+        self.reassigned += int(ids.size)
+        touched = ix._append_grouped(dest, ids, ver, vecs)
+        self.schedule(p for p in touched if ix.parts[p].n > ix.options["split_limit"])

@@ -1,0 +1,100 @@
+"""Partition-major search of the partitioned index.
+
+For a batch of queries, the nearest centroids of every query are found at once; then each
+chosen posting is scanned once against all the queries that probe it (one BLAS matrix
+product per posting), stale entries are masked by the version map, and each query keeps
+its best ``k`` per posting in a candidate buffer that is reduced at the end.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from veclink.index.partitioned import PartitionedIndex
+
+
+def scan_postings(
+    index: PartitionedIndex, q: np.ndarray, k: int, nprobe: int, eps: float | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Return (scores (nq, k), ids (nq, k), vectors scanned)."""
+    nq = len(q)
+    out_s = np.full((nq, k), -np.inf, dtype=np.float32)
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    if not index.parts or index.versions.count == 0:
+        return out_s, out_i, 0
+    dist, pids = index.nearest(q, nprobe)
+    probe = np.ones(pids.shape, dtype=bool)
+    if eps is not None:
+        probe = dist <= (1.0 + eps) * dist[:, :1] + 1e-12
+    qi = np.repeat(np.arange(nq), pids.shape[1])[probe.ravel()]
+    pi = pids.ravel()[probe.ravel()]
+    order = np.argsort(pi, kind="stable")
+    qi, pi = qi[order], pi[order]
+    uniq, starts = np.unique(pi, return_index=True)
+    bounds = [*starts.tolist(), pi.size]
+
+    width = pids.shape[1] * k
+    cand_s = np.full((nq, width), -np.inf, dtype=np.float32)
+    cand_i = np.full((nq, width), -1, dtype=np.int64)
+    fill = np.zeros(nq, dtype=np.int64)
+    scanned = 0
+    vm = index.versions
+    l2 = index.metric == "l2"
+    for pid, a, b in zip(uniq.tolist(), bounds[:-1], bounds[1:], strict=True):
+        ids, ver, vecs = index.parts[pid].view()
+        if not ids.size:
+            continue
+        qs = qi[a:b]
+        sub = q[qs]
+        scores = sub @ vecs.T
+        if l2:
+            scores = 2 * scores - (vecs * vecs).sum(1)[None, :] - (sub * sub).sum(1)[:, None]
+        current = vm.current(ids, ver)
+        if not current.all():
+            scores[:, ~current] = -np.inf
+        scanned += ids.size * qs.size
+        kk = min(k, ids.size)
+        if ids.size > kk:
+            top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        else:
+            top = np.broadcast_to(np.arange(kk), (qs.size, kk))
+        cols = fill[qs][:, None] + np.arange(kk)[None, :]
+        cand_s[qs[:, None], cols] = np.take_along_axis(scores, top, 1)
+        cand_i[qs[:, None], cols] = ids[top]
+        fill[qs] += kk
+
+    cand_i[np.isneginf(cand_s)] = -1
+    if int(index.options["replicas"]) > 1:
+        _drop_duplicate_ids(cand_s, cand_i)
+    kk = min(k, width)
+    top = (
+        np.argpartition(-cand_s, kk - 1, axis=1)[:, :kk]
+        if width > kk
+        else np.broadcast_to(np.arange(width), (nq, width))
+    )
+    top_s = np.take_along_axis(cand_s, top, 1)
+    order = np.argsort(-top_s, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, 1)
+    out_s[:, :kk] = np.take_along_axis(cand_s, top, 1)
+    out_i[:, :kk] = np.take_along_axis(cand_i, top, 1)
+    out_i[np.isneginf(out_s)] = -1
+    return out_s, out_i, scanned
+
+
+def _drop_duplicate_ids(cand_s: np.ndarray, cand_i: np.ndarray) -> None:
+    """Replicas put one id in several postings: keep its best copy per query."""
+    for row in range(cand_i.shape[0]):
+        ids = cand_i[row]
+        valid = ids >= 0
+        if not valid.any():
+            continue
+        order = np.lexsort((-cand_s[row], ids))
+        sorted_ids = ids[order]
+        dup = np.zeros(ids.size, dtype=bool)
+        dup[1:] = (sorted_ids[1:] == sorted_ids[:-1]) & (sorted_ids[1:] >= 0)
+        drop = order[dup]
+        cand_s[row, drop] = -np.inf
+        cand_i[row, drop] = -1
