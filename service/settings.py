@@ -45,7 +45,7 @@ class StorageSettings:
     #: SQLAlchemy URL of the catalog; empty: SQLite file in data_dir
     database_url: str = ""
     #: index kind of collections created without one: flat or partitioned
-    default_index_kind: str = "flat"
+    default_index_kind: str = "partitioned"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

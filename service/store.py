@@ -81,7 +81,7 @@ class VectorStore:
         models: ModelRegistry,
         *,
         database_url: str | None = None,
-        default_index_kind: str = "flat",
+        default_index_kind: str = "partitioned",
         limits: Limits = Limits(),
     ) -> None:
         self.data_dir = Path(data_dir)

@@ -171,7 +171,7 @@ def test_collections_and_points(client: Client) -> None:
         client.search("missing", text="x")
     info = client.get_collection("docs")
     assert info.count == 4
-    assert info.index_stats["kind"] == "flat" and info.index_stats["size"] == 4
+    assert info.index_stats["kind"] == "partitioned" and info.index_stats["size"] == 4
     # streaming bulk upsert
     n = client.upsert_stream(
         "docs",

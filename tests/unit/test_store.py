@@ -179,3 +179,28 @@ def test_orphan_index_dirs_removed(tmp_path: Path, models: ModelRegistry) -> Non
     orphan.mkdir()
     make_store(tmp_path, models, None).close()
     assert not orphan.exists()
+
+
+@pytest.mark.parametrize("kind", ["flat", "partitioned"])
+def test_both_index_kinds_serve_a_collection(
+    tmp_path: Path, models: ModelRegistry, kind: str
+) -> None:
+    store = make_store(tmp_path, models, None)
+    store.create_collection(
+        "c",
+        dim=DIM,
+        metric="cosine",
+        index_kind=kind,
+        index_options={"split_limit": 32, "merge_limit": 4} if kind == "partitioned" else {},
+    )
+    for start in range(0, 1000, 40):
+        store.upsert("c", vec_records(40, start=start, seed=start))
+    assert store.get_collection("c").count == 1000
+    info = store.get_collection("c")
+    assert info.index_stats["kind"] == kind
+    target = vec_records(1, start=520, seed=520)[0].vector
+    assert store.search(SearchQuery(collection="c", vector=target, k=1, nprobe=64))[0].id == "r520"
+    with pytest.raises(InvalidArgument, match="options"):
+        store.create_collection("bad", dim=DIM, index_kind=kind, index_options={"colour": 1})
+    assert [c.name for c in store.list_collections()] == ["c"]
+    store.close()
