@@ -28,8 +28,14 @@ if TYPE_CHECKING:
     from veclink.index.partitioned import PartitionedIndex
 
 
+def centroid_rows(cent_pid: np.ndarray, pids: np.ndarray) -> np.ndarray:
+    """Centroid rows of partition ids."""
+    order = np.argsort(cent_pid)
+    return order[np.searchsorted(cent_pid, pids, sorter=order)]
+
+
 def balanced_two_means(
-    x: np.ndarray, rng: np.random.Generator, iters: int = 8
+    x: np.ndarray, rng: np.random.Generator, iters: int = 4, min_share: float = 0.25
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split ``x`` into two equal halves around two centroids; returns (c0, c1, in_first)."""
     n = len(x)
@@ -40,11 +46,15 @@ def balanced_two_means(
     left = np.zeros(n, dtype=bool)
     for _ in range(iters):
         d = sq[:, None] - 2 * (x @ c.T) + (c * c).sum(1)[None, :]
-        order = np.argsort(d[:, 0] - d[:, 1], kind="stable")
-        left[:] = False
-        left[order[: n // 2]] = True
+        left = d[:, 0] <= d[:, 1]
+        lo = int(min_share * n)
+        if not lo <= left.sum() <= n - lo:  # too lopsided: cut at the balanced point instead
+            order = np.argsort(d[:, 0] - d[:, 1], kind="stable")
+            cut = lo if left.sum() < lo else n - lo
+            left = np.zeros(n, dtype=bool)
+            left[order[:cut]] = True
         new = np.stack([x[left].mean(0), x[~left].mean(0)]).astype(np.float32)
-        if np.allclose(new, c, atol=1e-6):
+        if np.abs(new - c).max() < 1e-6:
             break
         c = new
     return c[0], c[1], left
@@ -164,13 +174,11 @@ class Rebalancer:
         ix = self.index
         part = ix.parts[pid]
         ids, ver, vecs = (a.copy() for a in part.view())
-        row = int(np.nonzero(ix.cent_pid == pid)[0][0])
+        row = int(centroid_rows(ix.cent_pid, np.array([pid]))[0])
         old_centroid = ix.cents[row].copy()
         c0, c1, first = balanced_two_means(vecs, self.rng)
         part.keep(first)
-        cents = ix.cents.copy()
-        cents[row] = c0
-        ix.set_centroids(ix.cent_pid, cents)
+        ix.move_centroids(np.array([row]), c0[None])
         other = ix.new_partition(c1)
         ix.parts[other].append(ids[~first], ver[~first], vecs[~first])
         moved = ids[~first]
@@ -178,36 +186,58 @@ class Rebalancer:
         loc[moved[loc[moved] == pid]] = other
         self.splits += 1
         touched = {pid, other}
+        # one distance matrix serves LIRE 1 (the split vectors) and the neighbour lookup
+        dist = ix.centroid_distances(np.vstack([old_centroid[None], vecs]))
         # LIRE 1: the split posting's vectors that are now nearer another centroid
+        near = ix.cent_pid[dist[1:].argmin(1)]
+        now = np.where(first, pid, other)
         for p in (pid, other):
-            _, _, v = ix.parts[p].view()
-            if v.shape[0]:
-                _, near = ix.nearest(v, 1)
-                touched |= self._move(p, near[:, 0] != p, near[:, 0])
+            side = now == p
+            targets = np.full(ix.parts[p].n, p, dtype=np.int64)
+            targets[: int(side.sum())] = near[side]
+            touched |= self._move(p, targets != p, targets)
         # LIRE 2: neighbours' vectors that the new centroids pulled closer
-        _, neigh = ix.nearest(old_centroid[None], ix.options["reassign_neighbors"] + 2)
+        n_neigh = min(ix.options["reassign_neighbors"] + 2, dist.shape[1])
+        neigh = ix.cent_pid[np.argpartition(dist[0], n_neigh - 1)[:n_neigh]]
         pair = np.stack([c0, c1])
-        for q in neigh[0].tolist():
-            if q in (pid, other) or q not in ix.parts:
+        found: list[tuple[int, int, np.ndarray]] = []  # (partition, entries then, closer mask)
+        for q in neigh.tolist():
+            part = ix.parts.get(q)
+            if q in (pid, other) or part is None or not part.n:
                 continue
-            _, _, v = ix.parts[q].view()
-            if not v.shape[0]:
-                continue
-            own = ix.cents[int(np.nonzero(ix.cent_pid == q)[0][0])]
-            d_own = ((v - own) ** 2).sum(1)
-            vv = (v * v).sum(1)[:, None]
-            d_new = (vv - 2 * (v @ pair.T) + (pair * pair).sum(1)[None, :]).min(1)
-            closer = d_new < d_own
+            own = ix.cents[int(centroid_rows(ix.cent_pid, np.array([q]))[0])]
+            m = np.vstack([own, pair])
+            # ||v - c||^2 without the common ||v||^2 term, for c = own, c0, c1
+            d = (m * m).sum(1)[None, :] - 2.0 * (part.view()[2] @ m.T)
+            closer = d[:, 1:].min(1) < d[:, 0]
             if closer.any():
-                _, near = ix.nearest(v[closer], 1)
-                mask = np.zeros(v.shape[0], dtype=bool)
-                targets = np.full(v.shape[0], q, dtype=np.int64)
-                mask[closer] = near[:, 0] != q
-                targets[closer] = near[:, 0]
-                touched |= self._move(q, mask, targets)
+                found.append((q, part.n, closer))
+        if found:
+            # one nearest-centroid search for every candidate of every neighbour
+            cand = np.concatenate([ix.parts[q].view()[2][:n][c] for q, n, c in found])
+            _, near = ix.nearest(cand, 1)
+            start = 0
+            for q, n, closer in found:
+                k = int(closer.sum())
+                # entries appended to q by earlier moves sit after its first n
+                targets = np.full(ix.parts[q].n, q, dtype=np.int64)
+                targets[np.nonzero(closer)[0]] = near[start : start + k, 0]
+                start += k
+                touched |= self._move(q, targets != q, targets)
+        if ix.options.get("recenter", True):
+            self._recenter(touched)
         self.schedule(
             p for p in touched if p in ix.parts and ix.parts[p].n > ix.options["split_limit"]
         )
+
+    def _recenter(self, pids: set[int]) -> None:
+        """One local Lloyd step: move each touched centroid to the mean of its posting."""
+        ix = self.index
+        live = [p for p in pids if p in ix.parts and ix.parts[p].n]
+        if not live:
+            return
+        rows = centroid_rows(ix.cent_pid, np.array(live))
+        ix.move_centroids(rows, np.stack([ix.parts[p].view()[2].mean(0) for p in live]))
 
     def _move(self, src: int, mask: np.ndarray, targets: np.ndarray) -> set[int]:
         """Move the masked entries of posting ``src`` to ``targets`` (aligned with entries)."""

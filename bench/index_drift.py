@@ -1,0 +1,397 @@
+"""Index drift benchmark: veclink's PartitionedIndex against its peers under distribution shift.
+
+The data is split with 16-means; the index is built on clusters holding ~25% of the points,
+then the rest streams in over 10 batches (cluster by cluster, so the distribution drifts)
+while half of the base is deleted. Recall@10 against exact search over the live set is taken
+at batches 0, 5 and 10. Peers in the same run: faiss IVF trained on the base and never
+retrained, a full IVF rebuild on the final live set, and hnswlib with mark_deleted.
+A uniform (no-shift) control repeats the stream in random order.
+
+    python bench/index_drift.py                        # WordNet MiniLM vectors (117k x 384)
+    python bench/index_drift.py --synthetic 200000     # Gaussian mixture, 128-d
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+from veclink.index import PartitionedIndex
+
+ROOT = Path(__file__).resolve().parents[1]
+K = 10
+NPROBES = (4, 8, 16, 32, 64, 96, 128, 192, 256)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@dataclass
+class Workload:
+    name: str
+    base: np.ndarray  # row numbers
+    batches: list[np.ndarray]
+    deletes: list[np.ndarray]
+    queries: np.ndarray  # vectors
+
+
+@dataclass
+class Result:
+    method: str
+    curves: dict[int, list[tuple[str, float, float, float]]] = field(default_factory=dict)
+    insert_per_s: float = 0.0
+    delete_per_s: float = 0.0
+    deleted_returned: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def load(args: argparse.Namespace) -> np.ndarray:
+    if args.synthetic:
+        rng = np.random.default_rng(args.seed)
+        centres = rng.normal(size=(64, 128)).astype(np.float32) * 2
+        labels = rng.integers(0, 64, args.synthetic)
+        x = centres[labels] + rng.normal(size=(args.synthetic, 128)).astype(np.float32)
+    else:
+        x = np.load(args.data).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x)
+
+
+def workloads(x: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, list[Workload]]:
+    rng = np.random.default_rng(args.seed)
+    perm = rng.permutation(len(x))
+    q_rows, rows = perm[: args.queries], perm[args.queries :]
+    queries = x[q_rows]
+    km = faiss.Kmeans(x.shape[1], 16, niter=10, seed=args.seed)
+    km.train(x[rows])
+    _, lab = km.index.search(x[rows], 1)
+    lab = lab[:, 0]
+    order = rng.permutation(16)
+    sizes = np.bincount(lab, minlength=16)
+    base_clusters = []
+    for c in order:
+        base_clusters.append(c)
+        if sizes[base_clusters].sum() >= 0.25 * len(rows):
+            break
+    in_base = np.isin(lab, base_clusters)
+    base, rest = rows[in_base], rows[~in_base]
+    # drift: the stream arrives cluster by cluster
+    rest = rest[np.argsort([np.where(order == c)[0][0] for c in lab[~in_base]], kind="stable")]
+    out = []
+    for name, base_rows, stream in (
+        ("shifted", base, rest),
+        ("uniform", *np.split(rng.permutation(rows), [len(base)])),
+    ):
+        doomed = rng.permutation(base_rows)[: len(base_rows) // 2]
+        out.append(
+            Workload(
+                name,
+                base_rows,
+                np.array_split(stream, args.batches),
+                np.array_split(doomed, args.batches),
+                queries,
+            )
+        )
+    return queries, out
+
+
+def truth(x: np.ndarray, live: np.ndarray, q: np.ndarray) -> np.ndarray:
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x[live])
+    _, gt = flat.search(q, K)
+    return live[gt]
+
+
+def recall(got: np.ndarray, gt: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / K for a, b in zip(got, gt, strict=True)]))
+
+
+def timed_qps(fn, q: np.ndarray) -> tuple[np.ndarray, float]:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    got = fn(q)
+    return got, len(q) / (time.perf_counter() - start)
+
+
+def latency(fn, q: np.ndarray, n: int = 200) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    times = []
+    for row in q[:n]:
+        start = time.perf_counter()
+        fn(row[None])
+        times.append(time.perf_counter() - start)
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+# ---------------------------------------------------------------------- methods
+
+
+def run_veclink(
+    x: np.ndarray, w: Workload, args: argparse.Namespace
+) -> tuple[Result, PartitionedIndex]:
+    res = Result("veclink partitioned")
+    ix = PartitionedIndex(
+        x.shape[1], metric="ip", split_limit=args.split_limit, merge_limit=args.split_limit // 8
+    )
+    ix.add(w.base, x[w.base])
+    ix.wait_idle()
+    deleted: set[int] = set()
+    ins_t = del_t = 0.0
+    n_ins = n_del = 0
+    for b in range(len(w.batches) + 1):
+        if b:
+            rows = w.batches[b - 1]
+            start = time.perf_counter()
+            for s in range(0, len(rows), 1000):
+                ix.add(rows[s : s + 1000], x[rows[s : s + 1000]])
+            ix.wait_idle()
+            ins_t += time.perf_counter() - start
+            n_ins += len(rows)
+            start = time.perf_counter()
+            ix.remove(w.deletes[b - 1])
+            del_t += time.perf_counter() - start
+            n_del += len(w.deletes[b - 1])
+            deleted |= set(w.deletes[b - 1].tolist())
+            ix.wait_idle()
+        if b in (0, len(w.batches) // 2, len(w.batches)):
+            gt = truth(x, np.sort(ix.ids()), w.queries)
+            curve = []
+            for nprobe in NPROBES:
+                before = (ix.scanned_total, ix.queries_total)
+                (_, got), qps = timed_qps(lambda q, n=nprobe: ix.search(q, K, nprobe=n), w.queries)
+                scanned = (ix.scanned_total - before[0]) / (ix.queries_total - before[1])
+                res.deleted_returned += int(np.isin(got, list(deleted)).sum()) if deleted else 0
+                curve.append((f"nprobe={nprobe}", recall(got, gt), scanned, qps))
+            res.curves[b] = curve
+    res.insert_per_s = n_ins / ins_t
+    res.delete_per_s = n_del / del_t
+    st = ix.stats()
+    res.extra = {
+        "partitions": str(st["partitions"]),
+        "size max / CV": f"{st['size_max']} / {st['size_cv']:.2f}",
+        "over limit": str(st["over_split_limit"]),
+        "rebalance CPU s": f"{st['rebalance_cpu_s']:.1f}",
+        "memory MB": f"{st['memory_bytes'] / 2**20:.0f}",
+    }
+    return res, ix
+
+
+def ivf_scan(index: faiss.IndexIVF, q: np.ndarray, nprobe: int) -> tuple[np.ndarray, float, float]:
+    index.nprobe = nprobe
+    faiss.cvar.indexIVF_stats.reset()
+    (_, got), qps = timed_qps(lambda qq: index.search(qq, K), q)
+    return got, faiss.cvar.indexIVF_stats.ndis / len(q), qps
+
+
+def make_ivf(x: np.ndarray, rows: np.ndarray, mean_len: int) -> faiss.IndexIVFFlat:
+    nlist = max(1, len(rows) // mean_len)
+    quant = faiss.IndexFlatIP(x.shape[1])
+    ivf = faiss.IndexIVFFlat(quant, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.seed = 1234
+    ivf.train(x[rows])
+    ivf.add_with_ids(x[rows], rows.astype(np.int64))
+    return ivf
+
+
+def run_ivf(x: np.ndarray, w: Workload, args: argparse.Namespace) -> tuple[Result, np.ndarray]:
+    res = Result("faiss IVF (frozen)")
+    mean_len = args.split_limit // 2
+    ivf = make_ivf(x, w.base, mean_len)
+    live = set(w.base.tolist())
+    deleted: set[int] = set()
+    ins_t = del_t = 0.0
+    n_ins = n_del = 0
+    for b in range(len(w.batches) + 1):
+        if b:
+            rows = w.batches[b - 1]
+            start = time.perf_counter()
+            for s in range(0, len(rows), 1000):
+                chunk = rows[s : s + 1000]
+                ivf.add_with_ids(x[chunk], chunk.astype(np.int64))
+            ins_t += time.perf_counter() - start
+            n_ins += len(rows)
+            start = time.perf_counter()
+            ivf.remove_ids(w.deletes[b - 1].astype(np.int64))
+            del_t += time.perf_counter() - start
+            n_del += len(w.deletes[b - 1])
+            live |= set(rows.tolist())
+            live -= set(w.deletes[b - 1].tolist())
+            deleted |= set(w.deletes[b - 1].tolist())
+        if b in (0, len(w.batches) // 2, len(w.batches)):
+            gt = truth(x, np.array(sorted(live)), w.queries)
+            curve = []
+            for nprobe in NPROBES:
+                got, scanned, qps = ivf_scan(ivf, w.queries, nprobe)
+                res.deleted_returned += int(np.isin(got, list(deleted)).sum()) if deleted else 0
+                curve.append((f"nprobe={nprobe}", recall(got, gt), scanned, qps))
+            res.curves[b] = curve
+    res.insert_per_s = n_ins / ins_t
+    res.delete_per_s = n_del / del_t
+    sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)])
+    res.extra = {
+        "partitions": str(ivf.nlist),
+        "size max / CV": f"{sizes.max()} / {sizes.std() / sizes.mean():.2f}",
+    }
+    res.ivf = ivf  # type: ignore[attr-defined]
+    return res, np.array(sorted(live))
+
+
+def run_rebuild(x: np.ndarray, live: np.ndarray, w: Workload, args: argparse.Namespace) -> Result:
+    res = Result("faiss IVF full rebuild")
+    cpu = time.process_time()
+    wall = time.perf_counter()
+    ivf = make_ivf(x, live, args.split_limit // 2)
+    res.extra = {
+        "rebuild CPU s": f"{time.process_time() - cpu:.1f}",
+        "rebuild wall s": f"{time.perf_counter() - wall:.1f}",
+    }
+    gt = truth(x, live, w.queries)
+    res.curves[len(w.batches)] = [
+        (f"nprobe={n}", recall(got, gt), scanned, qps)
+        for n in NPROBES
+        for got, scanned, qps in [ivf_scan(ivf, w.queries, n)]
+    ]
+    sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)])
+    res.extra["partitions"] = str(ivf.nlist)
+    res.extra["size max / CV"] = f"{sizes.max()} / {sizes.std() / sizes.mean():.2f}"
+    res.ivf = ivf  # type: ignore[attr-defined]
+    return res
+
+
+def run_hnsw(x: np.ndarray, w: Workload, live: np.ndarray) -> Result:
+    import hnswlib
+
+    res = Result("hnswlib (mark_deleted)")
+    index = hnswlib.Index(space="ip", dim=x.shape[1])
+    total = len(w.base) + sum(len(b) for b in w.batches)
+    index.init_index(max_elements=total, M=16, ef_construction=100, random_seed=1)
+    index.add_items(x[w.base], w.base)
+    start = time.perf_counter()
+    n = 0
+    for rows in w.batches:
+        for s in range(0, len(rows), 1000):
+            index.add_items(x[rows[s : s + 1000]], rows[s : s + 1000])
+        n += len(rows)
+    res.insert_per_s = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    deleted = np.concatenate(w.deletes)
+    for i in deleted.tolist():
+        index.mark_deleted(i)
+    res.delete_per_s = len(deleted) / (time.perf_counter() - start)
+    gt = truth(x, live, w.queries)
+    curve = []
+    for ef in (16, 32, 64, 128, 256):
+        index.set_ef(ef)
+        (got, _), qps = timed_qps(lambda q: index.knn_query(q, k=K), w.queries)
+        res.deleted_returned += int(np.isin(got, deleted).sum())
+        curve.append((f"ef={ef}", recall(got, gt), float("nan"), qps))
+    res.curves[len(w.batches)] = curve
+    res.hnsw = index  # type: ignore[attr-defined]
+    return res
+
+
+# ---------------------------------------------------------------------- report
+
+
+def at_recall(curve: list[tuple[str, float, float, float]], target: float):  # type: ignore[no-untyped-def]
+    """The cheapest setting reaching ``target`` recall (or the best one if none does)."""
+    ok = [c for c in curve if c[1] >= target]
+    return ok[0] if ok else max(curve, key=lambda c: c[1])
+
+
+def report(name: str, results: list[Result], batches: int) -> None:
+    print(f"\n## {name}\n")
+    print("| method | batch | setting | recall@10 | scanned/query | QPS |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        for b, curve in sorted(r.curves.items()):
+            for setting, rec, scanned, qps in curve:
+                sc = "-" if math.isnan(scanned) else f"{scanned:,.0f}"
+                print(f"| {r.method} | {b} | {setting} | {rec:.4f} | {sc} | {qps:,.0f} |")
+    print(
+        "\n| method | final recall@10 at <=0.95 target: setting / recall / scanned / QPS "
+        "| best recall | insert/s | delete/s | deleted ids returned | other |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        final = r.curves[batches]
+        s, rec, sc, qps = at_recall(final, 0.95)
+        best = max(c[1] for c in final)
+        scs = "-" if math.isnan(sc) else f"{sc:,.0f}"
+        other = "; ".join(f"{k}: {v}" for k, v in r.extra.items())
+        ins = f"{r.insert_per_s:,.0f}" if r.insert_per_s else "-"
+        dels = f"{r.delete_per_s:,.0f}" if r.delete_per_s else "-"
+        print(
+            f"| {r.method} | {s} / {rec:.4f} / {scs} / {qps:,.0f} | {best:.4f} | {ins} | "
+            f"{dels} | {r.deleted_returned} | {other} |"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared/data/wordnet/minilm_fp16.npy"))
+    ap.add_argument("--synthetic", type=int, default=0, help="use an N x 128 Gaussian mixture")
+    ap.add_argument("--queries", type=int, default=2000)
+    ap.add_argument("--batches", type=int, default=10)
+    ap.add_argument("--split-limit", type=int, default=160)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-hnsw", action="store_true")
+    ap.add_argument("--only", choices=("shifted", "uniform"))
+    args = ap.parse_args()
+
+    x = load(args)
+    print(
+        f"# index drift: {x.shape[0]:,} x {x.shape[1]} "
+        f"({'synthetic' if args.synthetic else Path(args.data).name}), {args.queries} queries, "
+        f"{args.batches} batches, split_limit {args.split_limit}, faiss threads "
+        f"{faiss.omp_get_max_threads()}"
+    )
+    _, works = workloads(x, args)
+    for w in works:
+        if args.only and w.name != args.only:
+            continue
+        results = []
+        ours, ix = run_veclink(x, w, args)
+        p50, p99 = latency(
+            lambda q: ix.search(
+                q, K, nprobe=int(at_recall(ours.curves[args.batches], 0.95)[0].split("=")[1])
+            ),
+            w.queries,
+        )
+        ours.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
+        results.append(ours)
+        ix.close()
+        del ix
+        gc.collect()
+        ivf, live = run_ivf(x, w, args)
+        n = int(at_recall(ivf.curves[args.batches], 0.95)[0].split("=")[1])
+        ivf.ivf.nprobe = n  # type: ignore[attr-defined]
+        p50, p99 = latency(lambda q: ivf.ivf.search(q, K), w.queries)  # type: ignore[attr-defined]
+        ivf.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
+        results.append(ivf)
+        rebuild = run_rebuild(x, live, w, args)
+        n = int(at_recall(rebuild.curves[args.batches], 0.95)[0].split("=")[1])
+        rebuild.ivf.nprobe = n  # type: ignore[attr-defined]
+        p50, p99 = latency(lambda q: rebuild.ivf.search(q, K), w.queries)  # type: ignore[attr-defined]
+        rebuild.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
+        results.append(rebuild)
+        if not args.skip_hnsw:
+            hn = run_hnsw(x, w, live)
+            ef = int(at_recall(hn.curves[args.batches], 0.95)[0].split("=")[1])
+            hn.hnsw.set_ef(ef)  # type: ignore[attr-defined]
+            p50, p99 = latency(lambda q: hn.hnsw.knn_query(q, k=K), w.queries)  # type: ignore[attr-defined]
+            hn.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
+            results.append(hn)
+        report(w.name, results, args.batches)
+        print(f"\nRSS now {rss_mb():,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
