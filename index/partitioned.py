@@ -29,12 +29,14 @@ from veclink.index.wal import OP_ADD, OP_REMOVE, WriteAheadLog
 
 from veclink.errors import FailedPrecondition, InvalidArgument, NotFound
 
+#: compact a posting once more than 1 / STALE_SHARE of its entries are known stale
+STALE_SHARE = 8
 META = "meta.json"
 SNAPSHOT = "partitioned.npz"
 
 DEFAULTS: dict[str, Any] = {
-    "split_limit": 160,  # a posting above this many entries is split
-    "merge_limit": 20,  # a posting below this many live entries is merged away
+    "split_limit": 128,  # a posting above this many entries is split
+    "merge_limit": 16,  # a posting below this many live entries is merged away
     "nprobe": 64,  # partitions probed per query by default
     "eps": None,  # probe only centroids within (1 + eps) x the closest distance
     "replicas": 1,  # >1: boundary vectors also go to close postings (RNG rule)
@@ -243,7 +245,7 @@ class PartitionedIndex(VectorIndex):
             if p in self.parts
             and (
                 self.parts[p].n - self.parts[p].stale < limit
-                or 2 * self.parts[p].stale > self.parts[p].n
+                or STALE_SHARE * self.parts[p].stale > self.parts[p].n
             )
         )
         return int(present.size)
@@ -430,7 +432,9 @@ class PartitionedIndex(VectorIndex):
             self.rebalancer.schedule(
                 pid
                 for pid, p in self.parts.items()
-                if p.n > o["split_limit"] or p.n - p.stale < o["merge_limit"] or 2 * p.stale > p.n
+                if p.n > o["split_limit"]
+                or p.n - p.stale < o["merge_limit"]
+                or STALE_SHARE * p.stale > p.n
             )
         return self
 

@@ -217,7 +217,7 @@ class Rebalancer:
             cand = np.concatenate([ix.parts[q].view()[2][:n][c] for q, n, c in found])
             _, near = ix.nearest(cand, 1)
             start = 0
-            for q, n, closer in found:
+            for q, _, closer in found:
                 k = int(closer.sum())
                 # entries appended to q by earlier moves sit after its first n
                 targets = np.full(ix.parts[q].n, q, dtype=np.int64)
