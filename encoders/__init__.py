@@ -12,6 +12,7 @@ from veclink.encoders.base import (
     spec_from_json,
 )
 from veclink.encoders.hf_text import HFTextEncoder, HFTextSpec
+from veclink.encoders.llm_text import LLMTextEncoder, LLMTextSpec
 
 DEFAULT_SPEC = HFTextSpec()
 
@@ -21,6 +22,8 @@ __all__ = [
     "EncoderSpec",
     "HFTextEncoder",
     "HFTextSpec",
+    "LLMTextEncoder",
+    "LLMTextSpec",
     "load_encoder",
     "register_encoder",
     "registered_kinds",

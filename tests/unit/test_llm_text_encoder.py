@@ -1,0 +1,172 @@
+"""LLM text encoder on tiny random Llama / Mistral / Qwen2 models built from configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from veclink.encoders import LLMTextSpec, load_encoder, spec_from_dict
+from veclink.encoders.decoder_llm import forward_hidden, tokenize
+
+from veclink.errors import InvalidArgument
+
+WORDS = (
+    "the a dog cat barks sleeps on mat car drives fast slow bank money river water "
+    "query passage retrieve relevant given search find animal pet vehicle finance"
+).split()
+
+
+def make_tokenizer(path: Path):  # type: ignore[no-untyped-def]
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(["<pad>", "<unk>", "<s>", "</s>", *WORDS, ":", ","])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+    fast.save_pretrained(path)
+    return fast
+
+
+def make_model(kind: str, path: Path) -> Path:
+    from transformers import (
+        LlamaConfig,
+        LlamaModel,
+        MistralConfig,
+        MistralModel,
+        Qwen2Config,
+        Qwen2Model,
+    )
+
+    tok = make_tokenizer(path)
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    cfg_cls, model_cls = {
+        "llama": (LlamaConfig, LlamaModel),
+        "mistral": (MistralConfig, MistralModel),
+        "qwen2": (Qwen2Config, Qwen2Model),
+    }[kind]
+    torch.manual_seed(0)
+    model_cls(cfg_cls(**common)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module", params=["llama", "mistral", "qwen2"])
+def model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model(request.param, tmp_path_factory.mktemp(request.param))
+
+
+TEXTS = ["the dog barks", "a cat sleeps on the mat", "the car drives fast", "money in the bank"]
+
+
+@pytest.mark.parametrize(
+    "pooling", ["mean", "weighted_mean", "last_token", "bos", "latent_attention"]
+)
+def test_shapes_and_batch_invariance(model_dir: Path, pooling: str) -> None:
+    enc = load_encoder(
+        {"kind": "llm-text", "model": str(model_dir), "pooling": pooling, "latents": 8}
+    )
+    out = enc.encode(TEXTS)
+    assert out.shape == (4, 32) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    # a text's vector does not depend on its batch (left padding, positions, masks)
+    alone = enc.encode([TEXTS[0]])
+    np.testing.assert_allclose(alone[0], out[0], atol=2e-5)
+
+
+def test_attention_is_bidirectional(model_dir: Path) -> None:
+    for bidirectional in (True, False):
+        enc = load_encoder(
+            {"kind": "llm-text", "model": str(model_dir), "bidirectional": bidirectional}
+        )
+        a = tokenize(enc.tokenizer, ["the dog barks on the mat"])
+        b = tokenize(enc.tokenizer, ["the dog barks on the river"])
+        with torch.inference_mode():
+            ha = forward_hidden(
+                enc.model, a, enc.device, bidirectional=bidirectional
+            ).last_hidden_state
+            hb = forward_hidden(
+                enc.model, b, enc.device, bidirectional=bidirectional
+            ).last_hidden_state
+        first_changed = not torch.allclose(ha[0, 1], hb[0, 1], atol=1e-6)  # token after <s>
+        assert first_changed == bidirectional
+
+
+def test_instruction_only_for_queries_and_excluded_from_pooling(model_dir: Path) -> None:
+    enc = load_encoder(
+        {
+            "kind": "llm-text",
+            "model": str(model_dir),
+            "instruction": "given a search query retrieve relevant passage :",
+        }
+    )
+    q = enc.encode(["the dog barks"], role="query")
+    d = enc.encode(["the dog barks"], role="document")
+    assert not np.allclose(q, d)  # the instruction conditions the text (bidirectional context)
+    batch = enc.preprocess(["the dog barks"], "query")
+    n_text = len(enc.tokenizer("the dog barks", add_special_tokens=False)["input_ids"]) + 1  # + eos
+    assert int(batch.pool_mask.sum()) == n_text
+    other = enc.with_instruction("find the animal :")
+    assert other.model is enc.model  # shares weights
+    assert not np.allclose(other.encode(["the dog barks"], role="query"), q)
+
+
+def test_spec_round_trip_and_errors(model_dir: Path) -> None:
+    spec = spec_from_dict({"kind": "llm-text", "model": str(model_dir), "adapters": ["a", "b"]})
+    assert isinstance(spec, LLMTextSpec) and spec.adapters == ("a", "b")
+    assert spec_from_dict(__import__("json").loads(spec.to_json())) == spec
+    with pytest.raises(InvalidArgument) as info:
+        spec_from_dict({"kind": "llm-text", "model": "", "pooling": "max", "dtype": "int4"})
+    msg = str(info.value)
+    assert "spec.model" in msg and "spec.pooling" in msg and "spec.dtype" in msg
+    with pytest.raises(InvalidArgument, match="cannot load"):
+        load_encoder({"kind": "llm-text", "model": str(model_dir / "missing")})
+
+
+def test_lora_adapters_are_merged_in_order(model_dir: Path, tmp_path: Path) -> None:
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModel
+
+    adapters = []
+    for i in range(2):
+        base = AutoModel.from_pretrained(model_dir)
+        cfg = peft.LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+        )
+        torch.manual_seed(10 + i)
+        lora = peft.get_peft_model(base, cfg)
+        lora.save_pretrained(tmp_path / f"adapter{i}")
+        adapters.append(str(tmp_path / f"adapter{i}"))
+    plain = load_encoder({"kind": "llm-text", "model": str(model_dir)}).encode(TEXTS)
+    one = load_encoder({"kind": "llm-text", "model": str(model_dir), "adapters": adapters[:1]})
+    two = load_encoder({"kind": "llm-text", "model": str(model_dir), "adapters": adapters})
+    assert not np.allclose(plain, one.encode(TEXTS), atol=1e-4)
+    assert not np.allclose(one.encode(TEXTS), two.encode(TEXTS), atol=1e-4)
+    # the merged weights equal base + both deltas applied by PEFT itself
+    ref = AutoModel.from_pretrained(model_dir)
+    for path in adapters:
+        ref = peft.PeftModel.from_pretrained(ref, path).merge_and_unload()
+    for (name, p), (_, q) in zip(two.model.named_parameters(), ref.named_parameters(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
+    with pytest.raises(InvalidArgument, match="adapter"):
+        load_encoder({"kind": "llm-text", "model": str(model_dir), "adapters": ["/nope"]})
