@@ -8,7 +8,7 @@ retrained, a full IVF rebuild on the final live set, and hnswlib with mark_delet
 A uniform (no-shift) control repeats the stream in random order.
 
     python bench/index_drift.py                        # WordNet MiniLM vectors (117k x 384)
-    python bench/index_drift.py --synthetic 200000     # Gaussian mixture, 128-d
+    python bench/index_drift.py --synthetic-n 200000   # Gaussian mixture, 128-d
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ class Result:
 
 
 def load(args: argparse.Namespace) -> np.ndarray:
-    if args.synthetic:
+    if args.synthetic_n:
         rng = np.random.default_rng(args.seed)
         centres = rng.normal(size=(64, 128)).astype(np.float32) * 2
-        labels = rng.integers(0, 64, args.synthetic)
-        x = centres[labels] + rng.normal(size=(args.synthetic, 128)).astype(np.float32)
+        labels = rng.integers(0, 64, args.synthetic_n)
+        x = centres[labels] + rng.normal(size=(args.synthetic_n, 128)).astype(np.float32)
     else:
         x = np.load(args.data).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -381,7 +381,13 @@ def report(name: str, results: list[Result], batches: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/wordnet/minilm_fp16.npy"))
-    ap.add_argument("--synthetic", type=int, default=0, help="use an N x 128 Gaussian mixture")
+    ap.add_argument(
+        "--synthetic-n",
+        type=int,
+        default=0,
+        metavar="N",
+        help="use an N x 128 Gaussian mixture instead of --data (the issue names 1M)",
+    )
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument("--split-limit", type=int, default=128)
@@ -393,7 +399,7 @@ def main() -> None:
     x = load(args)
     print(
         f"# index drift: {x.shape[0]:,} x {x.shape[1]} "
-        f"({'synthetic' if args.synthetic else Path(args.data).name}), {args.queries} queries, "
+        f"({'synthetic' if args.synthetic_n else Path(args.data).name}), {args.queries} queries, "
         f"{args.batches} batches, split_limit {args.split_limit}, faiss threads "
         f"{faiss.omp_get_max_threads()}"
     )
@@ -406,27 +412,35 @@ def main() -> None:
 def run_workload(x: np.ndarray, w: Workload, args: argparse.Namespace) -> None:
     final = args.batches
     results = []
+    rss0 = rss_mb()
     ours, ix = run_veclink(x, w, args)
+    ours.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
     nprobe = int(at_recall(ours.curves[final], 0.95)[0].split("=")[1])
     p50, p99 = latency(lambda q: ix.search(q, K, nprobe=nprobe), w.queries)
     ours.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
     results.append(ours)
     ix.close()
     gc.collect()
+    rss0 = rss_mb()
     ivf, live = run_ivf(x, w, args)
+    ivf.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
     frozen = ivf.ivf  # type: ignore[attr-defined]
     frozen.nprobe = int(at_recall(ivf.curves[final], 0.95)[0].split("=")[1])
     p50, p99 = latency(lambda q: frozen.search(q, K), w.queries)
     ivf.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
     results.append(ivf)
+    rss0 = rss_mb()
     rebuild = run_rebuild(x, live, w, args)
+    rebuild.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
     rebuilt = rebuild.ivf  # type: ignore[attr-defined]
     rebuilt.nprobe = int(at_recall(rebuild.curves[final], 0.95)[0].split("=")[1])
     p50, p99 = latency(lambda q: rebuilt.search(q, K), w.queries)
     rebuild.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
     results.append(rebuild)
     if not args.skip_hnsw:
+        rss0 = rss_mb()
         hn = run_hnsw(x, w, live)
+        hn.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
         graph = hn.hnsw  # type: ignore[attr-defined]
         graph.set_ef(int(at_recall(hn.curves[final], 0.95)[0].split("=")[1]))
         p50, p99 = latency(lambda q: graph.knn_query(q, k=K), w.queries)

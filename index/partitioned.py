@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "replica_eps": 0.1,  # how close a second posting must be to get a replica
     "reassign_neighbors": 16,  # postings checked for LIRE reassignment after a split
     "background": True,  # rebalance in a worker thread (False: inline, for tests)
+    "device": "auto",  # search on: "auto" (torch on CUDA when present), "numpy", "cpu", "cuda"
 }
 
 
@@ -454,6 +455,10 @@ def _check_options(o: dict[str, Any]) -> None:
         problems.append("merge_limit must be less than half of split_limit")
     if o["eps"] is not None and (not isinstance(o["eps"], int | float) or o["eps"] < 0):
         problems.append("eps must be a number >= 0 or null")
+    if not isinstance(o["device"], str) or not (
+        o["device"] in ("auto", "numpy", "cpu") or o["device"].startswith("cuda")
+    ):
+        problems.append("device must be auto, numpy, cpu or cuda[:n]")
     if problems:
         raise InvalidArgument(
             "invalid partitioned index options: " + "; ".join(problems), field="index_options"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from veclink.index.scan_torch import resolve_device, scan_postings_torch
 
 if TYPE_CHECKING:
     from veclink.index.partitioned import PartitionedIndex
@@ -29,6 +30,9 @@ def scan_postings(
     probe = np.ones(pids.shape, dtype=bool)
     if eps is not None:
         probe = dist <= (1.0 + eps) * dist[:, :1] + 1e-12
+    device = resolve_device(index.options["device"])
+    if device is not None:
+        return scan_postings_torch(index, q, k, dist, pids, probe, device)
     qi = np.repeat(np.arange(nq), pids.shape[1])[probe.ravel()]
     pi = pids.ravel()[probe.ravel()]
     order = np.argsort(pi, kind="stable")
@@ -68,7 +72,7 @@ def scan_postings(
 
     cand_i[np.isneginf(cand_s)] = -1
     if int(index.options["replicas"]) > 1:
-        _drop_duplicate_ids(cand_s, cand_i)
+        drop_duplicate_ids(cand_s, cand_i)
     kk = min(k, width)
     top = (
         np.argpartition(-cand_s, kk - 1, axis=1)[:, :kk]
@@ -84,17 +88,14 @@ def scan_postings(
     return out_s, out_i, scanned
 
 
-def _drop_duplicate_ids(cand_s: np.ndarray, cand_i: np.ndarray) -> None:
-    """Replicas put one id in several postings: keep its best copy per query."""
-    for row in range(cand_i.shape[0]):
-        ids = cand_i[row]
-        valid = ids >= 0
-        if not valid.any():
-            continue
-        order = np.lexsort((-cand_s[row], ids))
-        sorted_ids = ids[order]
-        dup = np.zeros(ids.size, dtype=bool)
-        dup[1:] = (sorted_ids[1:] == sorted_ids[:-1]) & (sorted_ids[1:] >= 0)
-        drop = order[dup]
-        cand_s[row, drop] = -np.inf
-        cand_i[row, drop] = -1
+def drop_duplicate_ids(cand_s: np.ndarray, cand_i: np.ndarray) -> None:
+    """Replicas put one id in several postings: keep its best copy per query (in place)."""
+    # per row: sort by id, then best score first; every later copy of an id is a duplicate
+    order = np.lexsort((-cand_s, cand_i), axis=-1)
+    sorted_ids = np.take_along_axis(cand_i, order, 1)
+    dup = np.zeros(cand_i.shape, dtype=bool)
+    dup[:, 1:] = (sorted_ids[:, 1:] == sorted_ids[:, :-1]) & (sorted_ids[:, 1:] >= 0)
+    rows, cols = np.nonzero(dup)
+    drop = order[rows, cols]
+    cand_s[rows, drop] = -np.inf
+    cand_i[rows, drop] = -1
