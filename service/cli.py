@@ -481,6 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_delete)
 
     _add_linkage(sub)
+
+    p = sub.add_parser("train", help="train encoders")
+    tsub = p.add_subparsers(dest="what", required=True)
+    from veclink.encoders.training import add_train_subcommand
+
+    add_train_subcommand(tsub)
     return parser
 
 

@@ -1,0 +1,270 @@
+"""Turning a decoder LLM into a text encoder (the LLM2Vec recipe), with LoRA.
+
+1. ``mntp``: masked next-token prediction with bidirectional attention: some tokens are
+   replaced by a mask token and token i is predicted from the hidden state at i - 1
+   (the LM head is kept, so the model learns to use its future context);
+2. then ``simcse`` (unsupervised: a sentence and itself under two dropout masks are the
+   positive pair, the rest of the batch are negatives) or ``supervised`` (pairs file:
+   query, positive[, hard negative]; in-batch and hard negatives, InfoNCE).
+
+Each stage trains LoRA adapters, merges them and saves a plain HF model directory (plus the
+tokenizer, the adapter on its own, and a ``veclink_training.json`` log) that
+``load_encoder({"kind": "llm-text", "model": OUT})`` serves directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+from veclink.encoders.decoder_llm import (
+    TokenBatch,
+    forward_hidden,
+    load_decoder,
+    set_bidirectional,
+    tokenize,
+)
+from veclink.encoders.llm_text import pool
+
+from veclink._optional import require
+from veclink.errors import InvalidArgument
+
+OBJECTIVES = ("mntp", "simcse", "supervised")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """One training stage."""
+
+    #: base model directory (or the output of a previous stage)
+    model: str
+    #: text file (one passage per line) for mntp/simcse; CSV/TSV/JSONL pairs for supervised
+    data: str
+    #: where the merged model is written
+    out: str
+    objective: str = "mntp"
+    steps: int = 100
+    batch_size: int = 16
+    lr: float = 1e-4
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    #: mntp: share of tokens masked
+    mask_prob: float = 0.2
+    #: simcse / supervised: softmax temperature
+    temperature: float = 0.05
+    pooling: str = "mean"
+    max_length: int = 128
+    dtype: str = "fp32"
+    device: str = "cpu"
+    seed: int = 0
+
+    def validate(self) -> None:
+        problems = []
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective must be one of {', '.join(OBJECTIVES)}")
+        if self.steps < 1 or self.batch_size < 2:
+            problems.append("steps must be >= 1 and batch_size >= 2")
+        if not 0 < self.mask_prob < 1:
+            problems.append("mask_prob must be in (0, 1)")
+        if not Path(self.data).is_file():
+            problems.append(f"data file {self.data!r} does not exist")
+        if problems:
+            raise InvalidArgument("invalid training config: " + "; ".join(problems), field="train")
+
+
+def read_texts(path: str) -> list[str]:
+    texts = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    texts = [t for t in texts if t]
+    if len(texts) < 2:
+        raise InvalidArgument(f"{path}: needs at least two non-empty lines", field="data")
+    return texts
+
+
+def read_pairs(path: str) -> list[tuple[str, str, str | None]]:
+    """(query, positive, hard negative or None) from CSV/TSV (header: query,positive[,negative])
+    or JSONL objects with the same keys."""
+    p = Path(path)
+    rows: list[dict[str, Any]]
+    if p.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = [
+            json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
+    else:
+        with p.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ","))
+    out = []
+    for i, row in enumerate(rows):
+        if not row.get("query") or not row.get("positive"):
+            raise InvalidArgument(f"{path}: row {i + 1} needs 'query' and 'positive'", field="data")
+        out.append((str(row["query"]), str(row["positive"]), row.get("negative") or None))
+    if len(out) < 2:
+        raise InvalidArgument(f"{path}: needs at least two pairs", field="data")
+    return out
+
+
+def _lora(model: torch.nn.Module, cfg: TrainConfig) -> Any:
+    peft = require("peft", "llm")
+    targets = sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear)
+            and name.rsplit(".", 1)[-1]
+            in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+        }
+    )
+    config = peft.LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+    )
+    return peft.get_peft_model(model, config)
+
+
+def _mntp_batch(
+    tokenizer: Any, texts: Sequence[str], cfg: TrainConfig, rng: random.Random, mask_id: int
+) -> tuple[TokenBatch, torch.Tensor]:
+    batch = tokenize(tokenizer, texts, max_length=cfg.max_length, add_eos=False)
+    labels = torch.full_like(batch.input_ids, -100)
+    for i in range(batch.input_ids.shape[0]):
+        positions = batch.pool_mask[i].nonzero().flatten().tolist()
+        chosen = [p for p in positions if rng.random() < cfg.mask_prob] or [rng.choice(positions)]
+        for p in chosen:
+            labels[i, p] = batch.input_ids[i, p]
+            batch.input_ids[i, p] = mask_id
+    return batch, labels
+
+
+def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Run one stage and save the merged model to ``cfg.out``; returns the loss history."""
+    cfg.validate()
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    causal = cfg.objective == "mntp"
+    tokenizer, model, device = load_decoder(
+        cfg.model,
+        dtype=cfg.dtype,
+        device=cfg.device,
+        model_class=AutoModelForCausalLM if causal else None,
+    )
+    set_bidirectional(model, True)
+    model = _lora(model, cfg)
+    model.train()
+    base = model.get_base_model()
+    encoder = base.model if causal else base  # the decoder without the LM head
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=cfg.lr)
+    data: list[Any] = (
+        read_texts(cfg.data) if cfg.objective != "supervised" else read_pairs(cfg.data)
+    )
+    mask_id = (
+        tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
+    )
+    losses = []
+    for _ in tqdm(range(cfg.steps), desc=f"train {cfg.objective}", disable=not progress):
+        sample = rng.sample(data, min(cfg.batch_size, len(data)))
+        if causal:
+            batch, labels = _mntp_batch(tokenizer, sample, cfg, rng, mask_id)
+            hidden = forward_hidden(encoder, batch, device, bidirectional=True).last_hidden_state
+            logits = base.lm_head(hidden)
+            # token i is predicted from position i - 1 (the model keeps its next-token head)
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                labels[:, 1:].reshape(-1).to(device),
+                ignore_index=-100,
+            )
+        else:
+            if cfg.objective == "simcse":
+                left, right, negatives = list(sample), list(sample), []
+            else:
+                left = [q for q, _, _ in sample]
+                right = [p for _, p, _ in sample]
+                negatives = [n for _, _, n in sample if n]
+            a = _embed(encoder, tokenizer, left, cfg, device)
+            b = _embed(encoder, tokenizer, right + negatives, cfg, device)
+            scores = a @ b.T / cfg.temperature
+            loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(left), device=device))
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(float(loss.detach()))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out / "adapter")
+    merged = model.merge_and_unload()
+    (merged.model if causal else merged).save_pretrained(out)  # the encoder is the base decoder
+    tokenizer.save_pretrained(out)
+    log = {"config": dataclasses.asdict(cfg), "losses": losses}
+    (out / "veclink_training.json").write_text(json.dumps(log, indent=1))
+    return log
+
+
+def _embed(
+    encoder: Any, tokenizer: Any, texts: list[str], cfg: TrainConfig, device: Any
+) -> torch.Tensor:
+    batch = tokenize(tokenizer, texts, max_length=cfg.max_length)
+    hidden = forward_hidden(encoder, batch, device, bidirectional=True).last_hidden_state
+    return torch.nn.functional.normalize(pool(hidden, batch, cfg.pooling).float(), dim=-1)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_train_subcommand(subparsers: Any) -> None:
+    """``veclink train text-encoder ...``"""
+    p = subparsers.add_parser(
+        "text-encoder", help="MNTP, then SimCSE or supervised contrastive, with LoRA"
+    )
+    p.add_argument(
+        "--model", required=True, help="base model directory (or a previous stage's output)"
+    )
+    p.add_argument(
+        "--data", required=True, help="text file (mntp, simcse) or pairs CSV/JSONL (supervised)"
+    )
+    p.add_argument("--out", required=True, help="output directory (a model load_encoder serves)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="mntp")
+    for name, typ, default in (
+        ("steps", int, 100),
+        ("batch-size", int, 16),
+        ("lr", float, 1e-4),
+        ("lora-r", int, 8),
+        ("max-length", int, 128),
+    ):
+        p.add_argument(f"--{name}", type=typ, default=default)
+    p.add_argument("--pooling", default="mean")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    cfg = TrainConfig(
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        objective=args.objective,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lora_r=args.lora_r,
+        max_length=args.max_length,
+        pooling=args.pooling,
+        dtype=args.dtype,
+        device=args.device,
+    )
+    log = train_text_encoder(cfg)
+    first, last = log["losses"][0], log["losses"][-1]
+    print(f"{cfg.objective}: loss {first:.4f} -> {last:.4f}; saved to {cfg.out}")
+    return 0

@@ -1,0 +1,122 @@
+"""The LLM2Vec recipe on a tiny random Llama: MNTP, then SimCSE / supervised, with LoRA."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from veclink.encoders import load_encoder
+from veclink.encoders.training import TrainConfig, train_text_encoder
+
+from veclink.errors import InvalidArgument
+
+pytest.importorskip("peft")
+
+
+def _model(tmp_path: Path) -> Path:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "llm_fixtures", Path(__file__).with_name("test_llm_text_encoder.py")
+    )
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.make_model("llama", tmp_path / "base")
+
+
+SUBJECTS = ["the dog", "a cat", "the car", "the bank"]
+VERBS = {"the dog": "barks", "a cat": "sleeps", "the car": "drives", "the bank": "money"}
+
+
+def _texts(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        s = rng.choice(SUBJECTS)
+        out.append(f"{s} {VERBS[s]} {rng.choice(['fast', 'slow', 'on the mat', 'in the river'])}")
+    return out
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def test_mntp_then_supervised_loss_falls_and_checkpoint_serves(tmp_path: Path) -> None:
+    base = _model(tmp_path)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(_texts(200)))
+    mntp = train_text_encoder(
+        TrainConfig(
+            model=str(base),
+            data=str(corpus),
+            out=str(tmp_path / "mntp"),
+            objective="mntp",
+            steps=40,
+            batch_size=16,
+            lr=5e-3,
+            lora_r=8,
+        ),
+        progress=False,
+    )
+    assert _mean(mntp["losses"][-8:]) < _mean(mntp["losses"][:8])
+
+    pairs = tmp_path / "pairs.csv"
+    rows = ["query,positive,negative"]
+    for s in SUBJECTS * 10:
+        other = random.Random(len(rows)).choice([x for x in SUBJECTS if x != s])
+        rows.append(f"{s},{s} {VERBS[s]},{other} {VERBS[other]}")
+    pairs.write_text("\n".join(rows))
+    sup = train_text_encoder(
+        TrainConfig(
+            model=str(tmp_path / "mntp"),
+            data=str(pairs),
+            out=str(tmp_path / "sup"),
+            objective="supervised",
+            steps=30,
+            batch_size=8,
+            lr=5e-3,
+        ),
+        progress=False,
+    )
+    assert _mean(sup["losses"][-6:]) < _mean(sup["losses"][:6])
+
+    enc = load_encoder({"kind": "llm-text", "model": str(tmp_path / "sup")})
+    before = load_encoder({"kind": "llm-text", "model": str(base)})
+    texts = ["the dog barks", "the car drives"]
+    assert enc.encode(texts).shape == (2, 32)
+    assert not np.allclose(enc.encode(texts), before.encode(texts), atol=1e-3)
+    assert (tmp_path / "sup" / "adapter").is_dir()
+    assert (tmp_path / "sup" / "veclink_training.json").exists()
+
+
+def test_simcse_runs_and_bad_config_is_rejected(tmp_path: Path) -> None:
+    base = _model(tmp_path)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(_texts(60, seed=1)))
+    log = train_text_encoder(
+        TrainConfig(
+            model=str(base),
+            data=str(corpus),
+            out=str(tmp_path / "simcse"),
+            objective="simcse",
+            steps=15,
+            batch_size=8,
+            lr=5e-3,
+        ),
+        progress=False,
+    )
+    assert _mean(log["losses"][-4:]) < _mean(log["losses"][:4])
+    with pytest.raises(InvalidArgument) as info:
+        train_text_encoder(
+            TrainConfig(
+                model=str(base),
+                data=str(tmp_path / "none.txt"),
+                out=str(tmp_path / "x"),
+                objective="magic",
+                batch_size=1,
+            )
+        )
+    msg = str(info.value)
+    assert "objective" in msg and "batch_size" in msg and "does not exist" in msg
