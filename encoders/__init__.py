@@ -11,12 +11,15 @@ from veclink.encoders.base import (
     spec_from_dict,
     spec_from_json,
 )
+from veclink.encoders.clip import ClipImageEncoder, ClipSpec
 from veclink.encoders.hf_text import HFTextEncoder, HFTextSpec
 from veclink.encoders.llm_text import LLMTextEncoder, LLMTextSpec
 
 DEFAULT_SPEC = HFTextSpec()
 
 __all__ = [
+    "ClipImageEncoder",
+    "ClipSpec",
     "DEFAULT_SPEC",
     "Encoder",
     "EncoderSpec",

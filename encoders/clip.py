@@ -1,0 +1,154 @@
+"""CLIP encoders (kind ``clip``): images and texts in one space, open_clip or HF CLIP.
+
+Images arrive as encoded bytes (PNG, JPEG, WebP) and are decoded, limit-checked and
+transformed in the CPU stage; texts go through CLIP's own text tower::
+
+    enc = load_encoder({"kind": "clip", "model": "open_clip:ViT-B-32", "pretrained": None})
+    vecs = enc.encode([png_bytes, "a photo of a dog"])   # one space, cosine = inner product
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from veclink.encoders.base import Encoder, EncoderSpec, Modality, Role, register_encoder
+from veclink.encoders.clip_towers import PREFIXES, ClipTowers, load_towers
+from veclink.encoders.images import ImageLimits, decode_image, open_image
+from veclink.encoders.torch_utils import resolve_device, resolve_dtype
+
+
+@dataclasses.dataclass
+class MixedBatch:
+    """A preprocessed batch holding images and/or texts, with their rows in the batch."""
+
+    #: number of inputs in the batch
+    size: int
+    image_rows: list[int]
+    #: ``(len(image_rows), 3, H, W)`` or None
+    pixels: torch.Tensor | None
+    text_rows: list[int]
+    #: tower-specific text batch (token ids, or a text encoder's own batch)
+    texts: Any
+
+
+def split_inputs(inputs: Sequence[str | bytes]) -> tuple[list[int], list[int]]:
+    """Row indices of the images (bytes) and of the texts (str) in ``inputs``."""
+    images = [i for i, x in enumerate(inputs) if not isinstance(x, str)]
+    texts = [i for i, x in enumerate(inputs) if isinstance(x, str)]
+    return images, texts
+
+
+def image_pixels(
+    towers: ClipTowers,
+    inputs: Sequence[str | bytes],
+    rows: list[int],
+    limits: ImageLimits,
+) -> torch.Tensor | None:
+    """Decode and transform the images at ``rows`` (CPU stage)."""
+    if not rows:
+        return None
+    tensors = [towers.image_transform(decode_image(inputs[r], r, limits)) for r in rows]
+    return torch.stack(tensors)
+
+
+def check_images(inputs: Sequence[str | bytes], limits: ImageLimits) -> None:
+    """Check every image header of a whole request, so errors name ``inputs[i]`` exactly."""
+    for i, item in enumerate(inputs):
+        if not isinstance(item, str):
+            open_image(item, i, limits)
+
+
+def assemble(size: int, dim: int, parts: list[tuple[list[int], torch.Tensor | None]]) -> np.ndarray:
+    """Put per-modality embeddings back in batch order, L2-normalised, as float32 numpy."""
+    out = np.empty((size, dim), dtype=np.float32)
+    for rows, vecs in parts:
+        if rows:
+            vecs = torch.nn.functional.normalize(vecs.float(), dim=-1)
+            out[rows] = vecs.detach().cpu().numpy()
+    return out
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClipSpec(EncoderSpec):
+    """A CLIP model (open_clip or HF) encoding images (bytes) and texts into one space."""
+
+    kind = "clip"
+
+    #: ``open_clip:NAME`` (built-in or registered config) or ``hf:DIR`` (HF CLIP directory)
+    model: str = "open_clip:ViT-B-32"
+    #: open_clip weights: a checkpoint path or a tag from the user's cache; None = random
+    pretrained: str | None = None
+    batch_size: int = 32
+    #: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``
+    device: str = "cpu"
+    #: ``fp32``, ``fp16`` or ``bf16``
+    dtype: str = "fp32"
+    #: largest encoded image accepted (bytes) -> RESOURCE_EXHAUSTED beyond
+    max_image_bytes: int = 20 * 1024 * 1024
+    #: largest decoded image accepted (width * height) -> RESOURCE_EXHAUSTED beyond
+    max_image_pixels: int = 40_000_000
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not self.model.startswith(PREFIXES):
+            problems.append(f"spec.model: must start with one of {', '.join(PREFIXES)}")
+        if self.batch_size < 1:
+            problems.append("spec.batch_size: must be >= 1")
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
+        return problems + self.limits.validate()
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
+
+
+@register_encoder(ClipSpec)
+class ClipImageEncoder(Encoder):
+    """CLIP: images (PNG/JPEG/WebP bytes) through the vision tower, texts through CLIP's text
+    tower, both L2-normalised in one space (``multimodal``; ``image`` for vision-only models)."""
+
+    def __init__(self, spec: ClipSpec) -> None:
+        self.spec = spec
+        self.batch_size = spec.batch_size
+        self.device = resolve_device(spec.device)
+        self.dtype = resolve_dtype(spec.dtype)
+        self.towers = load_towers(spec.model, spec.pretrained)
+        self.towers.module.eval().to(self.device, self.dtype)
+
+    @property
+    def dim(self) -> int:
+        return self.towers.embed_dim
+
+    @property
+    def modality(self) -> Modality:
+        return "multimodal" if self.towers.has_text else "image"
+
+    def check_inputs(self, inputs: Sequence[str | bytes]) -> None:
+        super().check_inputs(inputs)
+        check_images(inputs, self.spec.limits)
+
+    def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> MixedBatch:
+        image_rows, text_rows = split_inputs(inputs)
+        pixels = image_pixels(self.towers, inputs, image_rows, self.spec.limits)
+        tokens = self.towers.tokenize([str(inputs[r]) for r in text_rows]) if text_rows else None
+        return MixedBatch(len(inputs), image_rows, pixels, text_rows, tokens)
+
+    @torch.inference_mode()
+    def forward(self, batch: MixedBatch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        images = texts = None
+        if batch.pixels is not None:
+            images = self.towers.encode_images(batch.pixels.to(self.device, self.dtype))
+        if batch.texts is not None:
+            texts = self.towers.encode_texts({k: v.to(self.device) for k, v in batch.texts.items()})
+        return images, texts
+
+    def postprocess(self, output: Any, batch: MixedBatch) -> np.ndarray:
+        images, texts = output
+        return assemble(
+            batch.size, self.dim, [(batch.image_rows, images), (batch.text_rows, texts)]
+        )

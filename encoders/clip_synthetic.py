@@ -1,0 +1,123 @@
+"""Seeded synthetic images and tiny CLIP configs for tests, smoke runs and benchmarks.
+
+Nothing here is downloaded: tiny open_clip architectures are registered from config dicts
+and coloured-shape images with word captions are drawn with PIL.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+
+from veclink._optional import require
+
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 40),
+    "blue": (30, 60, 220),
+    "yellow": (235, 220, 30),
+}
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+
+
+def tiny_open_clip_config(
+    *, embed_dim: int = 32, width: int = 64, layers: int = 2, image_size: int = 32, patch: int = 8
+) -> dict:
+    """An open_clip config dict of a tiny ViT CLIP (CLIP's BPE vocabulary, short context)."""
+    return {
+        "embed_dim": embed_dim,
+        "vision_cfg": {
+            "image_size": image_size,
+            "layers": layers,
+            "width": width,
+            "head_width": 32,
+            "patch_size": patch,
+        },
+        "text_cfg": {
+            "context_length": 16,
+            "vocab_size": 49408,
+            "width": width,
+            "heads": 2,
+            "layers": layers,
+        },
+    }
+
+
+def register_open_clip_config(name: str, config: dict, directory: str) -> str:
+    """Write ``config`` as ``NAME.json`` in ``directory`` and register it with open_clip.
+
+    Returns:
+        The model name to use as ``open_clip:NAME``.
+    """
+    open_clip = require("open_clip", "clip")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{name}.json")
+    with open(path, "w") as fh:
+        json.dump(config, fh)
+    open_clip.add_model_config(path)
+    return name
+
+
+def shape_image(
+    color: str, shape: str, *, size: int = 32, rng: random.Random | None = None, fmt: str = "PNG"
+) -> bytes:
+    """A ``shape`` in ``color`` at a random position and scale on a grey background."""
+    pil = require("PIL.Image", "clip")
+    draw_mod = require("PIL.ImageDraw", "clip")
+    rng = rng or random.Random(0)
+    img = pil.new("RGB", (size, size), (128, 128, 128))
+    draw = draw_mod.Draw(img)
+    r = rng.uniform(0.25, 0.4) * size
+    cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
+    fill = COLORS[color]
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "square":
+        draw.rectangle([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    else:
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def shape_classes() -> list[tuple[str, str]]:
+    """Every (colour, shape) pair."""
+    return [(c, s) for c in COLORS for s in SHAPES]
+
+
+def caption(color: str, shape: str) -> str:
+    return f"a {color} {shape}"
+
+
+def write_shapes_dataset(
+    directory: str, *, per_class: int = 8, size: int = 32, seed: int = 0, fmt: str = "jsonl"
+) -> list[tuple[str, str]]:
+    """Write images plus ``captions.jsonl`` (or ``captions.csv``) into ``directory``.
+
+    Returns:
+        ``(file name, caption)`` rows in the order written.
+    """
+    rng = random.Random(seed)
+    os.makedirs(directory, exist_ok=True)
+    rows = []
+    for k in range(per_class):
+        for color, shape in shape_classes():
+            name = f"{color}_{shape}_{k}.png"
+            with open(os.path.join(directory, name), "wb") as fh:
+                fh.write(shape_image(color, shape, size=size, rng=rng))
+            rows.append((name, caption(color, shape)))
+    if fmt == "jsonl":
+        with open(os.path.join(directory, "captions.jsonl"), "w") as fh:
+            for name, text in rows:
+                fh.write(json.dumps({"image": name, "caption": text}) + "\n")
+    else:
+        import csv
+
+        with open(os.path.join(directory, "captions.csv"), "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["image", "caption"])
+            writer.writerows(rows)
+    return rows

@@ -1,0 +1,315 @@
+"""CLIP towers behind one small interface: open_clip models and Hugging Face CLIP models.
+
+``ClipTowers`` hides where a CLIP model comes from. Model names:
+
+- ``open_clip:NAME``: an open_clip architecture (built in, or registered with
+  ``open_clip.add_model_config``); ``pretrained`` = a checkpoint path or an open_clip tag
+  resolved from the user's cache; ``None`` = random weights;
+- ``hf:DIR``: a Hugging Face ``CLIPModel`` directory (both towers) or a
+  ``CLIPVisionModelWithProjection`` directory (images only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from veclink._optional import require
+from veclink.errors import InvalidArgument
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+PREFIXES = ("open_clip:", "hf:")
+
+
+class ClipTowers:
+    """A vision tower with its projection and, optionally, a text tower.
+
+    Attributes:
+        module: the whole torch model (for ``.to``/``.eval``/parameters).
+        embed_dim: dimension of the shared image/text space.
+        has_text: whether ``tokenize``/``encode_texts`` are available.
+        image_transform: PIL RGB image -> float tensor ``(3, H, W)``.
+    """
+
+    module: nn.Module
+    embed_dim: int
+    has_text: bool
+    image_transform: Callable[[Any], torch.Tensor]
+
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Projected (unnormalised) image embeddings ``(n, embed_dim)``."""
+        raise NotImplementedError
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def encode_texts(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def vision_trainable(self, unlocked_blocks: int) -> list[nn.Parameter]:
+        """Parameters of the projection plus the last ``unlocked_blocks`` vision blocks."""
+        raise NotImplementedError
+
+    def vision_state_dict(self) -> dict[str, torch.Tensor]:
+        """Vision weights named as in the published checkpoints (``visual.*`` for open_clip,
+        ``vision_model.*`` + ``visual_projection.*`` for HF)."""
+        raise NotImplementedError
+
+    def load_vision_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+
+class OpenClipTowers(ClipTowers):
+    def __init__(self, name: str, pretrained: str | None) -> None:
+        open_clip = require("open_clip", "clip")
+        if name not in open_clip.list_models():
+            raise InvalidArgument(
+                f"unknown open_clip model {name!r}; register its config with "
+                "open_clip.add_model_config or use one of open_clip.list_models()",
+                field="spec.model",
+            )
+        if pretrained:
+            pretrained = os.path.expanduser(pretrained)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained
+            )
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise InvalidArgument(
+                f"cannot load open_clip weights {pretrained!r} for {name!r}: {exc}",
+                field="spec.pretrained",
+            ) from exc
+        self.module = model
+        self.image_transform = preprocess
+        self.embed_dim = int(open_clip.get_model_config(name)["embed_dim"])
+        self.has_text = hasattr(model, "encode_text")
+        self._tokenizer = open_clip.get_tokenizer(name)
+
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.module.encode_image(pixels)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return {"input_ids": self._tokenizer(list(texts))}
+
+    def encode_texts(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.module.encode_text(tokens["input_ids"])
+
+    def vision_trainable(self, unlocked_blocks: int) -> list[nn.Parameter]:
+        visual = self.module.visual
+        params = [visual.proj] if getattr(visual, "proj", None) is not None else []
+        blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+        if unlocked_blocks > 0:
+            if blocks is None:
+                raise InvalidArgument(
+                    "unlocking vision blocks needs an open_clip ViT", field="unlock_vision_blocks"
+                )
+            for block in list(blocks)[-unlocked_blocks:]:
+                params += list(block.parameters())
+            params += list(visual.ln_post.parameters())
+        return params
+
+    def vision_state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"visual.{k}": v for k, v in self.module.visual.state_dict().items()}
+
+    def load_vision_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        own = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
+        _load_strict(self.module.visual, own, "visual.")
+
+
+class HFClipTowers(ClipTowers):
+    def __init__(self, directory: str) -> None:
+        from transformers import CLIPModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+        directory = os.path.expanduser(directory)
+        config = _read_config(directory)
+        if (
+            "text_config" in config
+            and "vision_config" in config
+            and config.get("model_type") == "clip"
+        ):
+            try:
+                self.module = CLIPModel.from_pretrained(directory)
+            except OSError as exc:
+                raise InvalidArgument(
+                    f"cannot load HF CLIP {directory!r}: {exc}", field="spec.model"
+                ) from exc
+            self.has_text = True
+        else:
+            # a vision-only CLIP, or a checkpoint (e.g. LLM2CLIP's) whose config carries a
+            # CLIP vision_config: build the vision tower natively, no remote code
+            vision = dict(config.get("vision_config", config))
+            vision = {k: v for k, v in vision.items() if k not in ("model_type", "architectures")}
+            projection_dim = config.get("projection_dim", vision.get("projection_dim", 512))
+            vision["projection_dim"] = projection_dim
+            self.module = CLIPVisionModelWithProjection(CLIPVisionConfig(**vision))
+            self.has_text = False
+            self.load_vision_state_dict(read_state_dict(directory))
+        vcfg = self.module.config.vision_config if self.has_text else self.module.config
+        self.embed_dim = int(getattr(self.module.config, "projection_dim", vcfg.projection_dim))
+        self.image_transform = _hf_image_transform(directory, int(vcfg.image_size))
+        self._tokenizer: Any = None
+        if self.has_text:
+            self._tokenizer = _hf_tokenizer(directory)
+            self._context = int(self.module.config.text_config.max_position_embeddings)
+
+    def _vision(self) -> tuple[nn.Module, nn.Module]:
+        return self.module.vision_model, self.module.visual_projection
+
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        vision, projection = self._vision()
+        return projection(vision(pixel_values=pixels).pooler_output)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        if self._tokenizer is not None:
+            out = self._tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=self._context,
+                return_tensors="pt",
+            )
+            return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+        # no tokenizer saved with the model: CLIP's BPE from open_clip (same vocabulary)
+        open_clip = require("open_clip", "clip")
+        ids = open_clip.tokenizer.SimpleTokenizer(context_length=self._context)(list(texts))
+        eot = ids.argmax(dim=-1, keepdim=True)
+        positions = torch.arange(ids.shape[1]).unsqueeze(0)
+        return {"input_ids": ids, "attention_mask": (positions <= eot).long()}
+
+    def encode_texts(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.module.text_model(**tokens)
+        return self.module.text_projection(out.pooler_output)
+
+    def vision_trainable(self, unlocked_blocks: int) -> list[nn.Parameter]:
+        vision, projection = self._vision()
+        params = list(projection.parameters())
+        if unlocked_blocks > 0:
+            for layer in list(vision.encoder.layers)[-unlocked_blocks:]:
+                params += list(layer.parameters())
+            params += list(vision.post_layernorm.parameters())
+        return params
+
+    def vision_state_dict(self) -> dict[str, torch.Tensor]:
+        vision, projection = self._vision()
+        out = {f"vision_model.{k}": v for k, v in vision.state_dict().items()}
+        out.update({f"visual_projection.{k}": v for k, v in projection.state_dict().items()})
+        return out
+
+    def load_vision_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        vision, projection = self._vision()
+        _load_strict(vision, _strip(state, "vision_model."), "vision_model.")
+        _load_strict(projection, _strip(state, "visual_projection."), "visual_projection.")
+
+
+def load_towers(model: str, pretrained: str | None = None) -> ClipTowers:
+    """Build the towers that ``model`` names (``open_clip:NAME`` or ``hf:DIR``)."""
+    if model.startswith("open_clip:"):
+        return OpenClipTowers(model[len("open_clip:") :], pretrained)
+    if model.startswith("hf:"):
+        if pretrained:
+            raise InvalidArgument(
+                "spec.pretrained is for open_clip models; hf: directories carry their weights",
+                field="spec.pretrained",
+            )
+        return HFClipTowers(model[len("hf:") :])
+    raise InvalidArgument(
+        f"model must start with one of {', '.join(PREFIXES)}; got {model!r}", field="spec.model"
+    )
+
+
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file, or of every ``*.safetensors`` (else ``*.bin``) in a dir."""
+    path = os.path.expanduser(path)
+    if os.path.isdir(path):
+        names = sorted(os.listdir(path))
+        files = [n for n in names if n.endswith(".safetensors")] or [
+            n for n in names if n.endswith((".bin", ".pt", ".pth"))
+        ]
+        state: dict[str, torch.Tensor] = {}
+        for name in files:
+            state.update(read_state_dict(os.path.join(path, name)))
+        return state
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise InvalidArgument(
+            f"cannot read weights {path!r}: {exc}", field="spec.checkpoint"
+        ) from exc
+    # training checkpoints often wrap the weights
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _read_config(directory: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(directory, "config.json")) as fh:
+            return json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidArgument(
+            f"{directory!r} is not a Hugging Face model directory: {exc}", field="spec.model"
+        ) from exc
+
+
+def _hf_image_transform(directory: str, size: int) -> Callable[[Any], torch.Tensor]:
+    from torchvision import transforms
+
+    mean, std = OPENAI_MEAN, OPENAI_STD
+    path = os.path.join(directory, "preprocessor_config.json")
+    if os.path.exists(path):
+        with open(path) as fh:
+            cfg = json.load(fh)
+        mean, std = tuple(cfg.get("image_mean", mean)), tuple(cfg.get("image_std", std))
+    return transforms.Compose(
+        [
+            transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+
+
+def _hf_tokenizer(directory: str) -> Any:
+    if not any(
+        os.path.exists(os.path.join(directory, n)) for n in ("tokenizer.json", "vocab.json")
+    ):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], prefix: str) -> None:
+    # buffers such as HF position_ids may be absent from older checkpoints
+    own = module.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("position_ids")]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise InvalidArgument(
+            "checkpoint does not match the vision tower: "
+            f"missing {[prefix + k for k in missing[:5]]}, "
+            f"unexpected {[prefix + k for k in unexpected[:5]]}",
+            field="spec.checkpoint",
+        )
+    try:
+        module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise InvalidArgument(
+            f"checkpoint does not match the vision tower: {exc}", field="spec.checkpoint"
+        ) from exc
