@@ -32,7 +32,7 @@ from veclink.encoders.decoder_llm import (
     set_bidirectional,
     tokenize,
 )
-from veclink.encoders.llm_text import pool
+from veclink.encoders.llm_text import LATENT_FILE, POOLINGS, LatentAttentionPooling, pool
 
 from veclink._optional import require
 from veclink.errors import InvalidArgument
@@ -62,6 +62,8 @@ class TrainConfig:
     #: simcse / supervised: softmax temperature
     temperature: float = 0.05
     pooling: str = "mean"
+    #: latent_attention pooling: number of latents
+    latents: int = 512
     max_length: int = 128
     dtype: str = "fp32"
     device: str = "cpu"
@@ -75,6 +77,10 @@ class TrainConfig:
             problems.append("steps must be >= 1 and batch_size >= 2")
         if not 0 < self.mask_prob < 1:
             problems.append("mask_prob must be in (0, 1)")
+        if self.pooling not in POOLINGS:
+            problems.append(f"pooling must be one of {', '.join(POOLINGS)}")
+        if self.pooling == "latent_attention" and self.objective == "mntp":
+            problems.append("latent_attention pooling is trained by simcse or supervised, not mntp")
         if not Path(self.data).is_file():
             problems.append(f"data file {self.data!r} does not exist")
         if problems:
@@ -165,6 +171,14 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
     base = model.get_base_model()
     encoder = base.model if causal else base  # the decoder without the LM head
     params = [p for p in model.parameters() if p.requires_grad]
+    latent = None
+    if cfg.pooling == "latent_attention":  # NV-Embed pooling: trained with the adapters
+        latent = LatentAttentionPooling(int(base.config.hidden_size), cfg.latents).to(device)
+        latent_file = Path(cfg.model) / LATENT_FILE
+        if latent_file.exists():
+            latent.load_state_dict(torch.load(latent_file, map_location="cpu", weights_only=True))
+        latent.train()
+        params += list(latent.parameters())
     optim = torch.optim.AdamW(params, lr=cfg.lr)
     data: list[Any] = (
         read_texts(cfg.data) if cfg.objective != "supervised" else read_pairs(cfg.data)
@@ -192,8 +206,8 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
                 left = [q for q, _, _ in sample]
                 right = [p for _, p, _ in sample]
                 negatives = [n for _, _, n in sample if n]
-            a = _embed(encoder, tokenizer, left, cfg, device)
-            b = _embed(encoder, tokenizer, right + negatives, cfg, device)
+            a = _embed(encoder, tokenizer, left, cfg, device, latent)
+            b = _embed(encoder, tokenizer, right + negatives, cfg, device, latent)
             scores = a @ b.T / cfg.temperature
             loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(left), device=device))
         optim.zero_grad()
@@ -206,17 +220,24 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
     merged = model.merge_and_unload()
     (merged.model if causal else merged).save_pretrained(out)  # the encoder is the base decoder
     tokenizer.save_pretrained(out)
+    if latent is not None:
+        torch.save(latent.state_dict(), out / LATENT_FILE)
     log = {"config": dataclasses.asdict(cfg), "losses": losses}
     (out / "veclink_training.json").write_text(json.dumps(log, indent=1))
     return log
 
 
 def _embed(
-    encoder: Any, tokenizer: Any, texts: list[str], cfg: TrainConfig, device: Any
+    encoder: Any,
+    tokenizer: Any,
+    texts: list[str],
+    cfg: TrainConfig,
+    device: Any,
+    latent: torch.nn.Module | None = None,
 ) -> torch.Tensor:
     batch = tokenize(tokenizer, texts, max_length=cfg.max_length)
     hidden = forward_hidden(encoder, batch, device, bidirectional=True).last_hidden_state
-    return torch.nn.functional.normalize(pool(hidden, batch, cfg.pooling).float(), dim=-1)
+    return torch.nn.functional.normalize(pool(hidden, batch, cfg.pooling, latent).float(), dim=-1)
 
 
 # ----------------------------------------------------------------------------- CLI

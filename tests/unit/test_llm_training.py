@@ -108,6 +108,32 @@ def test_simcse_runs_and_bad_config_is_rejected(tmp_path: Path) -> None:
         progress=False,
     )
     assert _mean(log["losses"][-4:]) < _mean(log["losses"][:4])
+    # latent-attention pooling trains with the adapters and is saved with the checkpoint
+    log = train_text_encoder(
+        TrainConfig(
+            model=str(base),
+            data=str(corpus),
+            out=str(tmp_path / "latent"),
+            objective="simcse",
+            steps=15,
+            batch_size=8,
+            lr=5e-3,
+            pooling="latent_attention",
+            latents=8,
+        ),
+        progress=False,
+    )
+    assert _mean(log["losses"][-4:]) < _mean(log["losses"][:4])
+    assert (tmp_path / "latent" / "latent_attention.pt").exists()
+    enc = load_encoder(
+        {
+            "kind": "llm-text",
+            "model": str(tmp_path / "latent"),
+            "pooling": "latent_attention",
+            "latents": 8,
+        }
+    )
+    assert enc.encode(["the dog barks"]).shape == (1, 32)
     with pytest.raises(InvalidArgument) as info:
         train_text_encoder(
             TrainConfig(
