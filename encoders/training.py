@@ -262,9 +262,10 @@ def add_train_subcommand(subparsers: Any) -> None:
         ("lr", float, 1e-4),
         ("lora-r", int, 8),
         ("max-length", int, 128),
+        ("latents", int, 512),
     ):
         p.add_argument(f"--{name}", type=typ, default=default)
-    p.add_argument("--pooling", default="mean")
+    p.add_argument("--pooling", default="mean", choices=POOLINGS)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run_train)
@@ -281,6 +282,7 @@ def run_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         lora_r=args.lora_r,
         max_length=args.max_length,
+        latents=args.latents,
         pooling=args.pooling,
         dtype=args.dtype,
         device=args.device,
