@@ -14,6 +14,7 @@ from veclink.encoders.base import (
 from veclink.encoders.clip import ClipImageEncoder, ClipSpec
 from veclink.encoders.hf_text import HFTextEncoder, HFTextSpec
 from veclink.encoders.llm_text import LLMTextEncoder, LLMTextSpec
+from veclink.encoders.moe_router import MoERouterEncoder, MoERouterSpec
 
 DEFAULT_SPEC = HFTextSpec()
 
@@ -27,6 +28,8 @@ __all__ = [
     "HFTextSpec",
     "LLMTextEncoder",
     "LLMTextSpec",
+    "MoERouterEncoder",
+    "MoERouterSpec",
     "load_encoder",
     "register_encoder",
     "registered_kinds",

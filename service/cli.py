@@ -487,6 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     from veclink.encoders.training import add_train_subcommand
 
     add_train_subcommand(tsub)
+
+    p = sub.add_parser("eval", help="evaluate encoders")
+    esub = p.add_subparsers(dest="what", required=True)
+    from veclink.encoders.moee_eval import add_eval_subcommand
+
+    add_eval_subcommand(esub)
     return parser
 
 

@@ -1,0 +1,180 @@
+"""MoE-router embeddings (MoEE): the routing weights of a mixture-of-experts LLM + its hidden state.
+
+For a text wrapped in a prompt (PromptEOL by default), the model runs causally once:
+
+- RW: the router scores of the last token at every MoE layer, concatenated (layers x
+  experts). Raw logits for OLMoE / Qwen-MoE (as the MoEE reference does), softmax for
+  DeepSeek-V2 and routers that route by softmax (Mixtral), sigmoid for DeepSeek-V3;
+- HS: the last layer's hidden state of the last token.
+
+``output="moee"`` returns ``[hs/|hs|, sqrt(alpha) * rw/|rw|]``, whose inner product is
+``cos(HS) + alpha * cos(RW)``: MoEE collections use the ordinary index. Nothing depends on
+the batch: optional RW statistics (``rw_stats``, a .npz with ``mean`` and ``std``) are
+estimated once per model with `estimate_rw_stats` and applied fixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from veclink.encoders.base import Encoder, EncoderSpec, Modality, Role, register_encoder
+from veclink.encoders.decoder_llm import TokenBatch, forward_hidden, load_decoder, tokenize
+
+from veclink.errors import InvalidArgument
+
+PROMPT_EOL = 'This sentence : "{text}" means in one word:"'
+OUTPUTS = ("hs", "rw", "moee")
+ACTIVATIONS = ("auto", "logits", "softmax", "sigmoid")
+#: how each architecture's router turns logits into routing weights
+AUTO_ACTIVATION = {
+    "olmoe": "logits",
+    "qwen2_moe": "logits",
+    "qwen3_moe": "logits",
+    "deepseek_v2": "softmax",
+    "deepseek_v3": "sigmoid",
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MoERouterSpec(EncoderSpec):
+    """A mixture-of-experts LLM used through its routers (MoEE)."""
+
+    kind = "moe-router"
+
+    #: local HF directory or hub id (from the user's cache; never downloaded)
+    model: str
+    #: hs (hidden state), rw (routing weights) or moee (both, weighted by alpha)
+    output: str = "moee"
+    #: weight of the RW similarity in MoEE: <x, y> = cos(HS) + alpha * cos(RW)
+    alpha: float = 1.0
+    #: ``{text}`` is replaced by the input
+    prompt: str = PROMPT_EOL
+    #: auto picks per architecture (see AUTO_ACTIVATION; softmax otherwise)
+    router_activation: str = "auto"
+    #: optional .npz with fixed RW ``mean`` and ``std`` (see estimate_rw_stats)
+    rw_stats: str = ""
+    adapters: tuple[str, ...] = ()
+    max_length: int = 512
+    batch_size: int = 8
+    dtype: str = "fp32"
+    device: str = "cpu"
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not self.model:
+            problems.append("spec.model: required")
+        if self.output not in OUTPUTS:
+            problems.append(f"spec.output: must be one of {', '.join(OUTPUTS)}")
+        if not isinstance(self.alpha, int | float) or self.alpha < 0:
+            problems.append("spec.alpha: must be a number >= 0")
+        if "{text}" not in self.prompt:
+            problems.append("spec.prompt: must contain {text}")
+        if self.router_activation not in ACTIVATIONS:
+            problems.append(f"spec.router_activation: must be one of {', '.join(ACTIVATIONS)}")
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
+        if self.batch_size < 1 or self.max_length < 4:
+            problems.append("spec.batch_size must be >= 1 and spec.max_length >= 4")
+        return problems
+
+
+@register_encoder(MoERouterSpec)
+class MoERouterEncoder(Encoder):
+    """HS, RW or MoEE vectors from a mixture-of-experts LLM."""
+
+    def __init__(self, spec: MoERouterSpec) -> None:
+        self.spec = spec
+        self.batch_size = spec.batch_size
+        self.tokenizer, self.model, self.device = load_decoder(
+            spec.model, adapters=spec.adapters, dtype=spec.dtype, device=spec.device
+        )
+        cfg = self.model.config
+        self.activation = (
+            AUTO_ACTIVATION.get(cfg.model_type, "softmax")
+            if spec.router_activation == "auto"
+            else spec.router_activation
+        )
+        probe = self._run(tokenize(self.tokenizer, ["x"], add_eos=False))
+        if not probe[1].shape[1]:
+            raise InvalidArgument(
+                f"model {spec.model!r} ({cfg.model_type}) returns no router logits: "
+                "not a mixture-of-experts model",
+                field="spec.model",
+            )
+        self.hs_dim, self.rw_dim = int(probe[0].shape[1]), int(probe[1].shape[1])
+        self.rw_mean = self.rw_std = None
+        if spec.rw_stats:
+            path = os.path.expanduser(spec.rw_stats)
+            if not os.path.exists(path):
+                raise InvalidArgument(
+                    f"rw_stats {spec.rw_stats!r} does not exist", field="spec.rw_stats"
+                )
+            with np.load(path) as z:
+                self.rw_mean = torch.from_numpy(z["mean"]).float()
+                self.rw_std = torch.from_numpy(z["std"]).float()
+
+    @property
+    def dim(self) -> int:
+        return {"hs": self.hs_dim, "rw": self.rw_dim, "moee": self.hs_dim + self.rw_dim}[
+            self.spec.output
+        ]
+
+    @property
+    def modality(self) -> Modality:
+        return "text"
+
+    def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> TokenBatch:
+        texts = [self.spec.prompt.replace("{text}", str(t)) for t in inputs]
+        # no EOS: the prompt's own last token is the one whose routing we read
+        return tokenize(self.tokenizer, texts, max_length=self.spec.max_length, add_eos=False)
+
+    @torch.inference_mode()
+    def _run(self, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(HS (b, hidden), RW (b, layers * experts)) of each row's last token."""
+        out = forward_hidden(
+            self.model, batch, self.device, bidirectional=False, output_router_logits=True
+        )
+        b, t = batch.input_ids.shape
+        hs = out.last_hidden_state[:, -1].float()  # left padding: the last token is at -1
+        layers = [r for r in (getattr(out, "router_logits", None) or ()) if r is not None]
+        scores = [r.reshape(b, t, -1)[:, -1].float() for r in layers]
+        if self.activation == "softmax":
+            scores = [s.softmax(-1) for s in scores]
+        elif self.activation == "sigmoid":
+            scores = [s.sigmoid() for s in scores]
+        rw = torch.cat(scores, dim=-1) if scores else hs.new_zeros((b, 0))
+        return hs, rw
+
+    def forward(self, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._run(batch)
+
+    def postprocess(self, output: Any, batch: TokenBatch) -> np.ndarray:
+        hs, rw = (x.cpu() for x in output)
+        if self.rw_mean is not None and self.rw_std is not None:
+            rw = (rw - self.rw_mean) / self.rw_std.clamp(min=1e-6)
+        hs = torch.nn.functional.normalize(hs, dim=-1)
+        rw = torch.nn.functional.normalize(rw, dim=-1)
+        if self.spec.output == "hs":
+            vec = hs
+        elif self.spec.output == "rw":
+            vec = rw
+        else:
+            vec = torch.cat([hs, float(self.spec.alpha) ** 0.5 * rw], dim=-1)
+        return vec.numpy().astype(np.float32, copy=False)
+
+
+def estimate_rw_stats(encoder: MoERouterEncoder, texts: Sequence[str], path: str) -> None:
+    """Estimate fixed RW mean/std over a corpus once per model, saved for ``rw_stats``."""
+    if len(texts) < 2:
+        raise InvalidArgument("need at least two texts to estimate statistics", field="texts")
+    rows = []
+    for start in range(0, len(texts), encoder.batch_size):
+        batch = encoder.preprocess(texts[start : start + encoder.batch_size], "document")
+        rows.append(encoder._run(batch)[1].cpu())
+    rw = torch.cat(rows)
+    np.savez(path, mean=rw.mean(0).numpy(), std=rw.std(0).numpy())
