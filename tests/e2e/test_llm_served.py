@@ -24,6 +24,12 @@ def _fixtures():  # type: ignore[no-untyped-def]
 def test_llm_model_served(tmp_path: Path) -> None:
     fx = _fixtures()
     model = fx.make_model("qwen2", tmp_path / "tiny-qwen2")
+    moe_spec = importlib.util.spec_from_file_location(
+        "moe_fx", Path(__file__).resolve().parents[1] / "unit" / "test_moe_router.py"
+    )
+    moe_fx = importlib.util.module_from_spec(moe_spec)  # type: ignore[arg-type]
+    moe_spec.loader.exec_module(moe_fx)  # type: ignore[union-attr]
+    moe = moe_fx.make_moe("olmoe", tmp_path / "tiny-olmoe")
     settings = load_settings(
         env={},
         overrides={
@@ -32,6 +38,7 @@ def test_llm_model_served(tmp_path: Path) -> None:
             "models": {
                 "all-MiniLM-L6-v2": {"kind": "hf-text"},
                 "tiny-llm": {"kind": "llm-text", "model": str(model), "pooling": "mean"},
+                "tiny-moee": {"kind": "moe-router", "model": str(moe), "alpha": 0.5},
             },
         },
     )
@@ -67,6 +74,18 @@ def test_llm_model_served(tmp_path: Path) -> None:
                 k=1,
             )
             assert hits[0].id == "1"
+            # MoEE vectors live in the ordinary index
+            assert names["tiny-moee"]["dimensions"] == 32 + 2 * 4
+            c.create_collection("moee-docs", model="tiny-moee", metric="ip")
+            c.upsert(
+                "moee-docs",
+                [
+                    {"id": str(i), "text": t}
+                    for i, t in enumerate(["the dog barks", "the car drives fast"])
+                ],
+            )
+            hits = c.search("moee-docs", text="the car drives fast", k=2)
+            assert hits[0].id == "1" and hits[0].score > 1.0  # cos(HS) + 0.5 cos(RW), same text
     finally:
         running.stop()
 
