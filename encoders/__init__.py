@@ -13,6 +13,7 @@ from veclink.encoders.base import (
 )
 from veclink.encoders.clip import ClipImageEncoder, ClipSpec
 from veclink.encoders.hf_text import HFTextEncoder, HFTextSpec
+from veclink.encoders.llm2clip import LLM2CLIPEncoder, LLM2CLIPSpec
 from veclink.encoders.llm_text import LLMTextEncoder, LLMTextSpec
 from veclink.encoders.moe_router import MoERouterEncoder, MoERouterSpec
 
@@ -26,6 +27,8 @@ __all__ = [
     "EncoderSpec",
     "HFTextEncoder",
     "HFTextSpec",
+    "LLM2CLIPEncoder",
+    "LLM2CLIPSpec",
     "LLMTextEncoder",
     "LLMTextSpec",
     "MoERouterEncoder",

@@ -121,3 +121,44 @@ def write_shapes_dataset(
             writer.writerow(["image", "caption"])
             writer.writerows(rows)
     return rows
+
+
+def write_tiny_text_model(directory: str, *, arch: str = "llama", dim: int = 32) -> str:
+    """Save a tiny random word-level text model (``llama`` decoder or ``bert`` encoder)
+    whose vocabulary covers the shape captions; load it as ``llm-text`` / ``hf-text``."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaModel, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    words = ["a", "an", "the", "photo", "of", *COLORS, *SHAPES]
+    vocab = {tok: i for i, tok in enumerate(specials + words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+    )
+    fast.save_pretrained(directory)
+    common = dict(
+        vocab_size=len(vocab),
+        hidden_size=dim,
+        intermediate_size=2 * dim,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    if arch == "bert":
+        BertModel(BertConfig(**common)).save_pretrained(directory)
+    else:
+        LlamaModel(
+            LlamaConfig(**common, num_key_value_heads=1, bos_token_id=2, eos_token_id=3)
+        ).save_pretrained(directory)
+    return directory

@@ -1,0 +1,339 @@
+"""LLM2CLIP (kind ``llm2clip``): a CLIP vision tower in the space of an LLM text encoder.
+
+Texts: LLM text encoder (any text ``Encoder``, usually kind ``llm-text``) -> L2-normalised
+embedding -> ``TextAdapter`` (residual MLP blocks -> LayerNorm -> Linear). Images: CLIP
+vision tower -> projection. Both sides are L2-normalised into one space::
+
+    load_encoder({"kind": "llm2clip",
+                  "text_encoder": {"kind": "llm-text", "model": "/models/llm2clip-llama3-cc",
+                                   "pooling": "mean", "dtype": "bf16", "device": "cuda"},
+                  "checkpoint": "/models/LLM2CLIP-Openai-L-14-336", "device": "cuda"})
+
+Checkpoints load natively (no remote code) from the published weight layouts:
+
+- EVA/open_clip training layout: ``visual.*`` (open_clip ViT), ``text.text_adaptor.N...``;
+- Hugging Face layout: ``vision_model.*`` + ``visual_projection.weight`` (CLIP vision
+  tower, built from the ``vision_config`` in ``config.json``) and ``*.adaptor.N...``.
+
+Adapter block ``N`` is named ``N.ln`` (pre-norm), ``N.fn.0`` (up) and ``N.fn.3`` (down);
+after the ``L`` blocks, ``L`` is the final LayerNorm and ``L+1`` the output Linear.
+``save_checkpoint`` writes the training layout plus ``llm2clip.json``, so stage-2
+checkpoints reload through ``load_encoder`` with the same mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from veclink.encoders.base import (
+    Encoder,
+    EncoderSpec,
+    Modality,
+    Role,
+    load_encoder,
+    register_encoder,
+    spec_from_dict,
+)
+from veclink.encoders.clip import MixedBatch, assemble, check_images, image_pixels, split_inputs
+from veclink.encoders.clip_towers import PREFIXES, load_towers, read_state_dict
+from veclink.encoders.images import ImageLimits
+from veclink.encoders.torch_utils import resolve_device, resolve_dtype
+
+from veclink.errors import InvalidArgument
+
+CONFIG_FILE = "llm2clip.json"
+WEIGHTS_FILE = "model.safetensors"
+ADAPTER_PREFIX = "text.text_adaptor."
+
+
+class ResidualMLPBlock(nn.Module):
+    """``x + down(gelu(up(norm(x))))``."""
+
+    def __init__(self, dim: int, expansion: float) -> None:
+        super().__init__()
+        hidden = int(expansion * dim)
+        self.norm = nn.LayerNorm(dim)
+        self.up = nn.Linear(dim, hidden)
+        self.down = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(nn.functional.gelu(self.up(self.norm(x))))
+
+
+class TextAdapter(nn.Module):
+    """Maps an LLM text embedding into the CLIP space (LLM2CLIP's text adaptor)."""
+
+    def __init__(self, in_dim: int, out_dim: int, *, layers: int = 4, expansion: float = 2.0):
+        super().__init__()
+        self.blocks = nn.ModuleList(ResidualMLPBlock(in_dim, expansion) for _ in range(layers))
+        self.norm = nn.LayerNorm(in_dim)
+        self.proj = nn.Linear(in_dim, out_dim)
+
+    def forward(self, llm_embedding: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.normalize(llm_embedding, dim=-1)
+        for block in self.blocks:
+            x = block(x)
+        return self.proj(self.norm(x))
+
+
+# ------------------------------------------------------------- published weight layout
+
+_BLOCK_PARTS = {"ln": "norm", "fn.0": "up", "fn.3": "down"}
+_BLOCK_KEY = re.compile(r"^(\d+)\.(ln|fn\.0|fn\.3)\.(weight|bias)$")
+_TAIL_KEY = re.compile(r"^(\d+)\.(weight|bias)$")
+
+
+def adapter_from_published(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """The adapter weights of a published checkpoint, renamed for ``TextAdapter``.
+
+    Returns None when the checkpoint holds no adapter (keys containing ``adaptor.``).
+    """
+    published = {}
+    for key, value in state.items():
+        at = key.find("adaptor.")
+        if at >= 0:
+            published[key[at + len("adaptor.") :]] = value
+    if not published:
+        return None
+    blocks = {int(m.group(1)) for k in published if (m := _BLOCK_KEY.match(k))}
+    layers = len(blocks)
+    out = {}
+    for key, value in published.items():
+        if m := _BLOCK_KEY.match(key):
+            out[f"blocks.{m.group(1)}.{_BLOCK_PARTS[m.group(2)]}.{m.group(3)}"] = value
+        elif (m := _TAIL_KEY.match(key)) and int(m.group(1)) in (layers, layers + 1):
+            part = "norm" if int(m.group(1)) == layers else "proj"
+            out[f"{part}.{m.group(2)}"] = value
+        else:
+            raise InvalidArgument(
+                f"unrecognised adapter weight {key!r} in checkpoint", field="spec.checkpoint"
+            )
+    return out
+
+
+def adapter_to_published(state: dict[str, torch.Tensor], layers: int) -> dict[str, torch.Tensor]:
+    """``TextAdapter`` weights named as in the EVA/open_clip training layout."""
+    parts = {v: k for k, v in _BLOCK_PARTS.items()}
+    out = {}
+    for key, value in state.items():
+        head, _, leaf = key.rpartition(".")
+        if key.startswith("blocks."):
+            _, index, part = head.split(".")
+            out[f"{ADAPTER_PREFIX}{index}.{parts[part]}.{leaf}"] = value
+        else:
+            index = layers if head == "norm" else layers + 1
+            out[f"{ADAPTER_PREFIX}{index}.{leaf}"] = value
+    return out
+
+
+def adapter_shape(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """``TextAdapter`` constructor arguments implied by (renamed) adapter weights."""
+    layers = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    in_dim = int(state["proj.weight"].shape[1])
+    expansion = float(state["blocks.0.up.weight"].shape[0]) / in_dim if layers else 2.0
+    return {
+        "in_dim": in_dim,
+        "out_dim": int(state["proj.weight"].shape[0]),
+        "layers": layers,
+        "expansion": expansion,
+    }
+
+
+# -------------------------------------------------------------------------- the encoder
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LLM2CLIPSpec(EncoderSpec):
+    """An LLM text encoder + adapter and a CLIP vision tower sharing one space."""
+
+    kind = "llm2clip"
+
+    #: spec (JSON dict) of the LLM text encoder; None = the one recorded in the checkpoint
+    text_encoder: dict[str, Any] | None = None
+    #: ``open_clip:NAME`` or ``hf:DIR``; empty = from the checkpoint
+    vision: str = ""
+    #: open_clip vision weights (path or tag); None = random (or the checkpoint's)
+    pretrained: str | None = None
+    #: a stage-2 directory (llm2clip.json + weights), a published LLM2CLIP HF directory, or
+    #: a weights file in a published layout; None = fresh adapter
+    checkpoint: str | None = None
+    #: fresh adapter shape (ignored when the checkpoint holds an adapter)
+    adapter_layers: int = 4
+    adapter_expansion: float = 2.0
+    #: seed of a fresh adapter's initialisation
+    seed: int = 0
+    batch_size: int = 32
+    device: str = "cpu"
+    dtype: str = "fp32"
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.checkpoint is None and not (self.vision and self.text_encoder):
+            problems.append("spec.vision and spec.text_encoder: required without spec.checkpoint")
+        if self.vision and not self.vision.startswith(PREFIXES):
+            problems.append(f"spec.vision: must start with one of {', '.join(PREFIXES)}")
+        if self.text_encoder is not None:
+            if not isinstance(self.text_encoder, dict):
+                problems.append("spec.text_encoder: must be an encoder spec object")
+            elif self.text_encoder.get("kind") in ("clip", "llm2clip"):
+                problems.append("spec.text_encoder: must be a text encoder")
+            else:
+                try:
+                    spec_from_dict(self.text_encoder)
+                except InvalidArgument as exc:
+                    problems.append(f"spec.text_encoder: {exc}")
+        if self.adapter_layers < 0:
+            problems.append("spec.adapter_layers: must be >= 0")
+        if self.adapter_expansion <= 0:
+            problems.append("spec.adapter_expansion: must be > 0")
+        if self.batch_size < 1:
+            problems.append("spec.batch_size: must be >= 1")
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
+        return problems + self.limits.validate()
+
+
+def _resolve(spec: LLM2CLIPSpec) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+    """Vision name, text encoder spec and checkpoint weights, spec values first."""
+    vision, text, state = spec.vision, spec.text_encoder, {}
+    if spec.checkpoint:
+        path = os.path.expanduser(spec.checkpoint)
+        if not os.path.exists(path):
+            raise InvalidArgument(f"checkpoint {path!r} does not exist", field="spec.checkpoint")
+        recorded = {}
+        if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+            with open(os.path.join(path, CONFIG_FILE)) as fh:
+                recorded = json.load(fh)
+        elif os.path.isfile(os.path.join(path, "config.json")):
+            recorded = {"vision": f"hf:{path}"}  # a published HF LLM2CLIP directory
+        vision = vision or recorded.get("vision", "")
+        text = text or recorded.get("text_encoder")
+        state = read_state_dict(path)
+    missing = [n for n, v in (("spec.vision", vision), ("spec.text_encoder", text)) if not v]
+    if missing:
+        raise InvalidArgument(
+            f"{' and '.join(missing)}: required (not recorded in the checkpoint)", field="spec"
+        )
+    return vision, dict(text), state
+
+
+@register_encoder(LLM2CLIPSpec)
+class LLM2CLIPEncoder(Encoder):
+    """LLM2CLIP: texts through LLM encoder + adapter, images (bytes) through CLIP vision."""
+
+    def __init__(self, spec: LLM2CLIPSpec) -> None:
+        self.spec = spec
+        self.batch_size = spec.batch_size
+        self.device = resolve_device(spec.device)
+        self.dtype = resolve_dtype(spec.dtype)
+        self.vision, self.text_spec, state = _resolve(spec)
+        self.towers = load_towers(self.vision, spec.pretrained)
+        self.text_encoder = load_encoder(self.text_spec)
+        if self.text_encoder.modality != "text":
+            raise InvalidArgument("spec.text_encoder: must be a text encoder", field="spec")
+        if any(k.startswith(("visual.", "vision_model.")) for k in state):
+            self.towers.load_vision_state_dict(state)
+        adapter_state = adapter_from_published(state)
+        if adapter_state is not None:
+            shape = adapter_shape(adapter_state)
+        else:
+            shape = {
+                "in_dim": self.text_encoder.dim,
+                "out_dim": self.towers.embed_dim,
+                "layers": spec.adapter_layers,
+                "expansion": spec.adapter_expansion,
+            }
+        if (shape["in_dim"], shape["out_dim"]) != (self.text_encoder.dim, self.towers.embed_dim):
+            raise InvalidArgument(
+                f"adapter maps {shape['in_dim']} -> {shape['out_dim']} but the text encoder has "
+                f"dim {self.text_encoder.dim} and the vision tower {self.towers.embed_dim}",
+                field="spec.checkpoint",
+            )
+        with torch.random.fork_rng():
+            torch.manual_seed(spec.seed)
+            self.adapter = TextAdapter(
+                shape["in_dim"],
+                shape["out_dim"],
+                layers=shape["layers"],
+                expansion=shape["expansion"],
+            )
+        if adapter_state is not None:
+            self.adapter.load_state_dict(adapter_state)
+        scale = state.get("logit_scale")
+        init = scale.detach().float().reshape(()) if scale is not None else math.log(1 / 0.07)
+        # frozen for inference; clip_training unfreezes what it trains
+        self.logit_scale = nn.Parameter(torch.as_tensor(init), requires_grad=False)
+        self.adapter.requires_grad_(False)
+        self.towers.module.eval().to(self.device, self.dtype)
+        self.adapter.eval().to(self.device, self.dtype)
+
+    @property
+    def dim(self) -> int:
+        return self.towers.embed_dim
+
+    @property
+    def modality(self) -> Modality:
+        return "multimodal"
+
+    def check_inputs(self, inputs: Sequence[str | bytes]) -> None:
+        super().check_inputs(inputs)
+        check_images(inputs, self.spec.limits)
+
+    def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> MixedBatch:
+        image_rows, text_rows = split_inputs(inputs)
+        pixels = image_pixels(self.towers, inputs, image_rows, self.spec.limits)
+        texts = None
+        if text_rows:
+            texts = self.text_encoder.preprocess([inputs[r] for r in text_rows], role)
+        return MixedBatch(len(inputs), image_rows, pixels, text_rows, texts)
+
+    @torch.inference_mode()
+    def forward(self, batch: MixedBatch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        images = texts = None
+        if batch.pixels is not None:
+            images = self.towers.encode_images(batch.pixels.to(self.device, self.dtype))
+        if batch.texts is not None:
+            raw = self.text_encoder.forward(batch.texts)
+            llm = self.text_encoder.postprocess(raw, batch.texts)
+            texts = self.adapt(torch.from_numpy(llm))
+        return images, texts
+
+    def adapt(self, llm_embeddings: torch.Tensor) -> torch.Tensor:
+        """Adapter output (unnormalised) for LLM text embeddings ``(n, text_dim)``."""
+        return self.adapter(llm_embeddings.to(self.device, self.dtype))
+
+    def postprocess(self, output: Any, batch: MixedBatch) -> np.ndarray:
+        images, texts = output
+        return assemble(
+            batch.size, self.dim, [(batch.image_rows, images), (batch.text_rows, texts)]
+        )
+
+    def save_checkpoint(self, directory: str) -> str:
+        """Write ``llm2clip.json`` + weights (training layout); returns ``directory``."""
+        from safetensors.torch import save_file
+
+        os.makedirs(directory, exist_ok=True)
+        state = dict(self.towers.vision_state_dict())
+        adapter = {k: v for k, v in self.adapter.state_dict().items()}
+        state.update(adapter_to_published(adapter, len(self.adapter.blocks)))
+        state["logit_scale"] = self.logit_scale.detach().reshape(())
+        state = {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
+        save_file(state, os.path.join(directory, WEIGHTS_FILE))
+        with open(os.path.join(directory, CONFIG_FILE), "w") as fh:
+            json.dump({"vision": self.vision, "text_encoder": self.text_spec}, fh, indent=2)
+        return directory
