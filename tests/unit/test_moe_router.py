@@ -51,7 +51,36 @@ def make_moe(kind: str, path: Path) -> Path:
         pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(0)
-    if kind == "olmoe":
+    if kind in ("deepseek_v2", "deepseek_v3"):
+        import transformers
+
+        name = "DeepseekV2" if kind == "deepseek_v2" else "DeepseekV3"
+        common.update(num_key_value_heads=4, head_dim=4)
+        cfg = getattr(transformers, f"{name}Config")(
+            **common,
+            n_routed_experts=EXPERTS,
+            num_experts_per_tok=2,
+            moe_intermediate_size=16,
+            first_k_dense_replace=0,
+            n_shared_experts=1,
+            kv_lora_rank=16,
+            q_lora_rank=None,
+            qk_rope_head_dim=4,
+            v_head_dim=8,
+            qk_nope_head_dim=8,
+            n_group=1,
+            topk_group=1,
+        )
+        model = getattr(transformers, f"{name}Model")(cfg)
+    elif kind == "qwen3_moe":
+        from transformers import Qwen3MoeConfig, Qwen3MoeModel
+
+        model = Qwen3MoeModel(
+            Qwen3MoeConfig(
+                **common, num_experts=EXPERTS, num_experts_per_tok=2, moe_intermediate_size=16
+            )
+        )
+    elif kind == "olmoe":
         model = OlmoeModel(OlmoeConfig(**common, num_experts=EXPERTS, num_experts_per_tok=2))
     elif kind == "qwen2_moe":
         model = Qwen2MoeModel(
@@ -71,7 +100,10 @@ def make_moe(kind: str, path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", params=["olmoe", "qwen2_moe", "mixtral"])
+@pytest.fixture(
+    scope="module",
+    params=["olmoe", "qwen2_moe", "qwen3_moe", "mixtral", "deepseek_v2", "deepseek_v3"],
+)
 def moe_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_moe(request.param, tmp_path_factory.mktemp(request.param))
 
@@ -119,8 +151,11 @@ def test_rw_matches_an_independent_recomputation(moe_dir: Path) -> None:
     with torch.no_grad():
         out = model(input_ids=torch.tensor([ids]), output_router_logits=True)
     last = [r.reshape(1, len(ids), -1)[0, -1] for r in out.router_logits]
-    if model.config.model_type == "mixtral":  # routes by softmax
+    kind = model.config.model_type
+    if kind in ("mixtral", "deepseek_v2"):  # route by softmax
         last = [r.softmax(-1) for r in last]
+    elif kind == "deepseek_v3":  # routes by sigmoid
+        last = [r.sigmoid() for r in last]
     want = torch.cat(last).numpy()
     want /= np.linalg.norm(want)
     np.testing.assert_allclose(enc.encode([text])[0], want, atol=1e-5)
