@@ -74,11 +74,14 @@ class OpenClipTowers(ClipTowers):
                 "open_clip.add_model_config or use one of open_clip.list_models()",
                 field="spec.model",
             )
-        if pretrained:
+        kwargs: dict[str, Any] = {}
+        if pretrained and not os.path.exists(os.path.expanduser(pretrained)):
+            pretrained, kwargs = _cached_open_clip_weights(open_clip, name, pretrained)
+        elif pretrained:
             pretrained = os.path.expanduser(pretrained)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=pretrained
+                name, pretrained=pretrained, **kwargs
             )
         except (RuntimeError, OSError, ValueError) as exc:
             raise InvalidArgument(
@@ -250,6 +253,46 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _cached_open_clip_weights(open_clip: Any, name: str, tag: str) -> tuple[str, dict[str, Any]]:
+    """The local file of an open_clip pretrained tag, from the user's cache only.
+
+    Returns the path plus the tag's model/preprocessing options (QuickGELU, mean/std),
+    which open_clip applies only when it resolves a tag itself.
+    """
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        raise InvalidArgument(
+            f"pretrained {tag!r} is neither a file nor an open_clip tag of {name!r} "
+            f"(tags: {', '.join(tags) or 'none'})",
+            field="spec.pretrained",
+        )
+    candidates = []
+    if cfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        # "org/model/" means the default file name, "org/model/file.bin" names it
+        repo, filename = os.path.split(cfg["hf_hub"])
+        filename = filename or "open_clip_pytorch_model.bin"
+        for f in (filename.replace(".bin", ".safetensors"), filename):
+            found = try_to_load_from_cache(repo, f)
+            if isinstance(found, str):
+                candidates.append(found)
+    if cfg.get("url"):
+        candidates.append(os.path.expanduser(f"~/.cache/clip/{os.path.basename(cfg['url'])}"))
+    local = next((c for c in candidates if os.path.exists(c)), None)
+    if local is None:
+        raise InvalidArgument(
+            f"weights of open_clip:{name} tag {tag!r} are not in the local cache; weights are "
+            "never downloaded at run time: fetch them first, or give a checkpoint path",
+            field="spec.pretrained",
+        )
+    kwargs: dict[str, Any] = {"force_quick_gelu": bool(cfg.get("quick_gelu", False))}
+    if cfg.get("mean") and cfg.get("std"):
+        kwargs.update(image_mean=tuple(cfg["mean"]), image_std=tuple(cfg["std"]))
+    return local, kwargs
 
 
 def _read_config(directory: str) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def test_pretrained_path_loads_weights(tmp_path, encoder, tiny_name: str) -> Non
         {"kind": "clip", "model": f"open_clip:{tiny_name}", "pretrained": str(path)}
     )
     np.testing.assert_allclose(again.encode(images(2)), encoder.encode(images(2)), atol=1e-5)
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidArgument, match="tags: none"):
         load_encoder(
             {
                 "kind": "clip",
@@ -84,6 +84,17 @@ def test_pretrained_path_loads_weights(tmp_path, encoder, tiny_name: str) -> Non
                 "pretrained": str(tmp_path / "nope.pt"),
             }
         )
+
+
+def test_pretrained_tag_never_downloads(monkeypatch, tmp_path) -> None:
+    # an empty HF cache: a known tag must be refused, not fetched from the hub
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(InvalidArgument, match="not in the local cache"):
+        load_encoder({"kind": "clip", "model": "open_clip:ViT-B-32", "pretrained": "openai"})
 
 
 def test_bad_images_name_the_input(encoder, tiny_name: str) -> None:
