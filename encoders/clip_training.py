@@ -124,6 +124,25 @@ def _jsonl_rows(name: str, fh: Any) -> Any:
             ) from exc
 
 
+def write_caption_pairs(pairs: Sequence[tuple[str, str]], path: str) -> int:
+    """Stage-1 data: captions of the same image as (query, positive) JSONL rows.
+
+    LLM2CLIP stage 1 fine-tunes the LLM caption-contrastively; the rows feed the supervised
+    objective of ``veclink train text-encoder``. Returns the number of rows written.
+    """
+    by_image: dict[str, list[str]] = {}
+    for image, text in pairs:
+        by_image.setdefault(image, []).append(text)
+    count = 0
+    with open(path, "w") as fh:
+        for texts in by_image.values():
+            for a, b in zip(texts, texts[1:] + texts[:1], strict=True):
+                if len(texts) > 1 and a != b:
+                    fh.write(json.dumps({"query": a, "positive": b}) + "\n")
+                    count += 1
+    return count
+
+
 def clip_loss(
     images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor, caption_ids: torch.Tensor
 ) -> torch.Tensor:

@@ -25,6 +25,7 @@ from veclink.encoders.clip_training import (
     add_train_subcommand,
     load_pairs,
     train_llm2clip,
+    write_caption_pairs,
 )
 
 from veclink.errors import InvalidArgument
@@ -88,6 +89,21 @@ def test_pairs_from_csv_and_errors(tmp_path) -> None:
         load_pairs(str(tmp_path), str(tmp_path / "missing.jsonl"))
     with pytest.raises(InvalidArgument, match="captions"):
         load_pairs(str(tmp_path / "empty"))
+
+
+def test_stage1_caption_pairs(tmp_path) -> None:
+    from veclink.encoders.training import read_pairs
+
+    write_shapes_dataset(str(tmp_path), per_class=1)
+    (tmp_path / "multi.jsonl").write_text(
+        '{"image": "red_circle_0.png", "captions": ["a red circle", "a round red shape"]}\n'
+        '{"image": "blue_square_0.png", "captions": ["a blue square"]}\n'
+        '{"image": "green_triangle_0.png", "captions": ["a green triangle", "green", "a tri"]}\n'
+    )
+    pairs = load_pairs(str(tmp_path), str(tmp_path / "multi.jsonl"))
+    assert write_caption_pairs(pairs, str(tmp_path / "stage1.jsonl")) == 5
+    rows = read_pairs(str(tmp_path / "stage1.jsonl"))
+    assert ("a red circle", "a round red shape", None) in rows
 
 
 def test_cli_subcommand(setup: dict, tmp_path, capsys) -> None:
