@@ -20,6 +20,8 @@ from veclink.encoders.clip_towers import PREFIXES, ClipTowers, load_towers
 from veclink.encoders.images import ImageLimits, decode_image, open_image
 from veclink.encoders.torch_utils import resolve_device, resolve_dtype
 
+from veclink.errors import InvalidArgument
+
 
 @dataclasses.dataclass
 class MixedBatch:
@@ -51,8 +53,39 @@ def image_pixels(
     """Decode and transform the images at ``rows`` (CPU stage)."""
     if not rows:
         return None
-    tensors = [towers.image_transform(decode_image(inputs[r], r, limits)) for r in rows]
+    tensors = []
+    for r in rows:
+        try:
+            tensors.append(towers.image_transform(decode_image(inputs[r], r, limits)))
+        except InvalidArgument as exc:
+            # r is the row in this batch; encode() maps it back to the request's position
+            raise BadImage(exc.message, field=exc.field, data=inputs[r]) from exc
     return torch.stack(tensors)
+
+
+class BadImage(InvalidArgument):
+    """An image whose header passed but whose pixels do not decode (truncated / corrupt).
+
+    ``field`` names its row in the batch given to ``preprocess``; ``data`` is the input
+    object itself, so a caller that batches can name the request position.
+    """
+
+    def __init__(self, message: str, *, field: str | None, data: object) -> None:
+        super().__init__(message, field=field)
+        self.data = data
+
+
+def encode_naming_inputs(encoder: Encoder, inputs: Sequence[str | bytes], role: Role) -> np.ndarray:
+    """``Encoder.encode`` whose decode errors name the position in ``inputs``."""
+    inputs = list(inputs)
+    try:
+        return Encoder.encode(encoder, inputs, role)
+    except BadImage as exc:
+        i = next((k for k, x in enumerate(inputs) if x is exc.data), None)
+        if i is None:
+            raise
+        field = f"inputs[{i}]"
+        raise InvalidArgument(f"{field} is a truncated or corrupt image", field=field) from exc
 
 
 def check_images(inputs: Sequence[str | bytes], limits: ImageLimits) -> None:
@@ -131,6 +164,9 @@ class ClipImageEncoder(Encoder):
     def check_inputs(self, inputs: Sequence[str | bytes]) -> None:
         super().check_inputs(inputs)
         check_images(inputs, self.spec.limits)
+
+    def encode(self, inputs: Sequence[str | bytes], role: Role = "document") -> np.ndarray:
+        return encode_naming_inputs(self, inputs, role)
 
     def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> MixedBatch:
         image_rows, text_rows = split_inputs(inputs)

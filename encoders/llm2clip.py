@@ -43,7 +43,14 @@ from veclink.encoders.base import (
     register_encoder,
     spec_from_dict,
 )
-from veclink.encoders.clip import MixedBatch, assemble, check_images, image_pixels, split_inputs
+from veclink.encoders.clip import (
+    MixedBatch,
+    assemble,
+    check_images,
+    encode_naming_inputs,
+    image_pixels,
+    split_inputs,
+)
 from veclink.encoders.clip_towers import PREFIXES, load_towers, read_state_dict
 from veclink.encoders.images import ImageLimits
 from veclink.encoders.torch_utils import resolve_device, resolve_dtype
@@ -293,6 +300,9 @@ class LLM2CLIPEncoder(Encoder):
     def check_inputs(self, inputs: Sequence[str | bytes]) -> None:
         super().check_inputs(inputs)
         check_images(inputs, self.spec.limits)
+
+    def encode(self, inputs: Sequence[str | bytes], role: Role = "document") -> np.ndarray:
+        return encode_naming_inputs(self, inputs, role)
 
     def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> MixedBatch:
         image_rows, text_rows = split_inputs(inputs)
