@@ -201,3 +201,34 @@ def test_spec_validation_and_errors(root, tmp_path) -> None:
     torch.save(bad, tmp_path / "bad.pt")
     with pytest.raises(InvalidArgument, match="adapter maps 8 -> 32"):
         load_encoder({**base_spec(root), "checkpoint": str(tmp_path / "bad.pt")})
+
+
+def test_stage2_with_hf_vision_tower_reloads(root, tmp_path) -> None:
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    from veclink.encoders.clip_synthetic import write_shapes_dataset
+    from veclink.encoders.clip_training import Stage2Config, load_pairs, train_stage2
+
+    torch.manual_seed(2)
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )
+    CLIPVisionModelWithProjection(vision).save_pretrained(tmp_path / "hfv")
+    enc = load_encoder({**base_spec(root), "vision": f"hf:{tmp_path / 'hfv'}"})
+    first = enc.towers.module.vision_model.encoder.layers[0].mlp.fc1.weight.clone()
+    last = enc.towers.module.vision_model.encoder.layers[1].mlp.fc1.weight.clone()
+    write_shapes_dataset(str(tmp_path / "data"), per_class=2)
+    config = Stage2Config(epochs=2, batch_size=16, unlock_vision_blocks=1)
+    train_stage2(enc, load_pairs(str(tmp_path / "data")), str(tmp_path / "ck"), config)
+    layers = enc.towers.module.vision_model.encoder.layers
+    assert torch.equal(layers[0].mlp.fc1.weight, first)  # frozen
+    assert not torch.equal(layers[1].mlp.fc1.weight, last)  # unlocked
+    assert not any(p.requires_grad for p in enc.adapter.parameters())
+    again = load_encoder({"kind": "llm2clip", "checkpoint": str(tmp_path / "ck")})
+    inputs = ["a blue square", *imgs(2)]
+    np.testing.assert_allclose(again.encode(inputs), enc.encode(inputs), atol=1e-5)
