@@ -184,6 +184,10 @@ class LLM2CLIPSpec(EncoderSpec):
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
 
+    def __hash__(self) -> int:
+        # the nested text_encoder dict is not hashable; the canonical JSON is
+        return hash(self.to_json())
+
     @property
     def limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)

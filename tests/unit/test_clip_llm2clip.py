@@ -183,6 +183,7 @@ def test_published_hf_layout(root, tmp_path) -> None:
 def test_spec_validation_and_errors(root, tmp_path) -> None:
     spec = spec_from_dict(base_spec(root))
     assert spec_from_json(spec.to_json()) == spec
+    assert hash(spec) == hash(spec_from_json(spec.to_json()))
     with pytest.raises(InvalidArgument) as err:
         spec_from_dict({"kind": "llm2clip", "vision": "ViT", "batch_size": 0})
     msg = str(err.value)
