@@ -3,7 +3,7 @@
 veclink serve [--data-dir D] [--host H] [--port P] [--demo]
 veclink collection create|list|get|delete ...
 veclink upsert COLLECTION FILE        (JSONL or CSV: id, text, other columns -> payload)
-veclink search COLLECTION "query" -k 5 [--json]
+veclink search COLLECTION "query" -k 5 [--json]   (or --image PATH)
 veclink embed "text" ... [--json]
 """
 
@@ -124,8 +124,29 @@ def _parse_scalar(value: str) -> Any:
     return value
 
 
-def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Records from JSONL (``id``, ``text``/``vector``, ``payload`` or other keys) or CSV."""
+def _image(path: Path, value: Any, where: str, load: bool) -> bytes | str | None:
+    """An ``image`` field: a path relative to the records file, read as encoded bytes."""
+    if value in (None, ""):
+        return None
+    from veclink.encoders.images import read_image_file
+
+    image_path = (path.parent / str(value)).resolve()
+    if not load:
+        if not image_path.is_file():
+            raise InvalidArgument(f"{where}: image {str(value)!r} does not exist", field="file")
+        return str(image_path)
+    try:
+        return read_image_file(str(image_path))
+    except VeclinkError as exc:
+        raise type(exc)(f"{where}: {exc}", field="file") from exc
+
+
+def read_records(path: Path, load_images: bool = True) -> Iterator[dict[str, Any]]:
+    """Records from JSONL (``id``, ``text`` / ``image`` path / ``vector``, ``payload`` or other
+    keys) or CSV / TSV (``id``, ``text`` and/or ``image``; other columns -> payload).
+
+    Image paths are relative to the records file; ``load_images=False`` only checks them.
+    """
     if not path.exists():
         raise InvalidArgument(f"file {path} does not exist", field="file")
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
@@ -145,11 +166,16 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
                     )
                 payload = dict(obj.get("payload") or {})
                 payload.update(
-                    {k: v for k, v in obj.items() if k not in ("id", "text", "vector", "payload")}
+                    {
+                        k: v
+                        for k, v in obj.items()
+                        if k not in ("id", "text", "vector", "image", "payload")
+                    }
                 )
                 yield {
                     "id": str(obj["id"]),
                     "text": obj.get("text"),
+                    "image": _image(path, obj.get("image"), f"{path}:{lineno}", load_images),
                     "vector": obj.get("vector"),
                     "payload": payload,
                 }
@@ -158,16 +184,19 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
             reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
             if reader.fieldnames is None or "id" not in reader.fieldnames:
                 raise InvalidArgument(f"{path}: the header needs an 'id' column", field="file")
-            if "text" not in reader.fieldnames:
-                raise InvalidArgument(f"{path}: the header needs a 'text' column", field="file")
-            for row in reader:
+            if "text" not in reader.fieldnames and "image" not in reader.fieldnames:
+                raise InvalidArgument(
+                    f"{path}: the header needs a 'text' or an 'image' column", field="file"
+                )
+            for lineno, row in enumerate(reader, 2):
                 yield {
                     "id": row["id"],
-                    "text": row["text"],
+                    "text": row.get("text") or None,
+                    "image": _image(path, row.get("image"), f"{path}:{lineno}", load_images),
                     "payload": {
                         k: _parse_scalar(v)
                         for k, v in row.items()
-                        if k not in ("id", "text") and v != ""
+                        if k not in ("id", "text", "image") and v != ""
                     },
                 }
     else:
@@ -183,7 +212,7 @@ def cmd_upsert(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     path = Path(args.file)
-    total = sum(1 for _ in read_records(path))  # validates the whole file before sending
+    total = sum(1 for _ in read_records(path, load_images=False))  # checks the whole file first
     with _client(args) as c, tqdm(total=total, desc=f"upsert {path.name}", unit="rec") as bar:
         c.get_collection(args.collection)
 
@@ -214,10 +243,18 @@ def _parse_filter(items: Sequence[str]) -> dict[str, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    if (args.query is None) == (args.image is None):
+        raise InvalidArgument("give a text query or --image PATH (one of them)", field="query")
+    image = None
+    if args.image is not None:
+        from veclink.encoders.images import read_image_file
+
+        image = read_image_file(args.image)
     with _client(args) as c:
         hits = c.search(
             args.collection,
             text=args.query,
+            image=image,
             k=args.k,
             filter=_parse_filter(args.filter),
             nprobe=args.nprobe,
@@ -448,7 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = remote(sub.add_parser("search", help="search a collection with a text query"))
     p.add_argument("collection")
-    p.add_argument("query")
+    p.add_argument("query", nargs="?", help="text query (or use --image)")
+    p.add_argument(
+        "--image", metavar="PATH", help="search with an image (collections with an image model)"
+    )
     p.add_argument("-k", type=int, default=10)
     p.add_argument(
         "--filter",
@@ -487,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     from veclink.encoders.training import add_train_subcommand
 
     add_train_subcommand(tsub)
+    from veclink.encoders.clip_training import add_train_subcommand as add_train_clip
+
+    add_train_clip(tsub)
 
     p = sub.add_parser("eval", help="evaluate encoders")
     esub = p.add_subparsers(dest="what", required=True)

@@ -27,8 +27,8 @@ def check_collection_name(name: str, field: str = "name") -> str:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RecordIn:
-    """A record to upsert. With ``vector`` the text is only stored; without, text or image
-    (exactly one) is embedded by the collection's model."""
+    """A record to upsert. Its vector is ``vector`` when given; otherwise the collection's
+    model embeds ``image`` when given, else ``text``. Text is always stored."""
 
     id: str
     text: str | None = None

@@ -360,11 +360,8 @@ class VectorStore:
                         f"{self.limits.max_text_chars}",
                         field=f"{field}.text",
                     )
-            if rec.vector is None and (rec.text is None) == (rec.image is None):
-                raise InvalidArgument(
-                    f"{field} needs a vector, or exactly one of text or image to embed",
-                    field=field,
-                )
+            if rec.vector is None and rec.text is None and rec.image is None:
+                raise InvalidArgument(f"{field} needs a text, an image or a vector", field=field)
             if rec.vector is not None:
                 vec = np.asarray(rec.vector, dtype=np.float32).reshape(-1)
                 if vec.size != dim:
@@ -388,8 +385,9 @@ class VectorStore:
             to_encode.append(i)
         if to_encode:
             assert coll.encoder is not None
+            # an image is embedded when given (its text is then only stored, as a caption)
             inputs = [
-                records[i].text if records[i].text is not None else records[i].image
+                records[i].image if records[i].image is not None else records[i].text
                 for i in to_encode
             ]
             try:
