@@ -175,6 +175,7 @@ def run_veclink(
     st = ix.stats()
     res.extra = {
         "partitions": str(st["partitions"]),
+        "size mean": f"{st['size_mean']:.0f}",
         "size max / CV": f"{st['size_max']} / {st['size_cv']:.2f}",
         "over limit": str(st["over_split_limit"]),
         "rebalance CPU s": f"{st['rebalance_cpu_s']:.1f}",
@@ -202,8 +203,7 @@ def make_ivf(x: np.ndarray, rows: np.ndarray, mean_len: int) -> faiss.IndexIVFFl
 
 def run_ivf(x: np.ndarray, w: Workload, args: argparse.Namespace) -> tuple[Result, np.ndarray]:
     res = Result("faiss IVF (frozen)")
-    mean_len = args.split_limit // 2
-    ivf = make_ivf(x, w.base, mean_len)
+    ivf = make_ivf(x, w.base, args.list_len)
     live = set(w.base.tolist())
     deleted: set[int] = set()
     ins_t = del_t = 0.0
@@ -237,6 +237,7 @@ def run_ivf(x: np.ndarray, w: Workload, args: argparse.Namespace) -> tuple[Resul
     sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)])
     res.extra = {
         "partitions": str(ivf.nlist),
+        "size mean": f"{sizes.mean():.0f}",
         "size max / CV": f"{sizes.max()} / {sizes.std() / sizes.mean():.2f}",
     }
     res.ivf = ivf  # type: ignore[attr-defined]
@@ -247,7 +248,7 @@ def run_rebuild(x: np.ndarray, live: np.ndarray, w: Workload, args: argparse.Nam
     res = Result("faiss IVF full rebuild")
     cpu = time.process_time()
     wall = time.perf_counter()
-    ivf = make_ivf(x, live, args.split_limit // 2)
+    ivf = make_ivf(x, live, args.list_len)
     res.extra = {
         "rebuild CPU s": f"{time.process_time() - cpu:.1f}",
         "rebuild wall s": f"{time.perf_counter() - wall:.1f}",
@@ -260,6 +261,7 @@ def run_rebuild(x: np.ndarray, live: np.ndarray, w: Workload, args: argparse.Nam
     ]
     sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)])
     res.extra["partitions"] = str(ivf.nlist)
+    res.extra["size mean"] = f"{sizes.mean():.0f}"
     res.extra["size max / CV"] = f"{sizes.max()} / {sizes.std() / sizes.mean():.2f}"
     res.ivf = ivf  # type: ignore[attr-defined]
     return res
@@ -318,6 +320,16 @@ def interpolate(curve: list[tuple[str, float, float, float]], target: float) -> 
     return float("nan"), float("nan")
 
 
+def recall_at(curve: list[tuple[str, float, float, float]], scanned: float) -> float:
+    """Recall at ``scanned`` vectors per query, log-linear between the settings around it."""
+    pts = sorted(curve, key=lambda c: c[2])
+    for lo, hi in zip(pts, pts[1:], strict=False):
+        if lo[2] <= scanned <= hi[2]:
+            t = (math.log(scanned) - math.log(lo[2])) / (math.log(hi[2]) - math.log(lo[2]))
+            return lo[1] + t * (hi[1] - lo[1])
+    return float("nan")
+
+
 def targets(results: list[Result], batches: int) -> None:
     """The issue's targets, as ratios between methods of this run."""
     ours, ivf, rebuild = results[0], results[1], results[2]
@@ -348,6 +360,11 @@ def targets(results: list[Result], batches: int) -> None:
     print(f"| deletes/s >= 100k | {ours.delete_per_s:,.0f} |")
     print(f"| deleted ids returned == 0 | {ours.deleted_returned} |")
     print(f"| size max / CV after wait_idle (CV <= 0.5) | {ours.extra['size max / CV']} |")
+    print(
+        f"| (uniform control) recall at the IVF's scanned for 0.95: veclink - IVF >= -0.005 | "
+        f"{recall_at(o, si) - 0.95:+.4f} |"
+    )
+    print(f"| (uniform control) QPS at recall 0.95: veclink / IVF >= 0.95 | {qo / qi:.2f} |")
 
 
 def report(name: str, results: list[Result], batches: int) -> None:
@@ -390,7 +407,19 @@ def main() -> None:
     )
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--batches", type=int, default=10)
-    ap.add_argument("--split-limit", type=int, default=128)
+    ap.add_argument(
+        "--split-limit",
+        type=int,
+        default=96,
+        help="veclink split limit; its postings then hold ~0.6x this many vectors on average",
+    )
+    ap.add_argument(
+        "--list-len",
+        type=int,
+        default=0,
+        help="mean inverted-list length of the IVF peers (0: veclink's final mean partition "
+        "size, so that every method scans lists of the same granularity)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-hnsw", action="store_true")
     ap.add_argument("--only", choices=("shifted", "uniform"))
@@ -410,11 +439,15 @@ def main() -> None:
 
 
 def run_workload(x: np.ndarray, w: Workload, args: argparse.Namespace) -> None:
+    args = argparse.Namespace(**vars(args))  # list_len is settled per workload
     final = args.batches
     results = []
     rss0 = rss_mb()
     ours, ix = run_veclink(x, w, args)
     ours.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
+    if not args.list_len:
+        args.list_len = round(ix.stats()["size_mean"])
+    print(f"IVF peers: mean list length {args.list_len}")
     nprobe = int(at_recall(ours.curves[final], 0.95)[0].split("=")[1])
     p50, p99 = latency(lambda q: ix.search(q, K, nprobe=nprobe), w.queries)
     ours.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"

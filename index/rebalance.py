@@ -35,7 +35,7 @@ def centroid_rows(cent_pid: np.ndarray, pids: np.ndarray) -> np.ndarray:
 
 
 def balanced_two_means(
-    x: np.ndarray, rng: np.random.Generator, iters: int = 4, min_share: float = 0.25
+    x: np.ndarray, rng: np.random.Generator, iters: int = 8, min_share: float = 0.25
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split ``x`` into two equal halves around two centroids; returns (c0, c1, in_first)."""
     n = len(x)
@@ -186,44 +186,47 @@ class Rebalancer:
         loc[moved[loc[moved] == pid]] = other
         self.splits += 1
         touched = {pid, other}
-        # one distance matrix serves LIRE 1 (the split vectors) and the neighbour lookup
-        dist = ix.centroid_distances(np.vstack([old_centroid[None], vecs]))
+        # the neighbourhood of the old centroid bounds all LIRE work: SPFresh's observation
+        # that a split can only pull vectors across nearby partition boundaries
+        d_old = ix.centroid_distances(old_centroid[None])[0]
+        n_neigh = min(ix.options["reassign_neighbors"] + 2, d_old.size)
+        rows = np.argpartition(d_old, n_neigh - 1)[:n_neigh]
+        rows = np.union1d(rows, centroid_rows(ix.cent_pid, np.array([pid, other])))
+        neigh = ix.cent_pid[rows]
         # LIRE 1: the split posting's vectors that are now nearer another centroid
-        near = ix.cent_pid[dist[1:].argmin(1)]
+        near = neigh[ix.centroid_distances(vecs, rows).argmin(1)]
         now = np.where(first, pid, other)
         for p in (pid, other):
             side = now == p
             targets = np.full(ix.parts[p].n, p, dtype=np.int64)
             targets[: int(side.sum())] = near[side]
             touched |= self._move(p, targets != p, targets)
-        # LIRE 2: neighbours' vectors that the new centroids pulled closer
-        n_neigh = min(ix.options["reassign_neighbors"] + 2, dist.shape[1])
-        neigh = ix.cent_pid[np.argpartition(dist[0], n_neigh - 1)[:n_neigh]]
-        pair = np.stack([c0, c1])
-        found: list[tuple[int, int, np.ndarray]] = []  # (partition, entries then, closer mask)
-        for q in neigh.tolist():
-            part = ix.parts.get(q)
-            if q in (pid, other) or part is None or not part.n:
-                continue
-            own = ix.cents[int(centroid_rows(ix.cent_pid, np.array([q]))[0])]
-            m = np.vstack([own, pair])
-            # ||v - c||^2 without the common ||v||^2 term, for c = own, c0, c1
-            d = (m * m).sum(1)[None, :] - 2.0 * (part.view()[2] @ m.T)
-            closer = d[:, 1:].min(1) < d[:, 0]
-            if closer.any():
-                found.append((q, part.n, closer))
-        if found:
-            # one nearest-centroid search for every candidate of every neighbour
-            cand = np.concatenate([ix.parts[q].view()[2][:n][c] for q, n, c in found])
-            _, near = ix.nearest(cand, 1)
+        # LIRE 2: neighbours' vectors that are now closer to another centroid of the
+        # neighbourhood. LIRE only asks about the two new centroids; asking about all of them
+        # costs the same one matrix product and, with the recentring below, makes every split
+        # a local Lloyd step, which keeps partition quality close to a fresh k-means.
+        cols = [
+            (c, q)
+            for c, q in enumerate(neigh.tolist())
+            if q not in (pid, other) and q in ix.parts and ix.parts[q].n
+        ]
+        if cols:
+            sizes = np.array([ix.parts[q].n for _, q in cols])
+            cand = np.concatenate([ix.parts[q].view()[2] for _, q in cols])
+            d = ix.centroid_distances(cand, rows)
+            best = d.argmin(1)
+            own = np.repeat(np.array([c for c, _ in cols]), sizes)
+            closer = d[np.arange(best.size), best] < d[np.arange(best.size), own]
             start = 0
-            for q, _, closer in found:
-                k = int(closer.sum())
-                # entries appended to q by earlier moves sit after its first n
-                targets = np.full(ix.parts[q].n, q, dtype=np.int64)
-                targets[np.nonzero(closer)[0]] = near[start : start + k, 0]
-                start += k
-                touched |= self._move(q, targets != q, targets)
+            for (_, q), n in zip(cols, sizes.tolist(), strict=True):
+                sel = closer[start : start + n]
+                if sel.any():
+                    # entries appended to q by earlier moves sit after its first n
+                    targets = np.full(ix.parts[q].n, q, dtype=np.int64)
+                    targets[:n] = neigh[best[start : start + n]]
+                    touched |= self._move(q, targets != q, targets)
+                start += n
+            touched |= {q for _, q in cols}
         if ix.options.get("recenter", True):
             self._recenter(touched)
         self.schedule(

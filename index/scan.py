@@ -26,10 +26,10 @@ def scan_postings(
     out_i = np.full((nq, k), -1, dtype=np.int64)
     if not index.parts or index.versions.count == 0:
         return out_s, out_i, 0
-    dist, pids = index.nearest(q, nprobe)
+    dist, pids = index.nearest(q, nprobe, by_ip=index.metric != "l2")
     probe = np.ones(pids.shape, dtype=bool)
     if eps is not None:
-        probe = dist <= (1.0 + eps) * dist[:, :1] + 1e-12
+        probe = dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
     device = resolve_device(index.options["device"])
     if device is not None:
         return scan_postings_torch(index, q, k, dist, pids, probe, device)

@@ -10,6 +10,8 @@ scanned per query are counted exactly as on the CPU path (the sizes of its probe
 from __future__ import annotations
 
 import functools
+import glob
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +35,9 @@ def _torch() -> Any:
 @functools.cache
 def cuda_available() -> bool:
     """True when torch is importable and sees a CUDA device (checked once per process)."""
+    # without an NVIDIA device node there is no CUDA: skip importing torch just to ask
+    if "torch" not in sys.modules and not glob.glob("/dev/nvidia*"):
+        return False
     try:
         return bool(_torch().cuda.is_available())
     except ImportError:
