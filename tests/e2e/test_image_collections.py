@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from veclink.service.settings import load_settings
 
 from veclink.client import Client
 from veclink.errors import InvalidArgument
-from veclink.service.settings import load_settings
 
 pytest.importorskip("open_clip")
 
