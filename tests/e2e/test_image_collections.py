@@ -1,4 +1,4 @@
-"""A collection with a CLIP encoder: upsert image files through the CLI, search by text and image."""
+"""A CLIP collection: upsert image files through the CLI, search by text and by image."""
 
 from __future__ import annotations
 
