@@ -64,8 +64,27 @@ class ClipTowers:
     def load_vision_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         raise NotImplementedError
 
+    def drop_text(self) -> None:
+        """Free the text tower (LLM2CLIP replaces it with an LLM + adapter)."""
+        for name in self._text_parts:
+            if hasattr(self.module, name):
+                setattr(self.module, name, None)
+        self.has_text = False
+
+    #: attributes of ``module`` that belong to the text tower
+    _text_parts: tuple[str, ...] = ()
+
 
 class OpenClipTowers(ClipTowers):
+    _text_parts = (
+        "transformer",
+        "token_embedding",
+        "positional_embedding",
+        "ln_final",
+        "text_projection",
+        "text",
+    )
+
     def __init__(self, name: str, pretrained: str | None) -> None:
         open_clip = require("open_clip", "clip")
         if name not in open_clip.list_models():
@@ -126,6 +145,8 @@ class OpenClipTowers(ClipTowers):
 
 
 class HFClipTowers(ClipTowers):
+    _text_parts = ("text_model", "text_projection")
+
     def __init__(self, directory: str) -> None:
         from transformers import CLIPModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 

@@ -254,6 +254,7 @@ class LLM2CLIPEncoder(Encoder):
         self.dtype = resolve_dtype(spec.dtype)
         self.vision, self.text_spec, state = _resolve(spec)
         self.towers = load_towers(self.vision, spec.pretrained)
+        self.towers.drop_text()
         self.text_encoder = load_encoder(self.text_spec)
         if self.text_encoder.modality != "text":
             raise InvalidArgument("spec.text_encoder: must be a text encoder", field="spec")
