@@ -60,21 +60,35 @@ def load_decoder(
     dev = resolve_device(device)
     cls = model_class or AutoModel
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        net = cls.from_pretrained(path, dtype=resolve_dtype(dtype))
+        # a hub id resolves from the user's cache only: weights are never downloaded here
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        net = cls.from_pretrained(path, dtype=resolve_dtype(dtype), local_files_only=True)
     except OSError as exc:
         raise InvalidArgument(f"cannot load model {model!r}: {exc}", field="spec.model") from exc
     for adapter in adapters:
         peft = require("peft", "llm")
-        adapter_path = os.path.expanduser(adapter)
-        if not os.path.isdir(adapter_path):
-            raise InvalidArgument(f"adapter {adapter!r} is not a directory", field="spec.adapters")
-        net = peft.PeftModel.from_pretrained(net, adapter_path).merge_and_unload()
+        net = peft.PeftModel.from_pretrained(net, _adapter_dir(adapter)).merge_and_unload()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     net.eval().to(dev)
     return tokenizer, net, dev
+
+
+def _adapter_dir(adapter: str) -> str:
+    """A LoRA adapter directory, or a hub id found in the user's cache."""
+    path = os.path.expanduser(adapter)
+    if os.path.isdir(path):
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(adapter, local_files_only=True)
+    except Exception as exc:  # not a repo id, or not cached: both mean "not found here"
+        raise InvalidArgument(
+            f"adapter {adapter!r} is neither a directory nor a hub id in the local cache",
+            field="spec.adapters",
+        ) from exc
 
 
 def set_bidirectional(model: torch.nn.Module, bidirectional: bool) -> None:
@@ -97,21 +111,23 @@ def tokenize(
 ) -> TokenBatch:
     """Tokenize ``prefix + text`` with the prefix excluded from ``pool_mask``; left padding.
 
-    Prefix and text are tokenized separately, so the pooling boundary is exact.
+    Prefix and text are tokenized together (as the model saw such strings in training, so
+    e.g. ``" the"`` stays one BPE token at the boundary); character offsets tell which
+    tokens belong to the text. Texts too long for ``max_length`` lose their end.
     """
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id] if add_eos and tokenizer.eos_token_id is not None else []
-    pre = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
-    budget = max_length - len(bos) - len(pre) - len(eos)
-    if budget < 1:
-        raise InvalidArgument(
-            f"the instruction takes {len(pre)} tokens, leaving no room within "
-            f"max_length={max_length}",
-            field="instruction",
-        )
     rows, pools = [], []
     for text in texts:
-        body = tokenizer(text, add_special_tokens=False)["input_ids"][:budget]
+        pre, body = _split_tokens(tokenizer, prefix, text)
+        budget = max_length - len(bos) - len(pre) - len(eos)
+        if budget < 1:
+            raise InvalidArgument(
+                f"the instruction takes {len(pre)} tokens, leaving no room within "
+                f"max_length={max_length}",
+                field="instruction",
+            )
+        body = body[:budget]
         rows.append(bos + pre + body + eos)
         pools.append([0] * (len(bos) + len(pre)) + [1] * (len(body) + len(eos)))
     width = max(len(r) for r in rows)
@@ -125,6 +141,24 @@ def tokenize(
         pool[i, width - len(row) :] = torch.tensor(pm)
     positions = (att.cumsum(1) - 1).clamp(min=0)
     return TokenBatch(ids, att, pool, positions)
+
+
+def _split_tokens(tokenizer: Any, prefix: str, text: str) -> tuple[list[int], list[int]]:
+    """Token ids of ``prefix + text`` split into (prefix tokens, text tokens)."""
+    if not prefix:
+        return [], tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not getattr(tokenizer, "is_fast", False):  # no offsets: tokenize the parts apart
+        return (
+            tokenizer(prefix, add_special_tokens=False)["input_ids"],
+            tokenizer(text, add_special_tokens=False)["input_ids"],
+        )
+    enc = tokenizer(prefix + text, add_special_tokens=False, return_offsets_mapping=True)
+    # a token that reaches into the text (e.g. " the" across the boundary) is text
+    ids = enc["input_ids"]
+    n_pre = next(
+        (i for i, (_, end) in enumerate(enc["offset_mapping"]) if end > len(prefix)), len(ids)
+    )
+    return ids[:n_pre], ids[n_pre:]
 
 
 def forward_hidden(

@@ -27,6 +27,8 @@ from veclink.encoders.decoder_llm import (
     tokenize,
 )
 
+from veclink.errors import InvalidArgument
+
 POOLINGS = ("mean", "weighted_mean", "last_token", "bos", "latent_attention")
 LATENT_FILE = "latent_attention.pt"
 
@@ -45,16 +47,22 @@ class LLMTextSpec(EncoderSpec):
     pooling: str = "mean"
     #: bidirectional attention (LLM2Vec); False keeps the causal mask
     bidirectional: bool = True
-    #: prepended to queries only and excluded from pooling
+    #: prepended to queries only (joined by a space) and excluded from pooling
     instruction: str = ""
+    #: wraps instruction + text, e.g. a chat template; pooling covers the text and what
+    #: follows ``{text}`` (LLM2Vec's Llama-3-Instruct checkpoints use
+    #: ``<|start_header_id|>user<|end_header_id|>\n\n{text}<|eot_id|>``)
+    template: str = "{text}"
+    #: append the EOS token; None = only for last_token pooling (LLM2Vec's convention)
+    add_eos: bool | None = None
     #: L2-normalise the output
     normalize: bool = True
     max_length: int = 512
     batch_size: int = 16
     dtype: str = "fp32"
     device: str = "cpu"
-    #: latent-attention pooling: number of latents (weights saved as latent_attention.pt
-    #: in the model directory; without that file they start from a seeded random init)
+    #: latent-attention pooling: number of latents when training it; served weights come
+    #: from latent_attention.pt in the model directory (written by veclink training)
     latents: int = 512
 
     def validate(self) -> list[str]:
@@ -71,7 +79,16 @@ class LLMTextSpec(EncoderSpec):
             problems.append("spec.dtype: must be one of fp32, fp16, bf16")
         if self.latents < 1:
             problems.append("spec.latents: must be >= 1")
+        if self.template.count("{text}") != 1:
+            problems.append("spec.template: must contain {text} exactly once")
+        if self.add_eos not in (None, True, False):
+            problems.append("spec.add_eos: must be true, false or null")
         return problems
+
+
+def wants_eos(pooling: str, add_eos: bool | None) -> bool:
+    """Whether texts end with EOS: explicit choice, else only for last-token pooling."""
+    return pooling == "last_token" if add_eos is None else add_eos
 
 
 class LatentAttentionPooling(torch.nn.Module):
@@ -88,7 +105,9 @@ class LatentAttentionPooling(torch.nn.Module):
         )
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        kv = self.latents.unsqueeze(0).expand(hidden.shape[0], -1, -1).to(hidden.dtype)
+        # pooling weights stay fp32 under a bf16/fp16 decoder
+        hidden = hidden.to(self.latents.dtype)
+        kv = self.latents.unsqueeze(0).expand(hidden.shape[0], -1, -1)
         out, _ = self.attn(hidden, kv, kv, need_weights=False)
         out = out + self.mlp(out)
         m = mask.unsqueeze(-1).to(out.dtype)
@@ -135,12 +154,24 @@ class LLMTextEncoder(Encoder):
         self._dim = int(self.model.config.hidden_size)
 
     def _load_latent(self) -> torch.nn.Module:
-        dim = int(self.model.config.hidden_size)
-        torch.manual_seed(0)
-        latent = LatentAttentionPooling(dim, self.spec.latents)
         path = os.path.join(os.path.expanduser(self.spec.model), LATENT_FILE)
-        if os.path.exists(path):
-            latent.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        if not os.path.exists(path):
+            # random pooling weights would serve meaningless vectors without a word
+            raise InvalidArgument(
+                f"latent_attention pooling needs trained weights: {path} does not exist "
+                "(train with objective simcse or supervised and pooling latent_attention)",
+                field="spec.pooling",
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        # the number of latents is the trained one, whatever spec.latents says
+        dim = int(self.model.config.hidden_size)
+        latent = LatentAttentionPooling(dim, int(state["latents"].shape[0]))
+        try:
+            latent.load_state_dict(state)
+        except RuntimeError as exc:
+            raise InvalidArgument(
+                f"{path} does not fit this model: {exc}", field="spec.pooling"
+            ) from exc
         return latent.eval().to(self.device)
 
     @property
@@ -156,9 +187,15 @@ class LLMTextEncoder(Encoder):
         return LLMTextEncoder(spec, shared=(self.tokenizer, self.model, self.device, self.latent))
 
     def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> TokenBatch:
-        prefix = self.spec.instruction if role == "query" else ""
+        head, tail = self.spec.template.split("{text}")
+        instruction = self.spec.instruction.strip() if role == "query" else ""
+        prefix = head + (instruction + " " if instruction else "")
         return tokenize(
-            self.tokenizer, [str(t) for t in inputs], prefix=prefix, max_length=self.spec.max_length
+            self.tokenizer,
+            [str(t) + tail for t in inputs],
+            prefix=prefix,
+            max_length=self.spec.max_length,
+            add_eos=wants_eos(self.spec.pooling, self.spec.add_eos),
         )
 
     @torch.inference_mode()

@@ -32,7 +32,13 @@ from veclink.encoders.decoder_llm import (
     set_bidirectional,
     tokenize,
 )
-from veclink.encoders.llm_text import LATENT_FILE, POOLINGS, LatentAttentionPooling, pool
+from veclink.encoders.llm_text import (
+    LATENT_FILE,
+    POOLINGS,
+    LatentAttentionPooling,
+    pool,
+    wants_eos,
+)
 
 from veclink._optional import require
 from veclink.errors import InvalidArgument
@@ -235,7 +241,10 @@ def _embed(
     device: Any,
     latent: torch.nn.Module | None = None,
 ) -> torch.Tensor:
-    batch = tokenize(tokenizer, texts, max_length=cfg.max_length)
+    # tokenized as the served encoder will (EOS only for last-token pooling)
+    batch = tokenize(
+        tokenizer, texts, max_length=cfg.max_length, add_eos=wants_eos(cfg.pooling, None)
+    )
     hidden = forward_hidden(encoder, batch, device, bidirectional=True).last_hidden_state
     return torch.nn.functional.normalize(pool(hidden, batch, cfg.pooling, latent).float(), dim=-1)
 

@@ -79,13 +79,20 @@ def model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 TEXTS = ["the dog barks", "a cat sleeps on the mat", "the car drives fast", "money in the bank"]
 
 
+def save_latent(model_dir: Path, latents: int = 8) -> None:
+    from veclink.encoders.llm_text import LATENT_FILE, LatentAttentionPooling
+
+    torch.manual_seed(1)
+    torch.save(LatentAttentionPooling(32, latents).state_dict(), model_dir / LATENT_FILE)
+
+
 @pytest.mark.parametrize(
     "pooling", ["mean", "weighted_mean", "last_token", "bos", "latent_attention"]
 )
 def test_shapes_and_batch_invariance(model_dir: Path, pooling: str) -> None:
-    enc = load_encoder(
-        {"kind": "llm-text", "model": str(model_dir), "pooling": pooling, "latents": 8}
-    )
+    if pooling == "latent_attention":
+        save_latent(model_dir)
+    enc = load_encoder({"kind": "llm-text", "model": str(model_dir), "pooling": pooling})
     out = enc.encode(TEXTS)
     assert out.shape == (4, 32) and out.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
@@ -124,8 +131,9 @@ def test_instruction_only_for_queries_and_excluded_from_pooling(model_dir: Path)
     d = enc.encode(["the dog barks"], role="document")
     assert not np.allclose(q, d)  # the instruction conditions the text (bidirectional context)
     batch = enc.preprocess(["the dog barks"], "query")
-    n_text = len(enc.tokenizer("the dog barks", add_special_tokens=False)["input_ids"]) + 1  # + eos
-    assert int(batch.pool_mask.sum()) == n_text
+    n_text = len(enc.tokenizer("the dog barks", add_special_tokens=False)["input_ids"])
+    assert int(batch.pool_mask.sum()) == n_text  # mean pooling: no EOS (as LLM2Vec)
+    assert batch.input_ids[0, -1] != enc.tokenizer.eos_token_id
     other = enc.with_instruction("find the animal :")
     assert other.model is enc.model  # shares weights
     assert not np.allclose(other.encode(["the dog barks"], role="query"), q)
@@ -170,3 +178,58 @@ def test_lora_adapters_are_merged_in_order(model_dir: Path, tmp_path: Path) -> N
         torch.testing.assert_close(p, q, msg=name)
     with pytest.raises(InvalidArgument, match="adapter"):
         load_encoder({"kind": "llm-text", "model": str(model_dir), "adapters": ["/nope"]})
+
+
+def test_template_and_eos_follow_llm2vec(model_dir: Path) -> None:
+    # chat-style template: the head and the instruction are not pooled, the text and the
+    # template's tail are; EOS only with last-token pooling unless asked for
+    enc = load_encoder(
+        {
+            "kind": "llm-text",
+            "model": str(model_dir),
+            "template": "<s> query : {text} </s>",
+            "instruction": "find the animal",
+        }
+    )
+    tok = enc.tokenizer
+    batch = enc.preprocess(["the dog barks"], "query")
+    ids = batch.input_ids[0].tolist()
+    want = [tok.bos_token_id] + tok(
+        "<s> query : find the animal the dog barks </s>", add_special_tokens=False
+    )["input_ids"]
+    assert ids == want
+    pooled = [t for t, m in zip(ids, batch.pool_mask[0].tolist(), strict=True) if m]
+    assert pooled == tok("the dog barks </s>", add_special_tokens=False)["input_ids"]
+    doc = enc.preprocess(["the dog barks"], "document")
+    assert int(doc.pool_mask.sum()) == len(pooled)  # documents: same text tokens, no instruction
+    last = load_encoder({"kind": "llm-text", "model": str(model_dir), "pooling": "last_token"})
+    assert last.preprocess(["the dog"], "document").input_ids[0, -1] == tok.eos_token_id
+    no_eos = load_encoder(
+        {"kind": "llm-text", "model": str(model_dir), "pooling": "last_token", "add_eos": False}
+    )
+    assert no_eos.preprocess(["the dog"], "document").input_ids[0, -1] != tok.eos_token_id
+    with pytest.raises(InvalidArgument, match="spec.template"):
+        spec_from_dict({"kind": "llm-text", "model": "m", "template": "no placeholder"})
+
+
+def test_causal_mode_is_batch_invariant_too(model_dir: Path) -> None:
+    enc = load_encoder(
+        {"kind": "llm-text", "model": str(model_dir), "bidirectional": False, "pooling": "mean"}
+    )
+    out = enc.encode(TEXTS)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(enc.encode([TEXTS[1]])[0], out[1], atol=2e-5)
+
+
+def test_latent_pooling_needs_its_weights_and_runs_in_bf16(model_dir: Path) -> None:
+    from veclink.encoders.llm_text import LATENT_FILE
+
+    (model_dir / LATENT_FILE).unlink(missing_ok=True)
+    with pytest.raises(InvalidArgument, match="needs trained weights"):
+        load_encoder({"kind": "llm-text", "model": str(model_dir), "pooling": "latent_attention"})
+    save_latent(model_dir, latents=5)  # the trained number of latents wins over the spec's
+    spec = {"kind": "llm-text", "model": str(model_dir), "pooling": "latent_attention"}
+    fp32 = load_encoder(spec).encode(TEXTS)
+    bf16 = load_encoder({**spec, "dtype": "bf16"}).encode(TEXTS)
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    assert np.all((fp32 * bf16).sum(1) > 0.95)
