@@ -148,9 +148,22 @@ def test_rw_matches_an_independent_recomputation(moe_dir: Path) -> None:
     model = AutoModel.from_pretrained(moe_dir).eval()
     prompt = 'This sentence : "the dog barks" means in one word:"'
     ids = [tok.bos_token_id, *tok(prompt, add_special_tokens=False)["input_ids"]]
+    # each router's input, captured to recompute its logits from its own weight matrix
+    gates = [m for n, m in model.named_modules() if n.endswith("mlp.gate")]
+    inputs: list[torch.Tensor] = []
+    hooks = [g.register_forward_pre_hook(lambda _, a: inputs.append(a[0])) for g in gates]
     with torch.no_grad():
         out = model(input_ids=torch.tensor([ids]), output_router_logits=True)
+    for h in hooks:
+        h.remove()
+    assert len(gates) == len(inputs) == LAYERS
+    by_weight = [
+        g.weight.float() @ x.reshape(len(ids), -1)[-1].float()
+        for g, x in zip(gates, inputs, strict=True)
+    ]
     last = [r.reshape(1, len(ids), -1)[0, -1] for r in out.router_logits]
+    for mine, theirs in zip(by_weight, last, strict=True):
+        torch.testing.assert_close(mine, theirs.float(), atol=1e-5, rtol=1e-5)
     kind = model.config.model_type
     if kind in ("mixtral", "deepseek_v2"):  # route by softmax
         last = [r.softmax(-1) for r in last]
