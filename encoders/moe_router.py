@@ -29,6 +29,9 @@ from veclink.errors import InvalidArgument
 
 PROMPT_EOL = 'This sentence : "{text}" means in one word:"'
 OUTPUTS = ("hs", "rw", "moee")
+#: which token(s) HS and RW are read at: the prompt's last token (MoEE), or the mean over
+#: every token of the prompted text
+POOLINGS = ("last_token", "mean")
 ACTIVATIONS = ("auto", "logits", "softmax", "sigmoid")
 #: how each architecture's router turns logits into routing weights
 AUTO_ACTIVATION = {
@@ -54,6 +57,8 @@ class MoERouterSpec(EncoderSpec):
     alpha: float = 1.0
     #: ``{text}`` is replaced by the input
     prompt: str = PROMPT_EOL
+    #: last_token (MoEE; with PromptEOL the token that must "say" the meaning) or mean
+    pooling: str = "last_token"
     #: auto picks per architecture (see AUTO_ACTIVATION; softmax otherwise)
     router_activation: str = "auto"
     #: optional .npz with fixed RW ``mean`` and ``std`` (see estimate_rw_stats)
@@ -74,6 +79,8 @@ class MoERouterSpec(EncoderSpec):
             problems.append("spec.alpha: must be a number >= 0")
         if "{text}" not in self.prompt:
             problems.append("spec.prompt: must contain {text}")
+        if self.pooling not in POOLINGS:
+            problems.append(f"spec.pooling: must be one of {', '.join(POOLINGS)}")
         if self.router_activation not in ACTIVATIONS:
             problems.append(f"spec.router_activation: must be one of {', '.join(ACTIVATIONS)}")
         if self.dtype not in ("fp32", "fp16", "bf16"):
@@ -140,15 +147,21 @@ class MoERouterEncoder(Encoder):
             self.model, batch, self.device, bidirectional=False, output_router_logits=True
         )
         b, t = batch.input_ids.shape
-        hs = out.last_hidden_state[:, -1].float()  # left padding: the last token is at -1
         layers = [r for r in (getattr(out, "router_logits", None) or ()) if r is not None]
-        scores = [r.reshape(b, t, -1)[:, -1].float() for r in layers]
+        scores = [r.reshape(b, t, -1).float() for r in layers]
         if self.activation == "softmax":
             scores = [s.softmax(-1) for s in scores]
         elif self.activation == "sigmoid":
             scores = [s.sigmoid() for s in scores]
-        rw = torch.cat(scores, dim=-1) if scores else hs.new_zeros((b, 0))
-        return hs, rw
+        hs = self._pool(out.last_hidden_state.float(), batch)
+        rw = torch.cat([self._pool(s, batch) for s in scores], dim=-1) if scores else None
+        return hs, rw if rw is not None else hs.new_zeros((b, 0))
+
+    def _pool(self, x: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
+        if self.spec.pooling == "last_token":
+            return x[:, -1]  # left padding: every row's last token is at -1
+        m = batch.attention_mask.to(x.device).unsqueeze(-1).to(x.dtype)
+        return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
 
     def forward(self, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
         return self._run(batch)

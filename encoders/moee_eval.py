@@ -96,13 +96,22 @@ def add_eval_subcommand(subparsers: Any) -> None:
     p.add_argument("--data", required=True, help="text1,text2,score or query,document,relevance")
     p.add_argument("--alpha", type=float, nargs="+", default=[1.0])
     p.add_argument("--prompt", help="prompt with {text} (default PromptEOL)")
+    p.add_argument("--pooling", choices=("last_token", "mean"), default="last_token")
+    p.add_argument("--rw-stats", default="", help=".npz of fixed RW mean/std (optional)")
+    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.set_defaults(func=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    extra: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
+    extra: dict[str, Any] = {
+        "device": args.device,
+        "dtype": args.dtype,
+        "pooling": args.pooling,
+        "rw_stats": args.rw_stats,
+        "batch_size": args.batch_size,
+    }
     if args.prompt:
         extra["prompt"] = args.prompt
     kind, _ = _read(args.data)

@@ -143,6 +143,20 @@ def _lora(model: torch.nn.Module, cfg: TrainConfig) -> Any:
     return peft.get_peft_model(model, config)
 
 
+def mask_token_id(tokenizer: Any) -> int:
+    """The id MNTP masks with: the mask token, else unk, else ``_`` (LLM2Vec's choice for
+    Llama-3 / Qwen2 tokenizers, which have neither), else pad."""
+    for candidate in (tokenizer.mask_token_id, tokenizer.unk_token_id):
+        if candidate is not None:
+            return int(candidate)
+    underscore = tokenizer.convert_tokens_to_ids("_")
+    if isinstance(underscore, int) and underscore != tokenizer.unk_token_id:
+        return underscore
+    if tokenizer.pad_token_id is None:
+        raise InvalidArgument("the tokenizer has no token MNTP can mask with", field="model")
+    return int(tokenizer.pad_token_id)
+
+
 def _mntp_batch(
     tokenizer: Any, texts: Sequence[str], cfg: TrainConfig, rng: random.Random, mask_id: int
 ) -> tuple[TokenBatch, torch.Tensor]:
@@ -189,9 +203,7 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
     data: list[Any] = (
         read_texts(cfg.data) if cfg.objective != "supervised" else read_pairs(cfg.data)
     )
-    mask_id = (
-        tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
-    )
+    mask_id = mask_token_id(tokenizer)
     losses = []
     for _ in tqdm(range(cfg.steps), desc=f"train {cfg.objective}", disable=not progress):
         sample = rng.sample(data, min(cfg.batch_size, len(data)))

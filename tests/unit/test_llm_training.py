@@ -146,3 +146,19 @@ def test_simcse_runs_and_bad_config_is_rejected(tmp_path: Path) -> None:
         )
     msg = str(info.value)
     assert "objective" in msg and "batch_size" in msg and "does not exist" in msg
+
+
+def test_mntp_mask_token_without_mask_or_unk() -> None:
+    from types import SimpleNamespace
+
+    from veclink.encoders.training import mask_token_id
+
+    def tok(**ids: int | None) -> SimpleNamespace:
+        base = {"mask_token_id": None, "unk_token_id": None, "pad_token_id": 0}
+        return SimpleNamespace(
+            **{**base, **ids}, convert_tokens_to_ids=lambda t: 62 if t == "_" else None
+        )
+
+    assert mask_token_id(tok(mask_token_id=5, unk_token_id=1)) == 5
+    assert mask_token_id(tok(unk_token_id=1)) == 1
+    assert mask_token_id(tok()) == 62  # Llama-3 / Qwen2: neither mask nor unk

@@ -132,8 +132,9 @@ def test_moee_inner_product_is_weighted_sum_of_cosines(moe_dir: Path) -> None:
     np.testing.assert_allclose(moee @ moee.T, hs @ hs.T + alpha * (rw @ rw.T), atol=1e-5)
 
 
-def test_batch_invariance(moe_dir: Path) -> None:
-    enc = load_encoder({"kind": "moe-router", "model": str(moe_dir)})
+@pytest.mark.parametrize("pooling", ["last_token", "mean"])
+def test_batch_invariance(moe_dir: Path, pooling: str) -> None:
+    enc = load_encoder({"kind": "moe-router", "model": str(moe_dir), "pooling": pooling})
     together = enc.encode(TEXTS)
     for i, text in enumerate(TEXTS):
         np.testing.assert_allclose(enc.encode([text])[0], together[i], atol=2e-5)
@@ -173,6 +174,10 @@ def test_rw_matches_an_independent_recomputation(moe_dir: Path) -> None:
     want /= np.linalg.norm(want)
     np.testing.assert_allclose(enc.encode([text])[0], want, atol=1e-5)
     assert want.size == LAYERS * EXPERTS
+    mean = load_encoder(
+        {"kind": "moe-router", "model": str(moe_dir), "output": "rw", "pooling": "mean"}
+    )
+    assert not np.allclose(mean.encode([text])[0], want, atol=1e-3)
 
 
 def test_fixed_rw_statistics(moe_dir: Path, tmp_path: Path) -> None:
@@ -253,6 +258,8 @@ def test_evaluation_command(tmp_path: Path) -> None:
             str(sts),
             "--alpha",
             "1",
+            "--pooling",
+            "mean",
         ],
         capture_output=True,
         text=True,
