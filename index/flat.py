@@ -98,9 +98,12 @@ class FlatIndex(VectorIndex):
             return
         with self._lock:
             self._check_open()
-            if self._wal is not None:
-                self._wal.append(OP_ADD, ids, vectors)
+            # WAL order == apply order (both under the lock); the fsync happens after the
+            # lock is released so that concurrent writers share it (group commit)
+            lsn = self._wal.write(OP_ADD, ids, vectors) if self._wal is not None else 0
             self._apply_add(ids, vectors)
+        if self._wal is not None:
+            self._wal.sync(lsn)
 
     def _apply_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         replaced = [i for i in ids.tolist() if i in self._present]
@@ -113,9 +116,12 @@ class FlatIndex(VectorIndex):
         ids = check_ids(ids)
         with self._lock:
             self._check_open()
-            if self._wal is not None and ids.size:
-                self._wal.append(OP_REMOVE, ids)
-            return self._apply_remove(ids)
+            wal = self._wal if ids.size else None
+            lsn = wal.write(OP_REMOVE, ids) if wal is not None else 0
+            removed = self._apply_remove(ids)
+        if wal is not None:
+            wal.sync(lsn)
+        return removed
 
     def _apply_remove(self, ids: np.ndarray) -> int:
         present = np.array([i for i in ids.tolist() if i in self._present], dtype=np.int64)
@@ -201,7 +207,7 @@ class FlatIndex(VectorIndex):
         else:
             self._index = self._empty()
             self._present = set()
-        self._wal = WriteAheadLog(root / "wal")
+        self._wal = WriteAheadLog(root / "wal", start_lsn=int(meta["snapshot_lsn"]))
         # replay is idempotent: add is an upsert, remove of a missing id is a no-op
         for rec in self._wal.replay(after=int(meta["snapshot_lsn"])):
             if rec.op == OP_ADD:

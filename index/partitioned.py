@@ -179,9 +179,12 @@ class PartitionedIndex(VectorIndex):
             return
         with self.lock:
             self._check_open()
-            if self._wal is not None:
-                self._wal.append(OP_ADD, ids, vectors)
+            # WAL order == apply order (both under the lock); the fsync happens after the
+            # lock is released so that concurrent writers share it (group commit)
+            lsn = self._wal.write(OP_ADD, ids, vectors) if self._wal is not None else 0
             self._apply_add(ids, vectors)
+        if self._wal is not None:
+            self._wal.sync(lsn)
 
     def _apply_add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         vm = self.versions
@@ -253,9 +256,12 @@ class PartitionedIndex(VectorIndex):
         ids = check_ids(ids)
         with self.lock:
             self._check_open()
-            if self._wal is not None and ids.size:
-                self._wal.append(OP_REMOVE, ids)
-            return self._apply_remove(ids)
+            wal = self._wal if ids.size else None
+            lsn = wal.write(OP_REMOVE, ids) if wal is not None else 0
+            removed = self._apply_remove(ids)
+        if wal is not None:
+            wal.sync(lsn)
+        return removed
 
     def _apply_remove(self, ids: np.ndarray) -> int:
         vm = self.versions
@@ -449,7 +455,7 @@ class PartitionedIndex(VectorIndex):
                 self.versions.loc = z["vm_loc"].copy()
                 self.next_pid, self.versions.count = (int(x) for x in z["scalars"])
         self._start_worker()
-        self._wal = WriteAheadLog(root / "wal")
+        self._wal = WriteAheadLog(root / "wal", start_lsn=int(meta["snapshot_lsn"]))
         with self.lock:
             for rec in self._wal.replay(after=int(meta["snapshot_lsn"])):
                 if rec.op == OP_ADD:

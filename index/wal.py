@@ -5,10 +5,16 @@ A log is a directory of segment files ``wal-<first lsn>.log``. Each record is::
     u32 length of body | u32 crc32 of body | body
     body = u64 lsn | u8 op | u32 n | u32 dim | int64 ids[n] | float32 vectors[n * dim]
 
-``append`` returns once the record is on disk (fsync). Concurrent appenders share one
-fsync (group commit): whoever takes the sync lock flushes everything written so far.
+``append`` returns once the record is on disk (fsync). It is ``write`` (assign the LSN,
+buffer the record) followed by ``sync`` (wait until it is on disk); callers that must order
+records under their own lock call ``write`` inside it and ``sync`` after releasing it, so
+that concurrent writers share one fsync (group commit): whoever takes the sync lock flushes
+everything written so far, and the others find their record already durable.
 Reading stops at the first torn or corrupt record and truncates the tail, which can only
 be a write that was never acknowledged.
+
+LSNs never go back, even when rotation has left no record on disk: a segment's name holds
+its first LSN, and the owner passes the LSN its snapshot covers (``start_lsn``).
 """
 
 from __future__ import annotations
@@ -58,21 +64,33 @@ def fsync_dir(path: Path) -> None:
 class WriteAheadLog:
     """Append-only, checksummed, fsynced log with rotation after snapshots."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, start_lsn: int = 0) -> None:
+        """Open (or create) the log in directory ``path``.
+
+        Args:
+            path: the log's directory.
+            start_lsn: the highest LSN already covered elsewhere (the owner's snapshot);
+                new records are numbered above it even if no segment holds a record.
+        """
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._sync_lock = threading.Lock()
-        # find the last valid lsn, truncating any torn tail
-        self.last_lsn = 0
+        # find the last valid lsn, truncating any torn tail. After a rotation the newest
+        # segment may be empty: its name (first lsn) still says where numbering stands, and
+        # a snapshot's lsn bounds it too, so records written now are never <= a snapshot's.
+        self.last_lsn = max(start_lsn, 0)
         for record in self.replay(after=-1):
-            self.last_lsn = record.lsn
+            self.last_lsn = max(self.last_lsn, record.lsn)
         segs = _segments(self.path)
         if segs:
+            self.last_lsn = max(self.last_lsn, segs[-1][0] - 1)
             self._file = open(segs[-1][1], "ab")  # noqa: SIM115
         else:
             self._file = self._new_segment(self.last_lsn + 1)
         self._durable_lsn = self.last_lsn
+        #: fsyncs done by ``sync`` (fewer than records when writers share them)
+        self.syncs = 0
 
     def _new_segment(self, first_lsn: int):  # type: ignore[no-untyped-def]
         f = open(self.path / f"wal-{first_lsn:020d}.log", "ab")  # noqa: SIM115
@@ -81,23 +99,44 @@ class WriteAheadLog:
 
     def append(self, op: int, ids: np.ndarray, vectors: np.ndarray | None = None) -> int:
         """Write one record durably; returns its LSN."""
+        lsn = self.write(op, ids, vectors)
+        self.sync(lsn)
+        return lsn
+
+    def write(self, op: int, ids: np.ndarray, vectors: np.ndarray | None = None) -> int:
+        """Buffer one record and return its LSN; it is durable only after ``sync(lsn)``."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         dim = 0 if vectors is None else int(vectors.shape[1])
+        payload = ids.tobytes()
+        if vectors is not None:
+            payload += np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
         with self._write_lock:
+            if self._file.closed:
+                raise ValueError("the write-ahead log is closed")
             lsn = self.last_lsn + 1
-            body = _BODY.pack(lsn, op, ids.size, dim) + ids.tobytes()
-            if vectors is not None:
-                body += np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
+            body = _BODY.pack(lsn, op, ids.size, dim) + payload
             self._file.write(_HEAD.pack(len(body), zlib.crc32(body)) + body)
             self.last_lsn = lsn
-        with self._sync_lock:
-            if self._durable_lsn < lsn:  # nobody has synced past us yet: sync the group
-                with self._write_lock:
-                    self._file.flush()
-                    high = self.last_lsn
-                os.fsync(self._file.fileno())
-                self._durable_lsn = high
         return lsn
+
+    def sync(self, lsn: int) -> None:
+        """Return once every record up to ``lsn`` is on disk (one fsync per group)."""
+        if self._durable_lsn >= lsn:
+            return
+        with self._sync_lock:
+            if self._durable_lsn >= lsn:  # another writer's fsync covered us
+                return
+            with self._write_lock:
+                self._file.flush()
+                high = self.last_lsn
+            # writers keep appending to the buffer while the disk syncs
+            os.fsync(self._file.fileno())
+            self._durable_lsn = high
+            self.syncs += 1
+
+    @property
+    def durable_lsn(self) -> int:
+        return self._durable_lsn
 
     def replay(self, after: int) -> Iterator[WalRecord]:
         """Yield records with lsn > ``after`` in order; truncates a torn tail."""
@@ -141,6 +180,7 @@ class WriteAheadLog:
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 self._file.close()
+                self._durable_lsn = self.last_lsn
 
 
 def _decode(data: bytes, pos: int) -> tuple[WalRecord | None, int]:

@@ -157,6 +157,7 @@ WRITER = textwrap.dedent(
     import sys
     import numpy as np
     from veclink.index import create_index
+    from veclink.index import create_index, open_index
     kind, path = sys.argv[1], sys.argv[2]
     index = create_index(kind, 8, metric="ip", path=path)
     rng = np.random.default_rng(0)
@@ -169,6 +170,9 @@ WRITER = textwrap.dedent(
         print(f"added {batch}", flush=True)
         if batch % 25 == 24:
             index.flush()
+        if batch % 10 == 9:  # reopened indexes must keep their WAL numbering going
+            index.close()
+            index = open_index(path)
     """
 )
 
@@ -205,4 +209,37 @@ def test_sigkill_loses_no_acknowledged_write(kind: str, tmp_path: Path, delay: f
     _, got = search(index, kind, np.ones((1, 8), np.float32), 100)
     deleted = {i for b in removed for i in range(b * 20, b * 20 + 5)}
     assert not (set(got[0].tolist()) & deleted)
+    index.close()
+
+
+CRASH_AFTER_REOPEN = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    from veclink.index import create_index, open_index
+    kind, path = sys.argv[1], sys.argv[2]
+    rng = np.random.default_rng(0)
+    index = create_index(kind, 8, path=path)
+    index.add(np.arange(100), rng.normal(size=(100, 8)).astype(np.float32))
+    index.close()  # snapshot; the WAL is rotated down to one empty segment
+    index = open_index(path)
+    index.add(np.arange(100, 130), rng.normal(size=(130 - 100, 8)).astype(np.float32))
+    index.remove(np.arange(10))
+    print("acknowledged", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_writes_after_a_reopen_survive_a_crash(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "idx"
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_AFTER_REOPEN, kind, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL and "acknowledged" in proc.stdout, proc.stderr
+    index = open_index(str(path))
+    assert set(index.ids().tolist()) == set(range(10, 130))
     index.close()
