@@ -67,6 +67,9 @@ class TrainConfig:
     mask_prob: float = 0.2
     #: simcse / supervised: softmax temperature
     temperature: float = 0.05
+    #: simcse: attention dropout while training; the two dropout masks make the positive
+    #: pair (decoder LLMs ship with attention dropout 0, which would leave LoRA dropout only)
+    simcse_dropout: float = 0.3
     pooling: str = "mean"
     #: latent_attention pooling: number of latents
     latents: int = 512
@@ -81,6 +84,8 @@ class TrainConfig:
             problems.append(f"objective must be one of {', '.join(OBJECTIVES)}")
         if self.steps < 1 or self.batch_size < 2:
             problems.append("steps must be >= 1 and batch_size >= 2")
+        if not 0 <= self.simcse_dropout < 1:
+            problems.append("simcse_dropout must be in [0, 1)")
         if not 0 < self.mask_prob < 1:
             problems.append("mask_prob must be in (0, 1)")
         if self.pooling not in POOLINGS:
@@ -143,6 +148,16 @@ def _lora(model: torch.nn.Module, cfg: TrainConfig) -> Any:
     return peft.get_peft_model(model, config)
 
 
+def _set_attention_dropout(model: torch.nn.Module, p: float) -> None:
+    """Set the attention dropout of every attention module (and the config)."""
+    config = model.config
+    for module in model.modules():
+        if hasattr(module, "attention_dropout") and isinstance(module.attention_dropout, float):
+            module.attention_dropout = p
+    if hasattr(config, "attention_dropout"):
+        config.attention_dropout = p
+
+
 def mask_token_id(tokenizer: Any) -> int:
     """The id MNTP masks with: the mask token, else unk, else ``_`` (LLM2Vec's choice for
     Llama-3 / Qwen2 tokenizers, which have neither), else pad."""
@@ -186,6 +201,9 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
         model_class=AutoModelForCausalLM if causal else None,
     )
     set_bidirectional(model, True)
+    inference_dropout = float(getattr(model.config, "attention_dropout", 0.0) or 0.0)
+    if cfg.objective == "simcse":
+        _set_attention_dropout(model, cfg.simcse_dropout)
     model = _lora(model, cfg)
     model.train()
     base = model.get_base_model()
@@ -236,6 +254,8 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out / "adapter")
     merged = model.merge_and_unload()
+    if cfg.objective == "simcse":  # the saved model keeps its original inference config
+        _set_attention_dropout(merged, inference_dropout)
     (merged.model if causal else merged).save_pretrained(out)  # the encoder is the base decoder
     tokenizer.save_pretrained(out)
     if latent is not None:
@@ -286,6 +306,7 @@ def add_train_subcommand(subparsers: Any) -> None:
         ("latents", int, 512),
     ):
         p.add_argument(f"--{name}", type=typ, default=default)
+    p.add_argument("--simcse-dropout", type=float, default=0.3)
     p.add_argument("--pooling", default="mean", choices=POOLINGS)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--device", default="cpu")
@@ -304,6 +325,7 @@ def run_train(args: argparse.Namespace) -> int:
         lora_r=args.lora_r,
         max_length=args.max_length,
         latents=args.latents,
+        simcse_dropout=args.simcse_dropout,
         pooling=args.pooling,
         dtype=args.dtype,
         device=args.device,

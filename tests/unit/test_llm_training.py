@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -108,6 +109,9 @@ def test_simcse_runs_and_bad_config_is_rejected(tmp_path: Path) -> None:
         progress=False,
     )
     assert _mean(log["losses"][-4:]) < _mean(log["losses"][:4])
+    # training dropout (the SimCSE views) is not left in the served model's config
+    saved = json.loads((tmp_path / "simcse" / "config.json").read_text())
+    assert saved.get("attention_dropout", 0.0) == 0.0
     # latent-attention pooling trains with the adapters and is saved with the checkpoint
     log = train_text_encoder(
         TrainConfig(
@@ -162,3 +166,23 @@ def test_mntp_mask_token_without_mask_or_unk() -> None:
     assert mask_token_id(tok(mask_token_id=5, unk_token_id=1)) == 5
     assert mask_token_id(tok(unk_token_id=1)) == 1
     assert mask_token_id(tok()) == 62  # Llama-3 / Qwen2: neither mask nor unk
+
+
+def test_train_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from veclink.encoders.training import add_train_subcommand
+
+    base = _model(tmp_path)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(_texts(20, seed=2)))
+    parser = argparse.ArgumentParser()
+    add_train_subcommand(parser.add_subparsers())
+    args = parser.parse_args(
+        ["text-encoder", "--model", str(base), "--data", str(corpus), "--out",
+         str(tmp_path / "out"), "--objective", "simcse", "--steps", "2", "--batch-size", "4"]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    assert "simcse: loss" in capsys.readouterr().out
+    enc = load_encoder({"kind": "llm-text", "model": str(tmp_path / "out")})
+    assert enc.encode(["the dog barks"]).shape == (1, 32)
