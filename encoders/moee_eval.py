@@ -89,6 +89,20 @@ def evaluate_moee(
     return results
 
 
+def fit_rw_stats(model: str, corpus: str, out: str, **spec: Any) -> None:
+    """Estimate fixed RW statistics of ``model`` over a text file (one passage a line) and
+    save them to ``out`` (.npz), for the spec's ``rw_stats``."""
+    from veclink.encoders.moe_router import estimate_rw_stats
+
+    path = Path(corpus)
+    if not path.is_file():
+        raise InvalidArgument(f"corpus {corpus!r} does not exist", field="stats_corpus")
+    texts = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    spec = {k: v for k, v in spec.items() if k != "rw_stats"}  # raw RW, not normalised
+    enc = load_encoder({"kind": "moe-router", "model": model, "output": "rw", **spec})
+    estimate_rw_stats(enc, texts, out)  # type: ignore[arg-type]
+
+
 def add_eval_subcommand(subparsers: Any) -> None:
     """``veclink eval moee ...``"""
     p = subparsers.add_parser("moee", help="HS vs RW vs MoEE on an STS or retrieval CSV")
@@ -98,6 +112,11 @@ def add_eval_subcommand(subparsers: Any) -> None:
     p.add_argument("--prompt", help="prompt with {text} (default PromptEOL)")
     p.add_argument("--pooling", choices=("last_token", "mean"), default="last_token")
     p.add_argument("--rw-stats", default="", help=".npz of fixed RW mean/std (optional)")
+    p.add_argument(
+        "--stats-corpus",
+        help="text file (one passage a line): estimate the RW statistics from it once and "
+        "write them to --rw-stats, then evaluate with them",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
@@ -115,6 +134,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.prompt:
         extra["prompt"] = args.prompt
     kind, _ = _read(args.data)
+    if args.stats_corpus:
+        if not args.rw_stats:
+            raise InvalidArgument("--stats-corpus needs --rw-stats OUT.npz", field="rw_stats")
+        fit_rw_stats(args.model, args.stats_corpus, args.rw_stats, **extra)
     results = evaluate_moee(args.model, args.data, args.alpha, **extra)
     metric = "Spearman" if kind == "sts" else "nDCG@10"
     print(f"| method | {metric} |\n|---|---|")

@@ -267,6 +267,16 @@ def test_evaluation_command(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "| HS |" in out.stdout and "| MoEE a=1 |" in out.stdout
+    # fixed statistics estimated once from a corpus, then used by the evaluation
+    from veclink.encoders.moee_eval import fit_rw_stats
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS * 2))
+    fit_rw_stats(str(model), str(corpus), str(tmp_path / "stats.npz"))
+    with np.load(tmp_path / "stats.npz") as z:
+        assert z["mean"].shape == z["std"].shape == (LAYERS * EXPERTS,)
+    res = evaluate_moee(str(model), str(sts), rw_stats=str(tmp_path / "stats.npz"))
+    assert set(res) == {"HS", "RW", "MoEE a=1"}
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(InvalidArgument, match="text1,text2,score"):
