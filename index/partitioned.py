@@ -188,16 +188,16 @@ class PartitionedIndex(VectorIndex):
 
     def _apply_add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         vm = self.versions
-        vm.ensure(int(ids.max()))
-        replaced = ids[vm.live[ids]]
+        slots = vm.assign(ids)  # from here on postings and the version map speak slots
+        replaced = slots[vm.live[slots]]
         self._mark_stale(replaced)
-        vm.count += ids.size - replaced.size
-        vm.ver[ids] += 1
-        vm.live[ids] = True
+        vm.count += slots.size - replaced.size
+        vm.ver[slots] += 1
+        vm.live[slots] = True
         if not self.parts:
-            self.rebalancer.bootstrap(ids, vecs)
+            self.rebalancer.bootstrap(slots, vecs)
             return
-        touched = self.place(ids, vm.ver[ids], vecs, replicate=True)
+        touched = self.place(slots, vm.ver[slots], vecs, replicate=True)
         self.rebalancer.schedule(
             p for p in touched if self.parts[p].n > self.options["split_limit"]
         )
@@ -265,7 +265,8 @@ class PartitionedIndex(VectorIndex):
 
     def _apply_remove(self, ids: np.ndarray) -> int:
         vm = self.versions
-        present = ids[vm.known(ids)]
+        present = vm.live_slots(ids)
+        present = present[present >= 0]
         if not present.size:
             return 0
         self._mark_stale(present)
@@ -313,7 +314,10 @@ class PartitionedIndex(VectorIndex):
             self._check_open()
             from veclink.index.scan import scan_postings
 
-            scores, ids, scanned = scan_postings(self, q, k, nprobe, eps)
+            scores, slots, scanned = scan_postings(self, q, k, nprobe, eps)
+            ids = np.full_like(slots, -1)
+            found = slots >= 0
+            ids[found] = self.versions.ext[slots[found]]
             self.scanned_total += scanned
             self.queries_total += len(q)
         return scores, ids
@@ -324,11 +328,12 @@ class PartitionedIndex(VectorIndex):
         ids = check_ids(ids)
         with self.lock:
             vm = self.versions
-            missing = ids[~vm.known(ids)]
+            slots = vm.live_slots(ids)
+            missing = ids[slots < 0]
             if missing.size:
                 raise NotFound(f"ids not in the index: {missing[:10].tolist()}", field="ids")
             out = np.empty((ids.size, self.dim), dtype=np.float32)
-            for row, i in enumerate(ids.tolist()):
+            for row, i in enumerate(slots.tolist()):
                 pids, vers, vecs = self.parts[int(vm.loc[i])].view()
                 hit = np.nonzero((pids == i) & (vers == vm.ver[i]))[0]
                 out[row] = vecs[hit[0]]
@@ -336,7 +341,7 @@ class PartitionedIndex(VectorIndex):
 
     def ids(self) -> np.ndarray:
         with self.lock:
-            return np.nonzero(self.versions.live)[0].astype(np.int64)
+            return self.versions.live_ids()
 
     def __len__(self) -> int:
         return int(self.versions.count)
@@ -405,9 +410,7 @@ class PartitionedIndex(VectorIndex):
                 "stale": np.array([self.parts[p].stale for p in pids], dtype=np.int64),
                 "cent_pid": self.cent_pid.copy(),
                 "cents": self.cents.copy(),
-                "vm_ver": self.versions.ver,
-                "vm_live": self.versions.live,
-                "vm_loc": self.versions.loc,
+                **self.versions.to_arrays(),
                 "scalars": np.array([self.next_pid, self.versions.count], dtype=np.int64),
             }
             import io
@@ -450,10 +453,9 @@ class PartitionedIndex(VectorIndex):
                     part.stale = int(z["stale"][i])
                     self.parts[pid] = part
                 self.set_centroids(z["cent_pid"], z["cents"])
-                self.versions.ver = z["vm_ver"].copy()
-                self.versions.live = z["vm_live"].copy()
-                self.versions.loc = z["vm_loc"].copy()
-                self.next_pid, self.versions.count = (int(x) for x in z["scalars"])
+                next_pid, count = (int(x) for x in z["scalars"])
+                self.next_pid = next_pid
+                self.versions = VersionMap.from_arrays(z, count)
         self._start_worker()
         self._wal = WriteAheadLog(root / "wal", start_lsn=int(meta["snapshot_lsn"]))
         with self.lock:

@@ -6,7 +6,10 @@ import numpy as np
 
 
 class Posting:
-    """A growable array of (id, version, vector) entries of one partition."""
+    """A growable array of (slot, version, vector) entries of one partition.
+
+    A slot stands for an id (see `VersionMap`); "ids" below means slots.
+    """
 
     __slots__ = ("ids", "ver", "vecs", "n", "stale")
 
@@ -50,36 +53,106 @@ class Posting:
 
 
 class VersionMap:
-    """Per-id version counters and liveness; an entry is current iff its version matches.
+    """Per-slot version counters and liveness; an entry is current iff its version matches.
 
+    Callers choose any int64 id >= 0, so ids are not array positions: each id seen gets a
+    dense slot (kept after a delete, so a re-added id keeps counting versions up), and
+    postings store slots. ``keys`` (sorted ids) and ``key_slot`` map ids to slots with one
+    vectorised binary search; ``ext`` maps slots back to ids.
     Versions are 32-bit so a stale copy can never come back to life by wrap-around.
     """
 
     def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.key_slot = np.zeros(0, dtype=np.int64)
+        self.ext = np.zeros(0, dtype=np.int64)
         self.ver = np.zeros(0, dtype=np.uint32)
         self.live = np.zeros(0, dtype=bool)
         #: partition of the primary copy, -1 when none
         self.loc = np.zeros(0, dtype=np.int64)
-        self.count = 0
+        self.size = 0  # slots in use (the arrays above have spare capacity)
+        self.count = 0  # live ids
 
-    def ensure(self, max_id: int) -> None:
-        size = self.ver.size
-        if max_id < size:
-            return
-        new = max(max_id + 1, 2 * size, 1024)
-        self.ver = np.concatenate([self.ver, np.zeros(new - size, np.uint32)])
-        self.live = np.concatenate([self.live, np.zeros(new - size, bool)])
-        self.loc = np.concatenate([self.loc, np.full(new - size, -1, np.int64)])
-
-    def current(self, ids: np.ndarray, ver: np.ndarray) -> np.ndarray:
-        """Mask of entries that are the live, latest copy of their id."""
-        return self.live[ids] & (self.ver[ids] == ver)
-
-    def known(self, ids: np.ndarray) -> np.ndarray:
-        inside = ids < self.live.size
-        out = np.zeros(ids.size, dtype=bool)
-        out[inside] = self.live[ids[inside]]
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Slots of ``ids``; -1 for ids never seen."""
+        pos = np.searchsorted(self.keys, ids)
+        pos = np.minimum(pos, max(self.keys.size - 1, 0))
+        out = np.full(ids.size, -1, dtype=np.int64)
+        if self.keys.size:
+            hit = self.keys[pos] == ids
+            out[hit] = self.key_slot[pos[hit]]
         return out
 
+    def assign(self, ids: np.ndarray) -> np.ndarray:
+        """Slots of distinct ``ids``, creating slots for ids never seen."""
+        slots = self.lookup(ids)
+        new = slots < 0
+        if new.any():
+            fresh = ids[new]
+            first = self.size
+            self._grow(first + fresh.size)
+            slots[new] = np.arange(first, first + fresh.size)
+            self.ext[first : first + fresh.size] = fresh
+            self.size += fresh.size
+            order = np.argsort(fresh)
+            at = np.searchsorted(self.keys, fresh[order])
+            self.keys = np.insert(self.keys, at, fresh[order])
+            self.key_slot = np.insert(self.key_slot, at, slots[new][order])
+        return slots
+
+    def _grow(self, need: int) -> None:
+        cap = self.ver.size
+        if need <= cap:
+            return
+        new = max(need, 2 * cap, 1024)
+        self.ext = np.concatenate([self.ext, np.full(new - cap, -1, np.int64)])
+        self.ver = np.concatenate([self.ver, np.zeros(new - cap, np.uint32)])
+        self.live = np.concatenate([self.live, np.zeros(new - cap, bool)])
+        self.loc = np.concatenate([self.loc, np.full(new - cap, -1, np.int64)])
+
+    def current(self, slots: np.ndarray, ver: np.ndarray) -> np.ndarray:
+        """Mask of entries that are the live, latest copy of their id."""
+        return self.live[slots] & (self.ver[slots] == ver)
+
+    def live_slots(self, ids: np.ndarray) -> np.ndarray:
+        """Slots of ``ids`` (-1 where the id is not live)."""
+        slots = self.lookup(ids)
+        dead = slots < 0
+        dead[~dead] = ~self.live[slots[~dead]]
+        slots[dead] = -1
+        return slots
+
+    def live_ids(self) -> np.ndarray:
+        return self.ext[: self.size][self.live[: self.size]]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        n = self.size
+        return {
+            "vm_keys": self.keys,
+            "vm_key_slot": self.key_slot,
+            "vm_ext": self.ext[:n],
+            "vm_ver": self.ver[:n],
+            "vm_live": self.live[:n],
+            "vm_loc": self.loc[:n],
+        }
+
+    @classmethod
+    def from_arrays(cls, z: dict[str, np.ndarray] | np.lib.npyio.NpzFile, count: int) -> VersionMap:
+        vm = cls()
+        vm.ver, vm.live, vm.loc = (z[k].copy() for k in ("vm_ver", "vm_live", "vm_loc"))
+        n = vm.ver.size
+        if "vm_ext" in z:
+            vm.ext, vm.keys, vm.key_slot = (
+                z[k].copy() for k in ("vm_ext", "vm_keys", "vm_key_slot")
+            )
+        else:  # snapshots from before slots: the slot was the id itself
+            vm.ext = np.arange(n, dtype=np.int64)
+            vm.keys = np.nonzero(vm.ver)[0].astype(np.int64)
+            vm.key_slot = vm.keys.copy()
+        vm.size, vm.count = n, count
+        return vm
+
     def nbytes(self) -> int:
-        return self.ver.nbytes + self.live.nbytes + self.loc.nbytes
+        return sum(
+            a.nbytes for a in (self.keys, self.key_slot, self.ext, self.ver, self.live, self.loc)
+        )

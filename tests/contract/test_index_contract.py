@@ -95,6 +95,27 @@ def test_removed_ids_never_return(kind: str) -> None:
         index.get(np.array([0]))
 
 
+def test_any_non_negative_int64_is_an_id(kind: str, tmp_path: Path) -> None:
+    # ids are the caller's: sparse, huge and out of order, not array positions
+    ids = np.array([2**62 + 5, 7, 2**40, 2**33 + 1, 0, 2**63 - 1], dtype=np.int64)
+    vecs = data(ids.size, seed=8)
+    path = str(tmp_path / "idx")
+    index = create_index(kind, DIM, path=path)
+    index.add(ids, vecs)
+    _, got = search(index, kind, vecs, 1)
+    np.testing.assert_array_equal(got[:, 0], ids)
+    assert index.remove(ids[:2]) == 2
+    assert sorted(index.ids().tolist()) == sorted(ids[2:].tolist())
+    np.testing.assert_allclose(index.get(ids[2:]), vecs[2:], rtol=1e-6)
+    index.add(ids[:1], vecs[:1])  # re-added after a delete
+    index.close()
+    again = open_index(path)
+    assert sorted(again.ids().tolist()) == sorted([ids[0], *ids[2:].tolist()])
+    _, got = search(again, kind, vecs, 1)
+    assert got[0, 0] == ids[0] and got[1, 0] != ids[1]
+    again.close()
+
+
 def test_padding_and_empty(kind: str) -> None:
     index = create_index(kind, DIM)
     scores, got = index.search(data(2), 5)
