@@ -121,9 +121,10 @@ def test_simcse_runs_and_bad_config_is_rejected(tmp_path: Path) -> None:
             objective="simcse",
             steps=15,
             batch_size=8,
-            lr=5e-3,
+            lr=2e-3,
             pooling="latent_attention",
             latents=8,
+            simcse_dropout=0.1,
         ),
         progress=False,
     )
