@@ -15,11 +15,11 @@ a text's hidden states do not depend on how long its batch neighbours are.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+from veclink.encoders.llm_layouts import local_dir, resolve_layout
 from veclink.encoders.torch_utils import resolve_device, resolve_dtype
 
 from veclink._optional import require
@@ -47,6 +47,9 @@ def load_decoder(
     """Load tokenizer and base model from a local HF directory (or the user's hub cache),
     merge LoRA adapters in order, and move to ``device``.
 
+    LLM2Vec (config + adapter in one directory) and NV-Embed checkpoints are recognised
+    (``llm_layouts``): an LLM2Vec directory's own adapter is merged before ``adapters``.
+
     Args:
         model: local directory or hub id (never downloaded here: resolved from the cache).
         adapters: PEFT LoRA adapter directories, merged one after the other.
@@ -56,39 +59,28 @@ def load_decoder(
     """
     from transformers import AutoModel, AutoTokenizer
 
-    path = os.path.expanduser(model)
+    # LLM2Vec / NV-Embed checkpoints need custom code elsewhere: their parts load natively
+    layout = resolve_layout(model)
+    # every name is checked before minutes are spent loading weights
+    chain = layout.adapters + tuple(local_dir(a, "spec.adapters", "adapter") for a in adapters)
+    peft = require("peft", "llm") if chain else None
     dev = resolve_device(device)
     cls = model_class or AutoModel
     try:
         # a hub id resolves from the user's cache only: weights are never downloaded here
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        net = cls.from_pretrained(path, dtype=resolve_dtype(dtype), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(layout.tokenizer, local_files_only=True)
+        net = cls.from_pretrained(
+            layout.weights, dtype=resolve_dtype(dtype), local_files_only=True, **layout.load_kwargs
+        )
     except OSError as exc:
         raise InvalidArgument(f"cannot load model {model!r}: {exc}", field="spec.model") from exc
-    for adapter in adapters:
-        peft = require("peft", "llm")
-        net = peft.PeftModel.from_pretrained(net, _adapter_dir(adapter)).merge_and_unload()
+    for adapter in chain:
+        net = peft.PeftModel.from_pretrained(net, adapter).merge_and_unload()  # type: ignore[union-attr]
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     net.eval().to(dev)
     return tokenizer, net, dev
-
-
-def _adapter_dir(adapter: str) -> str:
-    """A LoRA adapter directory, or a hub id found in the user's cache."""
-    path = os.path.expanduser(adapter)
-    if os.path.isdir(path):
-        return path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return snapshot_download(adapter, local_files_only=True)
-    except Exception as exc:  # not a repo id, or not cached: both mean "not found here"
-        raise InvalidArgument(
-            f"adapter {adapter!r} is neither a directory nor a hub id in the local cache",
-            field="spec.adapters",
-        ) from exc
 
 
 def set_bidirectional(model: torch.nn.Module, bidirectional: bool) -> None:

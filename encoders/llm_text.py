@@ -12,7 +12,6 @@ order (e.g. the MNTP adapter, then the SimCSE or supervised one)::
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,11 +25,12 @@ from veclink.encoders.decoder_llm import (
     set_bidirectional,
     tokenize,
 )
+from veclink.encoders.latent_attention import LATENT_FILE, LatentAttentionPooling, load_latent
+from veclink.encoders.llm_layouts import load_nv_embed_latent, resolve_layout
 
 from veclink.errors import InvalidArgument
 
 POOLINGS = ("mean", "weighted_mean", "last_token", "bos", "latent_attention")
-LATENT_FILE = "latent_attention.pt"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -91,27 +91,18 @@ def wants_eos(pooling: str, add_eos: bool | None) -> bool:
     return pooling == "last_token" if add_eos is None else add_eos
 
 
-class LatentAttentionPooling(torch.nn.Module):
-    """NV-Embed pooling: token states attend to a trainable latent array, then an MLP,
-    then a masked mean."""
+def checkpoint_latent(
+    model: str, dim: int, dtype: torch.dtype, device: Any
+) -> LatentAttentionPooling | None:
+    """The latent-attention pooling a checkpoint ships, or None.
 
-    def __init__(self, dim: int, latents: int = 512, heads: int = 8) -> None:
-        super().__init__()
-        heads = next(h for h in (heads, 8, 4, 2, 1) if dim % h == 0)
-        self.latents = torch.nn.Parameter(torch.randn(latents, dim) / dim**0.5)
-        self.attn = torch.nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.mlp = torch.nn.Sequential(
-            torch.nn.Linear(dim, 4 * dim), torch.nn.GELU(), torch.nn.Linear(4 * dim, dim)
-        )
-
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # pooling weights stay fp32 under a bf16/fp16 decoder
-        hidden = hidden.to(self.latents.dtype)
-        kv = self.latents.unsqueeze(0).expand(hidden.shape[0], -1, -1)
-        out, _ = self.attn(hidden, kv, kv, need_weights=False)
-        out = out + self.mlp(out)
-        m = mask.unsqueeze(-1).to(out.dtype)
-        return (out * m).sum(1) / m.sum(1).clamp(min=1.0)
+    NV-Embed's own pooling runs in the decoder's dtype (it is large: 0.7B parameters for
+    NV-Embed-v2); a pooling veclink trained is small and stays fp32.
+    """
+    layout = resolve_layout(model)
+    if layout.has_latent:
+        return load_nv_embed_latent(layout.weights, dim, dtype=dtype, device=device)
+    return load_latent(layout.weights, dim, device=device)
 
 
 def pool(
@@ -153,26 +144,18 @@ class LLMTextEncoder(Encoder):
             self.latent = self._load_latent() if spec.pooling == "latent_attention" else None
         self._dim = int(self.model.config.hidden_size)
 
-    def _load_latent(self) -> torch.nn.Module:
-        path = os.path.join(os.path.expanduser(self.spec.model), LATENT_FILE)
-        if not os.path.exists(path):
-            # random pooling weights would serve meaningless vectors without a word
+    def _load_latent(self) -> LatentAttentionPooling:
+        latent = checkpoint_latent(
+            self.spec.model, int(self.model.config.hidden_size), self.model.dtype, self.device
+        )
+        if latent is None:  # random pooling weights would serve meaningless vectors
             raise InvalidArgument(
-                f"latent_attention pooling needs trained weights: {path} does not exist "
-                "(train with objective simcse or supervised and pooling latent_attention)",
+                f"latent_attention pooling needs trained weights: {self.spec.model!r} has no "
+                f"{LATENT_FILE} (train with objective simcse or supervised and pooling "
+                "latent_attention) and is not an NV-Embed checkpoint",
                 field="spec.pooling",
             )
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        # the number of latents is the trained one, whatever spec.latents says
-        dim = int(self.model.config.hidden_size)
-        latent = LatentAttentionPooling(dim, int(state["latents"].shape[0]))
-        try:
-            latent.load_state_dict(state)
-        except RuntimeError as exc:
-            raise InvalidArgument(
-                f"{path} does not fit this model: {exc}", field="spec.pooling"
-            ) from exc
-        return latent.eval().to(self.device)
+        return latent
 
     @property
     def dim(self) -> int:

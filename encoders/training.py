@@ -32,13 +32,8 @@ from veclink.encoders.decoder_llm import (
     set_bidirectional,
     tokenize,
 )
-from veclink.encoders.llm_text import (
-    LATENT_FILE,
-    POOLINGS,
-    LatentAttentionPooling,
-    pool,
-    wants_eos,
-)
+from veclink.encoders.latent_attention import LatentAttentionPooling, save_latent
+from veclink.encoders.llm_text import POOLINGS, checkpoint_latent, pool, wants_eos
 
 from veclink._optional import require
 from veclink.errors import InvalidArgument
@@ -211,10 +206,11 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
     params = [p for p in model.parameters() if p.requires_grad]
     latent = None
     if cfg.pooling == "latent_attention":  # NV-Embed pooling: trained with the adapters
-        latent = LatentAttentionPooling(int(base.config.hidden_size), cfg.latents).to(device)
-        latent_file = Path(cfg.model) / LATENT_FILE
-        if latent_file.exists():
-            latent.load_state_dict(torch.load(latent_file, map_location="cpu", weights_only=True))
+        dim = int(base.config.hidden_size)
+        # a checkpoint that ships a pooling (veclink's or NV-Embed's) goes on training it
+        latent = checkpoint_latent(cfg.model, dim, torch.float32, device)
+        if latent is None:
+            latent = LatentAttentionPooling(dim, cfg.latents).to(device)
         latent.train()
         params += list(latent.parameters())
     optim = torch.optim.AdamW(params, lr=cfg.lr)
@@ -244,7 +240,9 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
                 negatives = [n for _, _, n in sample if n]
             a = _embed(encoder, tokenizer, left, cfg, device, latent)
             b = _embed(encoder, tokenizer, right + negatives, cfg, device, latent)
-            scores = a @ b.T / cfg.temperature
+            scores = (a @ b.T / cfg.temperature).masked_fill(
+                false_negatives(right, right + negatives).to(device), float("-inf")
+            )
             loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(left), device=device))
         optim.zero_grad()
         loss.backward()
@@ -259,10 +257,19 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
     (merged.model if causal else merged).save_pretrained(out)  # the encoder is the base decoder
     tokenizer.save_pretrained(out)
     if latent is not None:
-        torch.save(latent.state_dict(), out / LATENT_FILE)
+        save_latent(latent, out)
     log = {"config": dataclasses.asdict(cfg), "losses": losses}
     (out / "veclink_training.json").write_text(json.dumps(log, indent=1))
     return log
+
+
+def false_negatives(positives: Sequence[str], candidates: Sequence[str]) -> torch.Tensor:
+    """(rows, candidates) mask of candidates that repeat a row's positive text elsewhere in
+    the batch: the same text is not a negative of itself (duplicates in a corpus would
+    otherwise put a floor under the loss and teach the model to pull copies apart)."""
+    mask = torch.tensor([[c == p for c in candidates] for p in positives], dtype=torch.bool)
+    mask[torch.arange(len(positives)), torch.arange(len(positives))] = False
+    return mask
 
 
 def _embed(
