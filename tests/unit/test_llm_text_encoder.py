@@ -18,15 +18,31 @@ WORDS = (
 ).split()
 
 
-def make_tokenizer(path: Path):  # type: ignore[no-untyped-def]
-    from tokenizers import Tokenizer, models, pre_tokenizers
+def make_tokenizer(path: Path, byte_level: bool = False):  # type: ignore[no-untyped-def]
+    """A tiny tokenizer: whole words, or (``byte_level``) a byte-level BPE like Qwen2's and
+    Llama-3's, where a word after a space is its own token (" the" != "the")."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(["<pad>", "<unk>", "<s>", "</s>", *WORDS, ":", ","])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
-    )
+    specials = ["<pad>", "<unk>", "<s>", "</s>"]
+    if byte_level:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        rotations = [" ".join(WORDS[i:] + WORDS[:i]) + " : ," for i in range(len(WORDS))]
+        tok.train_from_iterator(rotations, trainer)
+    else:
+        vocab = {tok: i for i, tok in enumerate([*specials, *WORDS, ":", ","])}
+        tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
+        )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<s>",
@@ -48,7 +64,9 @@ def make_model(kind: str, path: Path) -> Path:
         Qwen2Model,
     )
 
-    tok = make_tokenizer(path)
+    # transformers loads a Qwen2 directory's tokenizer as Qwen2Tokenizer (byte-level BPE)
+    # whatever class it was saved as: give it one that is byte-level BPE
+    tok = make_tokenizer(path, byte_level=kind == "qwen2")
     common = dict(
         vocab_size=len(tok),
         hidden_size=32,
@@ -199,7 +217,10 @@ def test_template_and_eos_follow_llm2vec(model_dir: Path) -> None:
     )["input_ids"]
     assert ids == want
     pooled = [t for t, m in zip(ids, batch.pool_mask[0].tolist(), strict=True) if m]
-    assert pooled == tok("the dog barks </s>", add_special_tokens=False)["input_ids"]
+    # LLM2Vec's rule: the last len(tokens of "text + tail") tokens of the joint tokenization
+    # (with byte-level BPE the first text token is " the", not "the")
+    n_text = len(tok("the dog barks </s>", add_special_tokens=False)["input_ids"])
+    assert pooled == ids[-n_text:]
     doc = enc.preprocess(["the dog barks"], "document")
     assert int(doc.pool_mask.sum()) == len(pooled)  # documents: same text tokens, no instruction
     last = load_encoder({"kind": "llm-text", "model": str(model_dir), "pooling": "last_token"})
