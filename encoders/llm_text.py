@@ -91,6 +91,28 @@ def wants_eos(pooling: str, add_eos: bool | None) -> bool:
     return pooling == "last_token" if add_eos is None else add_eos
 
 
+def build_inputs(
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    template: str = "{text}",
+    instruction: str = "",
+    add_eos: bool = False,
+    max_length: int = 512,
+) -> TokenBatch:
+    """The model's input for ``texts``, as serving and training both build it.
+
+    ``template`` wraps instruction + text; the instruction (joined to the text by a space)
+    and the template's head are not pooled, the text and the template's tail are.
+    """
+    head, tail = template.split("{text}")
+    instruction = instruction.strip()
+    prefix = head + (instruction + " " if instruction else "")
+    return tokenize(
+        tokenizer, [t + tail for t in texts], prefix=prefix, max_length=max_length, add_eos=add_eos
+    )
+
+
 def checkpoint_latent(
     model: str, dim: int, dtype: torch.dtype, device: Any
 ) -> LatentAttentionPooling | None:
@@ -170,15 +192,14 @@ class LLMTextEncoder(Encoder):
         return LLMTextEncoder(spec, shared=(self.tokenizer, self.model, self.device, self.latent))
 
     def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> TokenBatch:
-        head, tail = self.spec.template.split("{text}")
-        instruction = self.spec.instruction.strip() if role == "query" else ""
-        prefix = head + (instruction + " " if instruction else "")
-        return tokenize(
+        s = self.spec
+        return build_inputs(
             self.tokenizer,
-            [str(t) + tail for t in inputs],
-            prefix=prefix,
-            max_length=self.spec.max_length,
-            add_eos=wants_eos(self.spec.pooling, self.spec.add_eos),
+            [str(t) for t in inputs],
+            template=s.template,
+            instruction=s.instruction if role == "query" else "",
+            add_eos=wants_eos(s.pooling, s.add_eos),
+            max_length=s.max_length,
         )
 
     @torch.inference_mode()

@@ -30,15 +30,16 @@ from veclink.encoders.decoder_llm import (
     forward_hidden,
     load_decoder,
     set_bidirectional,
-    tokenize,
 )
 from veclink.encoders.latent_attention import LatentAttentionPooling, save_latent
-from veclink.encoders.llm_text import POOLINGS, checkpoint_latent, pool, wants_eos
+from veclink.encoders.llm_text import POOLINGS, build_inputs, checkpoint_latent, pool, wants_eos
 
 from veclink._optional import require
 from veclink.errors import InvalidArgument
 
 OBJECTIVES = ("mntp", "simcse", "supervised")
+#: written next to a trained model: the ``llm-text`` spec that serves it as trained
+SPEC_FILE = "encoder_spec.json"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -68,6 +69,15 @@ class TrainConfig:
     pooling: str = "mean"
     #: latent_attention pooling: number of latents
     latents: int = 512
+    #: supervised: prepended to the queries only and excluded from pooling, exactly as the
+    #: served encoder's ``instruction`` (LLM2Vec trains its retrieval models this way)
+    instruction: str = ""
+    #: wraps every text, as the served encoder's ``template`` (e.g. a chat template)
+    template: str = "{text}"
+    #: append EOS to every text; None = only for last_token pooling (as the encoder)
+    add_eos: bool | None = None
+    #: recompute activations in the backward pass: less memory for real models
+    gradient_checkpointing: bool = False
     max_length: int = 128
     dtype: str = "fp32"
     device: str = "cpu"
@@ -85,6 +95,8 @@ class TrainConfig:
             problems.append("mask_prob must be in (0, 1)")
         if self.pooling not in POOLINGS:
             problems.append(f"pooling must be one of {', '.join(POOLINGS)}")
+        if self.template.count("{text}") != 1:
+            problems.append("template must contain {text} exactly once")
         if self.pooling == "latent_attention" and self.objective == "mntp":
             problems.append("latent_attention pooling is trained by simcse or supervised, not mntp")
         if not Path(self.data).is_file():
@@ -170,14 +182,22 @@ def mask_token_id(tokenizer: Any) -> int:
 def _mntp_batch(
     tokenizer: Any, texts: Sequence[str], cfg: TrainConfig, rng: random.Random, mask_id: int
 ) -> tuple[TokenBatch, torch.Tensor]:
-    batch = tokenize(tokenizer, texts, max_length=cfg.max_length, add_eos=False)
+    batch = build_inputs(
+        tokenizer, texts, template=cfg.template, add_eos=False, max_length=cfg.max_length
+    )
     labels = torch.full_like(batch.input_ids, -100)
+    vocab = len(tokenizer)
     for i in range(batch.input_ids.shape[0]):
         positions = batch.pool_mask[i].nonzero().flatten().tolist()
         chosen = [p for p in positions if rng.random() < cfg.mask_prob] or [rng.choice(positions)]
         for p in chosen:
             labels[i, p] = batch.input_ids[i, p]
-            batch.input_ids[i, p] = mask_id
+            # BERT's recipe, as LLM2Vec's: 80% masked, 10% a random token, 10% unchanged
+            roll = rng.random()
+            if roll < 0.8:
+                batch.input_ids[i, p] = mask_id
+            elif roll < 0.9:
+                batch.input_ids[i, p] = rng.randrange(vocab)
     return batch, labels
 
 
@@ -200,6 +220,9 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
     if cfg.objective == "simcse":
         _set_attention_dropout(model, cfg.simcse_dropout)
     model = _lora(model, cfg)
+    if cfg.gradient_checkpointing:
+        # non-reentrant: our inputs are embeddings of a frozen table, with no grad of their own
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     base = model.get_base_model()
     encoder = base.model if causal else base  # the decoder without the LM head
@@ -232,13 +255,13 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
                 ignore_index=-100,
             )
         else:
-            if cfg.objective == "simcse":
+            if cfg.objective == "simcse":  # no instruction: both views are the same text
                 left, right, negatives = list(sample), list(sample), []
             else:
                 left = [q for q, _, _ in sample]
                 right = [p for _, p, _ in sample]
                 negatives = [n for _, _, n in sample if n]
-            a = _embed(encoder, tokenizer, left, cfg, device, latent)
+            a = _embed(encoder, tokenizer, left, cfg, device, latent, cfg.instruction)
             b = _embed(encoder, tokenizer, right + negatives, cfg, device, latent)
             scores = (a @ b.T / cfg.temperature).masked_fill(
                 false_negatives(right, right + negatives).to(device), float("-inf")
@@ -258,9 +281,28 @@ def train_text_encoder(cfg: TrainConfig, progress: bool = True) -> dict[str, Any
     tokenizer.save_pretrained(out)
     if latent is not None:
         save_latent(latent, out)
-    log = {"config": dataclasses.asdict(cfg), "losses": losses}
+    spec = serving_spec(cfg)
+    (out / SPEC_FILE).write_text(json.dumps(spec, indent=1))
+    log = {"config": dataclasses.asdict(cfg), "losses": losses, "spec": spec}
     (out / "veclink_training.json").write_text(json.dumps(log, indent=1))
     return log
+
+
+def serving_spec(cfg: TrainConfig) -> dict[str, Any]:
+    """The ``llm-text`` spec that serves a stage's output as it was trained."""
+    spec: dict[str, Any] = {
+        "kind": "llm-text",
+        "model": str(Path(cfg.out).resolve()),
+        "pooling": "mean" if cfg.objective == "mntp" else cfg.pooling,
+        "bidirectional": True,
+    }
+    if cfg.objective == "supervised" and cfg.instruction:
+        spec["instruction"] = cfg.instruction
+    if cfg.template != "{text}":
+        spec["template"] = cfg.template
+    if cfg.add_eos is not None:
+        spec["add_eos"] = cfg.add_eos
+    return spec
 
 
 def false_negatives(positives: Sequence[str], candidates: Sequence[str]) -> torch.Tensor:
@@ -279,10 +321,16 @@ def _embed(
     cfg: TrainConfig,
     device: Any,
     latent: torch.nn.Module | None = None,
+    instruction: str = "",
 ) -> torch.Tensor:
-    # tokenized as the served encoder will (EOS only for last-token pooling)
-    batch = tokenize(
-        tokenizer, texts, max_length=cfg.max_length, add_eos=wants_eos(cfg.pooling, None)
+    # built exactly as the served encoder builds its inputs
+    batch = build_inputs(
+        tokenizer,
+        texts,
+        template=cfg.template,
+        instruction=instruction,
+        add_eos=wants_eos(cfg.pooling, cfg.add_eos),
+        max_length=cfg.max_length,
     )
     hidden = forward_hidden(encoder, batch, device, bidirectional=True).last_hidden_state
     return torch.nn.functional.normalize(pool(hidden, batch, cfg.pooling, latent).float(), dim=-1)
@@ -314,6 +362,20 @@ def add_train_subcommand(subparsers: Any) -> None:
     ):
         p.add_argument(f"--{name}", type=typ, default=default)
     p.add_argument("--simcse-dropout", type=float, default=0.3)
+    p.add_argument("--temperature", type=float, default=0.05)
+    p.add_argument(
+        "--instruction", default="", help="supervised: prepended to queries, as when served"
+    )
+    p.add_argument("--template", default="{text}", help="wraps every text, e.g. a chat template")
+    p.add_argument(
+        "--add-eos",
+        default=None,
+        type=lambda v: {"true": True, "false": False}[v.lower()],
+        help="true/false; default: only for last_token pooling",
+    )
+    p.add_argument(
+        "--gradient-checkpointing", action="store_true", help="less memory, slower steps"
+    )
     p.add_argument("--pooling", default="mean", choices=POOLINGS)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--device", default="cpu")
@@ -333,6 +395,11 @@ def run_train(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         latents=args.latents,
         simcse_dropout=args.simcse_dropout,
+        temperature=args.temperature,
+        instruction=args.instruction,
+        template=args.template,
+        add_eos=args.add_eos,
+        gradient_checkpointing=args.gradient_checkpointing,
         pooling=args.pooling,
         dtype=args.dtype,
         device=args.device,
@@ -340,4 +407,6 @@ def run_train(args: argparse.Namespace) -> int:
     log = train_text_encoder(cfg)
     first, last = log["losses"][0], log["losses"][-1]
     print(f"{cfg.objective}: loss {first:.4f} -> {last:.4f}; saved to {cfg.out}")
+    print(f"serve it with the encoder spec in {Path(cfg.out) / SPEC_FILE}:")
+    print(json.dumps(log["spec"]))
     return 0
