@@ -172,6 +172,8 @@ def forward_hidden(
     if output_router_logits:
         extra["output_router_logits"] = True
     if bidirectional:
+        # one 4-D mask serves every layer, sliding-window ones included: every token sees
+        # every token (as in LLM2Vec's bidirectional models; windows exceed embedded texts)
         mask = create_bidirectional_mask(
             config=model.config,
             inputs_embeds=embeds,

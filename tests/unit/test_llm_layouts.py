@@ -59,7 +59,7 @@ def _reference(model, tok, text: str, *, prefix: str = "", eos: bool = False):  
     return hidden[0], text_pos
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "gemma2"])
 def test_mean_pooling_matches_a_plain_per_text_recomputation(kind: str, tmp_path: Path) -> None:
     from transformers import AutoModel, AutoTokenizer
 

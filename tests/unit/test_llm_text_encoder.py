@@ -56,6 +56,8 @@ def make_tokenizer(path: Path, byte_level: bool = False):  # type: ignore[no-unt
 
 def make_model(kind: str, path: Path) -> Path:
     from transformers import (
+        Gemma2Config,
+        Gemma2Model,
         LlamaConfig,
         LlamaModel,
         MistralConfig,
@@ -83,7 +85,11 @@ def make_model(kind: str, path: Path) -> Path:
         "llama": (LlamaConfig, LlamaModel),
         "mistral": (MistralConfig, MistralModel),
         "qwen2": (Qwen2Config, Qwen2Model),
+        # Gemma-2: sliding-window layers next to global ones, logit soft-capping
+        "gemma2": (Gemma2Config, Gemma2Model),
     }[kind]
+    if kind == "gemma2":
+        common.update(head_dim=8, sliding_window=4)
     torch.manual_seed(0)
     model_cls(cfg_cls(**common)).save_pretrained(path)
     return path
