@@ -45,6 +45,53 @@ def tiny_open_clip_config(
     }
 
 
+def register_tiny_eva_trunk(name: str = "veclink_tiny_eva02", *, width: int = 32) -> str:
+    """Register (once) a tiny timm EVA02 trunk with the EVA02-CLIP block structure (SwiGLU
+    MLP with its inner LayerNorm, separate q/k/v, attention sub-LayerNorm, rotary
+    embeddings), 32px images, 8px patches, 2 blocks: the shape of LLM2CLIP's EVA02 towers."""
+    timm = require("timm", "clip")
+    if name in timm.list_models(name):
+        return name
+    from timm.models.eva import Eva
+
+    def build(pretrained: bool = False, **kwargs: object) -> object:
+        for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+            kwargs.pop(key, None)
+        return Eva(
+            img_size=32,
+            patch_size=8,
+            embed_dim=width,
+            depth=2,
+            num_heads=2,
+            mlp_ratio=4 * 2 / 3,
+            qkv_fused=False,
+            swiglu_mlp=True,
+            scale_mlp=True,
+            scale_attn_inner=True,
+            use_rot_pos_emb=True,
+            ref_feat_shape=(4, 4),
+            **kwargs,
+        )
+
+    build.__name__ = name
+    timm.models.register_model(build)
+    return name
+
+
+def tiny_eva_open_clip_config(trunk: str, *, embed_dim: int = 32) -> dict:
+    """An open_clip config of a CLIP whose vision tower is the timm trunk ``trunk`` with
+    timm's classifier as the projection (as open_clip's EVA02-* configs)."""
+    config = tiny_open_clip_config(embed_dim=embed_dim)
+    config["vision_cfg"] = {
+        "image_size": 32,
+        "timm_model_name": trunk,
+        "timm_model_pretrained": False,
+        "timm_pool": "token",
+        "timm_proj": None,
+    }
+    return config
+
+
 def register_open_clip_config(name: str, config: dict, directory: str) -> str:
     """Write ``config`` as ``NAME.json`` in ``directory`` and register it with open_clip.
 

@@ -3,14 +3,16 @@
 ``ClipTowers`` hides where a CLIP model comes from. Model names:
 
 - ``open_clip:NAME``: an open_clip architecture (built in, or registered with
-  ``open_clip.add_model_config``); ``pretrained`` = a checkpoint path or an open_clip tag
-  resolved from the user's cache; ``None`` = random weights;
+  ``open_clip.add_model_config``), including timm towers such as ``EVA02-L-14-336``;
+  ``pretrained`` = a checkpoint path or an open_clip tag resolved from the user's cache;
+  ``None`` = random weights;
 - ``hf:DIR``: a Hugging Face ``CLIPModel`` directory (both towers) or a
   ``CLIPVisionModelWithProjection`` directory (images only).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -124,24 +126,38 @@ class OpenClipTowers(ClipTowers):
 
     def vision_trainable(self, unlocked_blocks: int) -> list[nn.Parameter]:
         visual = self.module.visual
-        params = [visual.proj] if getattr(visual, "proj", None) is not None else []
-        blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+        trunk = getattr(visual, "trunk", None)
+        if trunk is not None:
+            # a timm tower (EVA02...): the projection is open_clip's head or timm's classifier
+            params = [*visual.head.parameters(), *trunk.get_classifier().parameters()]
+            blocks = getattr(trunk, "blocks", None)
+            final_norms = [getattr(trunk, n, None) for n in ("norm", "fc_norm")]
+        else:
+            params = [visual.proj] if getattr(visual, "proj", None) is not None else []
+            blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+            final_norms = [getattr(visual, "ln_post", None)]
         if unlocked_blocks > 0:
             if blocks is None:
                 raise InvalidArgument(
-                    "unlocking vision blocks needs an open_clip ViT", field="unlock_vision_blocks"
+                    "unlocking vision blocks needs a ViT vision tower", field="unlock_vision_blocks"
                 )
             for block in list(blocks)[-unlocked_blocks:]:
                 params += list(block.parameters())
-            params += list(visual.ln_post.parameters())
+            for norm in final_norms:
+                if isinstance(norm, nn.Module):
+                    params += list(norm.parameters())
         return params
 
     def vision_state_dict(self) -> dict[str, torch.Tensor]:
         return {f"visual.{k}": v for k, v in self.module.visual.state_dict().items()}
 
     def load_vision_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        own = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
-        _load_strict(self.module.visual, own, "visual.")
+        visual = self.module.visual
+        own = _strip(state, "visual.")
+        trunk = getattr(visual, "trunk", None)
+        if trunk is not None and own and not any(k.startswith("trunk.") for k in own):
+            own = _timm_native_to_open_clip(trunk, own)
+        _load_strict(visual, own, "visual.")
 
 
 class HFClipTowers(ClipTowers):
@@ -353,6 +369,31 @@ def _hf_tokenizer(directory: str) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(directory)
+
+
+def _timm_native_to_open_clip(
+    trunk: nn.Module, state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Vision weights in their native layout (e.g. EVA-CLIP's ``visual.blocks.N.attn.q_bias``,
+    ``mlp.w1``, ``head``, as in LLM2CLIP's EVA02 checkpoints) renamed for open_clip's timm
+    trunk (``trunk.blocks.N.attn.q_proj.bias``, ``mlp.fc1_g``, ``trunk.head``).
+
+    The renaming is timm's own ``checkpoint_filter_fn`` of the trunk's architecture, the
+    one timm uses to import those checkpoints; rotary-embedding buffers are dropped there
+    (recomputed at build time).
+    """
+    module = importlib.import_module(type(trunk).__module__)
+    convert = getattr(module, "checkpoint_filter_fn", None)
+    if convert is None:
+        return {f"trunk.{k}": v for k, v in state.items()}
+    try:
+        converted = convert(dict(state), trunk)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise InvalidArgument(
+            f"checkpoint does not match the {type(trunk).__name__} vision tower: {exc}",
+            field="spec.checkpoint",
+        ) from exc
+    return {f"trunk.{k}": v for k, v in converted.items()}
 
 
 def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -1,23 +1,20 @@
 """LLM2CLIP stage-2 training: align a CLIP vision tower with a frozen LLM text encoder.
 
-The LLM is frozen, so its caption embeddings are computed once up front; then the vision
-projection (optionally the last vision blocks), the text adapter and the logit scale
-train with the symmetric CLIP contrastive loss. Captions that repeat inside a batch count
-as positives of each other, not as negatives. The result is a checkpoint directory that
-``load_encoder({"kind": "llm2clip", "checkpoint": DIR})`` reloads.
-
-Data: a folder of images plus ``captions.jsonl`` (``{"image": "a.png", "caption": "..."}``
-or ``"captions": [...]``) or ``captions.csv`` (columns ``image``, ``caption``); image paths
-are relative to the folder.
+The LLM is frozen, so its caption embeddings are computed once up front (optionally cached
+on disk for the next run); then the vision projection (optionally the last vision blocks),
+the text adapter and the logit scale train with the symmetric CLIP contrastive loss.
+Captions that repeat inside a batch count as positives of each other, not as negatives.
+The result is a checkpoint directory that ``load_encoder({"kind": "llm2clip",
+"checkpoint": DIR})`` reloads. Data formats: ``veclink.encoders.clip_data``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import contextlib
 import dataclasses
 import json
-import os
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -26,12 +23,32 @@ from typing import Any
 import torch
 from torch import nn
 from veclink.encoders.base import load_encoder
-from veclink.encoders.images import read_image_file
+from veclink.encoders.clip_data import (
+    CAPTION_FILES,
+    ImageBatches,
+    ImageFiles,
+    caption_embeddings,
+    load_pairs,
+    write_caption_pairs,
+)
 from veclink.encoders.llm2clip import LLM2CLIPEncoder
 
 from veclink.errors import InvalidArgument
 
-CAPTION_FILES = ("captions.jsonl", "captions.csv")
+__all__ = [
+    "CAPTION_FILES",
+    "Stage2Config",
+    "Stage2Result",
+    "add_train_subcommand",
+    "clip_loss",
+    "load_pairs",
+    "run_train_clip",
+    "train_llm2clip",
+    "train_stage2",
+    "write_caption_pairs",
+]
+
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -42,13 +59,22 @@ class Stage2Config:
     epochs: int = 10
     #: pairs per contrastive batch (in-batch negatives)
     batch_size: int = 64
-    #: AdamW learning rate
+    #: AdamW peak learning rate
     lr: float = 1e-3
     weight_decay: float = 0.0
+    #: ``constant``, or ``cosine`` decay to 0 after ``warmup_steps`` of linear warm-up
+    schedule: str = "cosine"
+    warmup_steps: int = 0
     #: vision blocks trained besides the projection (0 = projection only)
     unlock_vision_blocks: int = 0
     #: shuffling seed
     seed: int = 0
+    #: decoded images are kept in memory when they take at most this many MiB ...
+    image_cache_mb: float = 1024.0
+    #: ... else decoded per batch by this many DataLoader worker processes (0 = inline)
+    workers: int = 0
+    #: bf16 autocast on CUDA when the encoder's weights are fp32
+    amp: bool = True
 
     def validate(self) -> list[str]:
         problems = []
@@ -57,8 +83,11 @@ class Stage2Config:
                 problems.append(f"{name}: must be >= 1")
         if self.lr <= 0:
             problems.append("lr: must be > 0")
-        if self.unlock_vision_blocks < 0:
-            problems.append("unlock_vision_blocks: must be >= 0")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule: must be one of {', '.join(SCHEDULES)}")
+        for name in ("warmup_steps", "unlock_vision_blocks", "workers", "image_cache_mb"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}: must be >= 0")
         return problems
 
 
@@ -71,76 +100,6 @@ class Stage2Result:
     losses: list[float]
     pairs: int
     seconds: float
-
-
-def load_pairs(folder: str, captions: str | None = None) -> list[tuple[str, str]]:
-    """``(image path, caption)`` pairs from a folder and its captions file.
-
-    Raises:
-        InvalidArgument: no captions file, a malformed row (named by line), a missing image.
-    """
-    if captions is None:
-        found = [n for n in CAPTION_FILES if os.path.isfile(os.path.join(folder, n))]
-        if not found:
-            raise InvalidArgument(
-                f"{folder!r} has none of {', '.join(CAPTION_FILES)}", field="captions"
-            )
-        captions = os.path.join(folder, found[0])
-    pairs: list[tuple[str, str]] = []
-    with open(captions, newline="") as fh:
-        if captions.endswith(".csv"):
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
-                raise InvalidArgument(
-                    f"{captions}: CSV needs columns image, caption", field="captions"
-                )
-            rows: Any = ((i + 2, [r["image"], [r["caption"]]]) for i, r in enumerate(reader))
-        else:
-            rows = _jsonl_rows(captions, fh)
-        for line, (image, texts) in rows:
-            path = os.path.join(folder, image)
-            if not os.path.isfile(path):
-                raise InvalidArgument(f"{captions}:{line}: no image {path!r}", field="captions")
-            for text in texts:
-                if not isinstance(text, str) or not text.strip():
-                    raise InvalidArgument(f"{captions}:{line}: empty caption", field="captions")
-                pairs.append((path, text))
-    if not pairs:
-        raise InvalidArgument(f"{captions}: no pairs", field="captions")
-    return pairs
-
-
-def _jsonl_rows(name: str, fh: Any) -> Any:
-    for line, raw in enumerate(fh, 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-            texts = row["captions"] if "captions" in row else [row["caption"]]
-            yield line, (row["image"], texts)
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InvalidArgument(
-                f"{name}:{line}: need an object with image and caption(s)", field="captions"
-            ) from exc
-
-
-def write_caption_pairs(pairs: Sequence[tuple[str, str]], path: str) -> int:
-    """Stage-1 data: captions of the same image as (query, positive) JSONL rows.
-
-    LLM2CLIP stage 1 fine-tunes the LLM caption-contrastively; the rows feed the supervised
-    objective of ``veclink train text-encoder``. Returns the number of rows written.
-    """
-    by_image: dict[str, list[str]] = {}
-    for image, text in pairs:
-        by_image.setdefault(image, []).append(text)
-    count = 0
-    with open(path, "w") as fh:
-        for texts in by_image.values():
-            for a, b in zip(texts, texts[1:] + texts[:1], strict=True):
-                if len(texts) > 1 and a != b:
-                    fh.write(json.dumps({"query": a, "positive": b}) + "\n")
-                    count += 1
-    return count
 
 
 def clip_loss(
@@ -161,6 +120,7 @@ def train_stage2(
     out_dir: str,
     config: Stage2Config | None = None,
     *,
+    caption_cache: str | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> Stage2Result:
     """Train ``encoder``'s vision projection (+ blocks) and adapter in place; save to ``out_dir``.
@@ -170,6 +130,8 @@ def train_stage2(
         pairs: ``(image path, caption)``.
         out_dir: checkpoint directory written at the end.
         config: hyper-parameters.
+        caption_cache: ``.npy`` path of the frozen caption embeddings (reused when they
+            match the text encoder and captions, else written).
         progress: called with ``(epoch, mean loss)`` after each epoch.
     """
     config = config or Stage2Config()
@@ -179,46 +141,61 @@ def train_stage2(
     start = time.perf_counter()
     unique = sorted({c for _, c in pairs})
     caption_index = {c: i for i, c in enumerate(unique)}
-    # the frozen LLM runs once per distinct caption
-    llm = torch.from_numpy(encoder.text_encoder.encode(unique, role="document"))
-    images = sorted({p for p, _ in pairs})
-    pixels = _pixels(encoder, images)
-    image_index = {p: i for i, p in enumerate(images)}
+    llm = caption_embeddings(encoder.text_encoder, unique, cache=caption_cache)
+    paths = sorted({p for p, _ in pairs})
+    image_index = {p: i for i, p in enumerate(paths)}
+    images = ImageBatches(
+        ImageFiles(paths, encoder.towers.image_transform, encoder.spec.limits),
+        cache_mb=config.image_cache_mb,
+        workers=config.workers,
+    )
     rows = torch.tensor([[image_index[p], caption_index[c]] for p, c in pairs])
 
     towers = encoder.towers
     for p in towers.module.parameters():
         p.requires_grad_(False)
-    vision_params = towers.vision_trainable(config.unlock_vision_blocks)
-    params = [*vision_params, *encoder.adapter.parameters(), encoder.logit_scale]
+    params = [
+        *towers.vision_trainable(config.unlock_vision_blocks),
+        *encoder.adapter.parameters(),
+        encoder.logit_scale,
+    ]
     for p in params:
         p.requires_grad_(True)
     optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    rng = random.Random(config.seed)
+    steps_per_epoch = len(_batches(len(rows), config.batch_size, random.Random(0)))
+    sched = _schedule(optim, config, steps_per_epoch * config.epochs)
     device, dtype = encoder.device, encoder.dtype
     encoder.logit_scale.data = encoder.logit_scale.data.to(device)
-    rng = random.Random(config.seed)
+    autocast: Any = contextlib.nullcontext
+    if config.amp and device.type == "cuda" and dtype == torch.float32:
+
+        def autocast() -> Any:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+
     losses = []
+    # the towers stay in eval mode: frozen parts keep their normalisation statistics
     encoder.adapter.train()
     try:
         for epoch in range(config.epochs):
-            order = list(range(len(rows)))
-            rng.shuffle(order)
+            order = [rows[b] for b in _batches(len(rows), config.batch_size, rng)]
             total, count = 0.0, 0
-            for at in range(0, len(order), config.batch_size):
-                batch = rows[order[at : at + config.batch_size]]
-                if len(batch) < 2:
-                    continue
-                img = towers.encode_images(pixels[batch[:, 0]].to(device, dtype))
-                txt = encoder.adapt(llm[batch[:, 1]])
+            for batch, pixels in zip(order, images.batches([b[:, 0] for b in order]), strict=True):
+                caps = batch[:, 1]
+                llm_rows = torch.from_numpy(llm[caps.numpy()]).float()
+                with autocast():
+                    img = towers.encode_images(pixels.to(device, dtype, non_blocking=True))
+                    txt = encoder.adapt(llm_rows)
                 loss = clip_loss(
                     nn.functional.normalize(img.float(), dim=-1),
                     nn.functional.normalize(txt.float(), dim=-1),
-                    encoder.logit_scale.clamp(max=4.6052),  # CLIP caps the scale at 100
-                    batch[:, 1].to(device),
+                    encoder.logit_scale.clamp(max=math.log(100)),  # CLIP caps the scale at 100
+                    caps.to(device),
                 )
                 optim.zero_grad()
                 loss.backward()
                 optim.step()
+                sched.step()
                 total, count = total + float(loss.detach()), count + 1
             losses.append(total / max(count, 1))
             if progress:
@@ -231,13 +208,25 @@ def train_stage2(
     return Stage2Result(out_dir, losses, len(pairs), time.perf_counter() - start)
 
 
-def _pixels(encoder: LLM2CLIPEncoder, paths: Sequence[str]) -> torch.Tensor:
-    # decode + transform each image once (CPU); errors name the file
-    out = []
-    for path in paths:
-        data = read_image_file(path, encoder.spec.limits)
-        out.append(encoder.preprocess([data], "document").pixels[0])
-    return torch.stack(out)
+def _batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
+    # shuffled pair indices; a lone last pair has no negative and is dropped
+    order = list(range(n))
+    rng.shuffle(order)
+    return [b for at in range(0, n, size) if len(b := order[at : at + size]) >= 2]
+
+
+def _schedule(
+    optim: torch.optim.Optimizer, config: Stage2Config, steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.schedule == "constant":
+            return 1.0
+        done = (step - config.warmup_steps) / max(1, steps - config.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optim, factor)
 
 
 def train_llm2clip(
@@ -247,12 +236,21 @@ def train_llm2clip(
     config: Stage2Config | None = None,
     *,
     captions: str | None = None,
+    caption_cache: str | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> Stage2Result:
     """Stage 2 end to end: load the ``llm2clip`` spec, read the pairs, train, save."""
     encoder = load_encoder({**spec, "kind": "llm2clip"})
-    assert isinstance(encoder, LLM2CLIPEncoder)
-    return train_stage2(encoder, load_pairs(data_dir, captions), out_dir, config, progress=progress)
+    if not isinstance(encoder, LLM2CLIPEncoder):
+        raise InvalidArgument("spec must name an llm2clip encoder", field="spec")
+    return train_stage2(
+        encoder,
+        load_pairs(data_dir, captions),
+        out_dir,
+        config,
+        caption_cache=caption_cache,
+        progress=progress,
+    )
 
 
 # ------------------------------------------------------------------------------- CLI
@@ -277,29 +275,58 @@ def add_train_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
+    p.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     p.add_argument("--unlock-vision-blocks", type=int, default=defaults.unlock_vision_blocks)
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.set_defaults(func=cmd_train_clip)
+    p.add_argument("--workers", type=int, default=defaults.workers, help="image decoding processes")
+    p.add_argument(
+        "--image-cache-mb",
+        type=float,
+        default=defaults.image_cache_mb,
+        help="keep decoded images in memory up to this size, else decode per batch",
+    )
+    p.add_argument(
+        "--caption-cache",
+        metavar="NPY",
+        help="file of the frozen LLM caption embeddings, reused by the next run",
+    )
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.set_defaults(func=run_train_clip)
     return p
 
 
-def cmd_train_clip(args: argparse.Namespace) -> int:
-    """Handler of ``veclink train clip``: prints a JSON summary; raises VeclinkError."""
+def run_train_clip(args: argparse.Namespace) -> int:
+    """Handler of ``veclink train clip``: prints progress and a JSON summary line.
+
+    Raises:
+        InvalidArgument: bad ``--spec``, config values, data folder or captions file.
+    """
     text = args.spec
     if text.startswith("@"):
-        with open(text[1:]) as fh:
-            text = fh.read()
+        try:
+            with open(text[1:]) as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read --spec file: {exc}", field="spec") from exc
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidArgument(f"--spec is not valid JSON: {exc}", field="spec") from exc
+    if not isinstance(spec, dict):
+        raise InvalidArgument("--spec must be a JSON object", field="spec")
     config = Stage2Config(
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
         unlock_vision_blocks=args.unlock_vision_blocks,
         seed=args.seed,
+        image_cache_mb=args.image_cache_mb,
+        workers=args.workers,
+        amp=not args.no_amp,
     )
     result = train_llm2clip(
         spec,
@@ -307,7 +334,12 @@ def cmd_train_clip(args: argparse.Namespace) -> int:
         args.out,
         config,
         captions=args.captions,
+        caption_cache=args.caption_cache,
         progress=lambda e, loss: print(f"epoch {e + 1}/{config.epochs} loss {loss:.4f}"),
     )
     print(json.dumps(dataclasses.asdict(result)))
     return 0
+
+
+#: the former name of ``run_train_clip``
+cmd_train_clip = run_train_clip

@@ -11,7 +11,10 @@ vision tower -> projection. Both sides are L2-normalised into one space::
 
 Checkpoints load natively (no remote code) from the published weight layouts:
 
-- EVA/open_clip training layout: ``visual.*`` (open_clip ViT), ``text.text_adaptor.N...``;
+- EVA/open_clip training layout: ``visual.*``, ``text.text_adaptor.N...``, ``logit_scale``.
+  ``visual.*`` is an open_clip ViT (OpenAI/LAION towers) or, for the EVA02 checkpoints,
+  EVA-CLIP's native names, mapped onto open_clip's timm tower (``"vision":
+  "open_clip:EVA02-L-14-336"``) by timm's own converter;
 - Hugging Face layout: ``vision_model.*`` + ``visual_projection.weight`` (CLIP vision
   tower, built from the ``vision_config`` in ``config.json``) and ``*.adaptor.N...``.
 

@@ -14,7 +14,9 @@ pytest.importorskip("open_clip")
 from veclink.encoders import load_encoder, spec_from_dict, spec_from_json
 from veclink.encoders.clip_synthetic import (
     register_open_clip_config,
+    register_tiny_eva_trunk,
     shape_image,
+    tiny_eva_open_clip_config,
     tiny_open_clip_config,
     write_tiny_text_model,
 )
@@ -178,6 +180,62 @@ def test_published_hf_layout(root, tmp_path) -> None:
     vecs = enc.encode([imgs(1)[0], "a blue square"])
     np.testing.assert_allclose(vecs[0], ref_img[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(vecs[1], ref_txt[0].numpy(), atol=1e-5)
+
+
+# timm trunk names -> EVA-CLIP's own names (written out here, independently of the loader)
+EVA_NATIVE_NAMES = (
+    ("attn.q_proj.bias", "attn.q_bias"),
+    ("attn.v_proj.bias", "attn.v_bias"),
+    ("attn.norm.", "attn.inner_attn_ln."),
+    ("mlp.fc1_g.", "mlp.w1."),
+    ("mlp.fc1_x.", "mlp.w2."),
+    ("mlp.fc2.", "mlp.w3."),
+    ("mlp.norm.", "mlp.ffn_ln."),
+)
+
+
+def test_published_eva02_layout(root, tmp_path) -> None:
+    """A checkpoint like LLM2CLIP-EVA02-*.pt (EVA-CLIP CustomCLIP): ``visual.*`` in EVA-CLIP's
+    native names, ``text.text_adaptor.*``, ``logit_scale``; loaded onto open_clip's timm EVA."""
+    trunk = register_tiny_eva_trunk()
+    name = register_open_clip_config(
+        "veclink-test-l2c-eva", tiny_eva_open_clip_config(trunk), str(tmp_path / "oc")
+    )
+    spec = {**base_spec(root), "vision": f"open_clip:{name}"}
+    torch.manual_seed(3)
+    source = load_encoder(spec)  # its random EVA tower plays the published weights
+    native = {}
+    with torch.no_grad():
+        for key, value in source.towers.module.visual.trunk.state_dict().items():
+            if key.endswith(("norm.weight", "norm1.weight", "norm2.weight")):
+                value.add_(torch.randn_like(value) * 0.2)  # a swapped norm must show
+            for ours, theirs in EVA_NATIVE_NAMES:
+                key = key.replace(ours, theirs)
+            native[f"visual.{key}"] = value.clone()
+    native["visual.rope.freqs_cos"] = torch.zeros(16, 16)  # buffers EVA-CLIP saves
+    native["visual.blocks.0.attn.rope.freqs_sin"] = torch.zeros(16, 16)
+    adaptor = EvaStyleAdaptor(32, 32, layers=2, expansion=2)
+    native.update({f"text.text_{k}": v for k, v in adaptor.state_dict().items()})
+    native["logit_scale"] = torch.tensor(4.0)
+    torch.save(native, tmp_path / "LLM2CLIP-EVA02-tiny.pt")
+
+    torch.manual_seed(4)  # different random weights unless the checkpoint loads
+    enc = load_encoder({**spec, "checkpoint": str(tmp_path / "LLM2CLIP-EVA02-tiny.pt")})
+    assert float(enc.logit_scale) == 4.0
+    vecs = enc.encode([imgs(1)[0], "a blue square"])
+    np.testing.assert_allclose(vecs[0], source.encode(imgs(1))[0], atol=1e-5)
+    with torch.no_grad():
+        llm = torch.from_numpy(enc.text_encoder.encode(["a blue square"]))
+        ref_txt = nn.functional.normalize(adaptor(nn.functional.normalize(llm, dim=-1)), dim=-1)
+    np.testing.assert_allclose(vecs[1], ref_txt[0].numpy(), atol=1e-5)
+    # stage-2 checkpoints of an EVA tower are written in open_clip's layout and reload
+    ckpt = enc.save_checkpoint(str(tmp_path / "ck"))
+    again = load_encoder({"kind": "llm2clip", "checkpoint": ckpt})
+    np.testing.assert_allclose(again.encode([imgs(1)[0]])[0], vecs[0], atol=1e-5)
+    del native["visual.blocks.1.mlp.w3.weight"]
+    torch.save(native, tmp_path / "broken.pt")
+    with pytest.raises(InvalidArgument, match="trunk.blocks.1.mlp.fc2.weight"):
+        load_encoder({**spec, "checkpoint": str(tmp_path / "broken.pt")})
 
 
 def test_spec_validation_and_errors(root, tmp_path) -> None:
