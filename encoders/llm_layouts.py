@@ -124,6 +124,15 @@ def resolve_layout(model: str, _depth: int = 0) -> DecoderLayout:
             )
         if _depth >= _MAX_ADAPTER_DEPTH:
             raise InvalidArgument(f"{model!r}: adapters name each other in a loop", "spec.model")
+        try:
+            local_dir(base, "spec.model")
+        except InvalidArgument as exc:
+            raise InvalidArgument(
+                f"{model!r} is a LoRA adapter over {base!r}, which is neither a directory nor "
+                f"in the local cache: give the base model's directory as spec.model and "
+                f"{model!r} first in spec.adapters",
+                field="spec.model",
+            ) from exc
         inner = resolve_layout(base, _depth + 1)
         has_tokenizer = any(f.startswith("tokenizer") for f in os.listdir(path))
         return dataclasses.replace(

@@ -118,6 +118,9 @@ def test_llm2vec_directory_layout_loads_natively(tmp_path: Path) -> None:
     orphan = _adapter(base, tmp_path / "orphan", seed=5, base_name=None)
     with pytest.raises(InvalidArgument, match="names no base model"):
         load_encoder({"kind": "llm-text", "model": str(orphan)})
+    elsewhere = _adapter(base, tmp_path / "elsewhere", seed=6, base_name="org/not-cached-base")
+    with pytest.raises(InvalidArgument, match="first in spec.adapters"):
+        load_encoder({"kind": "llm-text", "model": str(elsewhere)})
 
 
 # ------------------------------------------------------------------------------ NV-Embed
