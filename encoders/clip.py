@@ -88,6 +88,14 @@ def encode_naming_inputs(encoder: Encoder, inputs: Sequence[str | bytes], role: 
         raise InvalidArgument(f"{field} is a truncated or corrupt image", field=field) from exc
 
 
+def seeded_towers(model: str, pretrained: str | None, seed: int) -> ClipTowers:
+    """``load_towers`` with weights that no checkpoint sets drawn from ``seed`` (leaving the
+    caller's RNG untouched), so that loading the same spec twice gives the same vectors."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return load_towers(model, pretrained)
+
+
 def check_images(inputs: Sequence[str | bytes], limits: ImageLimits) -> None:
     """Check every image header of a whole request, so errors name ``inputs[i]`` exactly."""
     for i, item in enumerate(inputs):
@@ -115,6 +123,8 @@ class ClipSpec(EncoderSpec):
     model: str = "open_clip:ViT-B-32"
     #: open_clip weights: a checkpoint path or a tag from the user's cache; None = random
     pretrained: str | None = None
+    #: seed of random weights, so that a spec always names the same model
+    seed: int = 0
     batch_size: int = 32
     #: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``
     device: str = "cpu"
@@ -150,7 +160,7 @@ class ClipImageEncoder(Encoder):
         self.batch_size = spec.batch_size
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype)
-        self.towers = load_towers(spec.model, spec.pretrained)
+        self.towers = seeded_towers(spec.model, spec.pretrained, spec.seed)
         self.towers.module.eval().to(self.device, self.dtype)
 
     @property

@@ -52,9 +52,10 @@ from veclink.encoders.clip import (
     check_images,
     encode_naming_inputs,
     image_pixels,
+    seeded_towers,
     split_inputs,
 )
-from veclink.encoders.clip_towers import PREFIXES, load_towers, read_state_dict
+from veclink.encoders.clip_towers import PREFIXES, read_state_dict
 from veclink.encoders.images import ImageLimits
 from veclink.encoders.torch_utils import resolve_device, resolve_dtype
 
@@ -179,7 +180,7 @@ class LLM2CLIPSpec(EncoderSpec):
     #: fresh adapter shape (ignored when the checkpoint holds an adapter)
     adapter_layers: int = 4
     adapter_expansion: float = 2.0
-    #: seed of a fresh adapter's initialisation
+    #: seed of a fresh adapter's and of a random vision tower's initialisation
     seed: int = 0
     batch_size: int = 32
     device: str = "cpu"
@@ -256,7 +257,7 @@ class LLM2CLIPEncoder(Encoder):
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype)
         self.vision, self.text_spec, state = _resolve(spec)
-        self.towers = load_towers(self.vision, spec.pretrained)
+        self.towers = seeded_towers(self.vision, spec.pretrained, spec.seed)
         self.towers.drop_text()
         self.text_encoder = load_encoder(self.text_spec)
         if self.text_encoder.modality != "text":
@@ -279,7 +280,7 @@ class LLM2CLIPEncoder(Encoder):
                 f"dim {self.text_encoder.dim} and the vision tower {self.towers.embed_dim}",
                 field="spec.checkpoint",
             )
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec.seed)
             self.adapter = TextAdapter(
                 shape["in_dim"],

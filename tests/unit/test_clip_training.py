@@ -8,7 +8,6 @@ import random
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("open_clip")
 from veclink.encoders import load_encoder
@@ -65,7 +64,6 @@ def test_stage2_training_lifts_retrieval_above_chance(setup: dict) -> None:
     config = Stage2Config(
         epochs=40, batch_size=48, lr=3e-3, schedule="cosine", warmup_steps=4, unlock_vision_blocks=2
     )
-    torch.manual_seed(0)  # the random vision tower's init
     result = train_llm2clip(spec, str(root / "data"), str(root / "ckpt"), config)
     assert result.pairs == 96 and result.losses[-1] < result.losses[0] * 0.7
     trained = load_encoder({"kind": "llm2clip", "checkpoint": str(root / "ckpt")})
@@ -76,7 +74,7 @@ def test_stage2_training_lifts_retrieval_above_chance(setup: dict) -> None:
         f"before {before:.3f}, after {after:.3f}; losses {result.losses[0]:.3f} -> "
         f"{result.losses[-1]:.3f} in {result.seconds:.1f}s"
     )
-    assert after >= 0.4 and after > before + 0.25  # 0.56-0.63 over init seeds 0-3; chance 0.083
+    assert after >= 0.4 and after > before + 0.25  # 0.56-0.63 over spec seeds 0-3; chance 0.083
 
 
 def test_pairs_from_csv_and_errors(tmp_path) -> None:
