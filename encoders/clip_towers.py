@@ -172,6 +172,8 @@ class HFClipTowers(ClipTowers):
             "text_config" in config
             and "vision_config" in config
             and config.get("model_type") == "clip"
+            # LLM2CLIP's HF directories say "clip" but hold no text tower: vision only
+            and any(k.startswith("text_model.") for k in _weight_names(directory))
         ):
             try:
                 self.module = CLIPModel.from_pretrained(directory)
@@ -290,6 +292,32 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _weight_names(directory: str) -> list[str]:
+    """Tensor names of an HF directory's weights, read from headers (no tensor is loaded)."""
+    index = [n for n in os.listdir(directory) if n.endswith(".index.json")]
+    if index:
+        with open(os.path.join(directory, index[0])) as fh:
+            return list(json.load(fh).get("weight_map", {}))
+    names = sorted(os.listdir(directory))
+    tensors = [n for n in names if n.endswith(".safetensors")]
+    if tensors:
+        from safetensors import safe_open
+
+        out: list[str] = []
+        for name in tensors:
+            with safe_open(os.path.join(directory, name), framework="pt") as fh:
+                out += list(fh.keys())
+        return out
+    # pickled weights: their names need the file itself (memory-mapped, not read)
+    out = []
+    for name in (n for n in names if n.endswith(".bin")):
+        state = torch.load(
+            os.path.join(directory, name), map_location="cpu", weights_only=True, mmap=True
+        )
+        out += list(state)
+    return out
 
 
 def _cached_open_clip_weights(open_clip: Any, name: str, tag: str) -> tuple[str, dict[str, Any]]:

@@ -243,6 +243,21 @@ def test_hf_clip_directory(tmp_path) -> None:
         load_encoder({"kind": "clip", "model": f"hf:{tmp_path / 'missing'}"})
 
 
+def test_hf_clip_config_without_text_weights_is_vision_only(tmp_path) -> None:
+    """LLM2CLIP's HF directories carry a full CLIP config but only the vision weights."""
+    from safetensors.torch import load_file, save_file
+
+    _tiny_hf_clip(tmp_path / "clip")
+    full = load_encoder({"kind": "clip", "model": f"hf:{tmp_path / 'clip'}"})
+    weights = tmp_path / "clip" / "model.safetensors"
+    state = load_file(str(weights))
+    kept = {k: v for k, v in state.items() if not k.startswith(("text_model.", "text_projection"))}
+    save_file(kept, str(weights))
+    enc = load_encoder({"kind": "clip", "model": f"hf:{tmp_path / 'clip'}"})
+    assert enc.modality == "image" and enc.dim == 24
+    np.testing.assert_allclose(enc.encode(images(1)), full.encode(images(1)), atol=1e-5)
+
+
 def test_hf_vision_only_directory(tmp_path) -> None:
     _tiny_hf_clip(tmp_path / "v", vision_only=True)
     enc = load_encoder({"kind": "clip", "model": f"hf:{tmp_path / 'v'}"})
