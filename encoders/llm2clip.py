@@ -50,6 +50,7 @@ from veclink.encoders.clip import (
     MixedBatch,
     assemble,
     check_images,
+    decode_pool,
     encode_naming_inputs,
     image_pixels,
     seeded_towers,
@@ -187,6 +188,8 @@ class LLM2CLIPSpec(EncoderSpec):
     dtype: str = "fp32"
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    #: threads decoding + transforming a batch's images in ``preprocess`` (1 = inline)
+    decode_threads: int = 4
 
     def __hash__(self) -> int:
         # the nested text_encoder dict is not hashable; the canonical JSON is
@@ -212,6 +215,8 @@ class LLM2CLIPSpec(EncoderSpec):
                     spec_from_dict(self.text_encoder)
                 except InvalidArgument as exc:
                     problems.append(f"spec.text_encoder: {exc}")
+        if self.decode_threads < 1:
+            problems.append("spec.decode_threads: must be >= 1")
         if self.adapter_layers < 0:
             problems.append("spec.adapter_layers: must be >= 0")
         if self.adapter_expansion <= 0:
@@ -258,6 +263,7 @@ class LLM2CLIPEncoder(Encoder):
         self.dtype = resolve_dtype(spec.dtype)
         self.vision, self.text_spec, state = _resolve(spec)
         self.towers = seeded_towers(self.vision, spec.pretrained, spec.seed)
+        self._pool = decode_pool(spec.decode_threads)
         self.towers.drop_text()
         self.text_encoder = load_encoder(self.text_spec)
         if self.text_encoder.modality != "text":
@@ -315,7 +321,7 @@ class LLM2CLIPEncoder(Encoder):
 
     def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> MixedBatch:
         image_rows, text_rows = split_inputs(inputs)
-        pixels = image_pixels(self.towers, inputs, image_rows, self.spec.limits)
+        pixels = image_pixels(self.towers, inputs, image_rows, self.spec.limits, self._pool)
         texts = None
         if text_rows:
             texts = self.text_encoder.preprocess([inputs[r] for r in text_rows], role)
