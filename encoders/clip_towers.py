@@ -189,7 +189,13 @@ class HFClipTowers(ClipTowers):
             vision = {k: v for k, v in vision.items() if k not in ("model_type", "architectures")}
             projection_dim = config.get("projection_dim", vision.get("projection_dim", 512))
             vision["projection_dim"] = projection_dim
-            self.module = CLIPVisionModelWithProjection(CLIPVisionConfig(**vision))
+            try:
+                self.module = CLIPVisionModelWithProjection(CLIPVisionConfig(**vision))
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                raise InvalidArgument(
+                    f"{directory!r}: its vision_config is not a CLIP vision tower ({exc})",
+                    field="spec.model",
+                ) from exc
             self.has_text = False
             self.load_vision_state_dict(read_state_dict(directory))
         vcfg = self.module.config.vision_config if self.has_text else self.module.config

@@ -8,6 +8,10 @@ vision tower -> projection. Both sides are L2-normalised into one space::
                   "text_encoder": {"kind": "llm-text", "model": "/models/llm2clip-llama3-cc",
                                    "pooling": "mean", "dtype": "bf16", "device": "cuda"},
                   "checkpoint": "/models/LLM2CLIP-Openai-L-14-336", "device": "cuda"})
+    # the EVA02 release is one .pt file: name its tower
+    load_encoder({"kind": "llm2clip", "text_encoder": {...}, "device": "cuda",
+                  "vision": "open_clip:EVA02-L-14-336",
+                  "checkpoint": "/models/LLM2CLIP-EVA02-L-14-336.pt"})
 
 Checkpoints load natively (no remote code) from the published weight layouts:
 
@@ -17,6 +21,8 @@ Checkpoints load natively (no remote code) from the published weight layouts:
   "open_clip:EVA02-L-14-336"``) by timm's own converter;
 - Hugging Face layout: ``vision_model.*`` + ``visual_projection.weight`` (CLIP vision
   tower, built from the ``vision_config`` in ``config.json``) and ``*.adaptor.N...``.
+  (The HF-format EVA02 release needs its remote code for an EVA tower in HF names; it is
+  refused with the names that do not match: use the EVA-CLIP ``.pt`` of that release.)
 
 Adapter block ``N`` is named ``N.ln`` (pre-norm), ``N.fn.0`` (up) and ``N.fn.3`` (down);
 after the ``L`` blocks, ``L`` is the final LayerNorm and ``L+1`` the output Linear.
