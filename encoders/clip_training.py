@@ -138,6 +138,13 @@ def train_stage2(
     problems = config.validate()
     if problems:
         raise InvalidArgument("; ".join(problems), field="config")
+    if encoder.dtype != torch.float32:
+        # AdamW on half-precision weights loses small updates; bf16 autocast does the speed
+        raise InvalidArgument(
+            "train with spec.dtype fp32 (on CUDA the forward pass runs under bf16 autocast); "
+            "the frozen text encoder may keep its own dtype",
+            field="spec.dtype",
+        )
     start = time.perf_counter()
     unique = sorted({c for _, c in pairs})
     caption_index = {c: i for i, c in enumerate(unique)}

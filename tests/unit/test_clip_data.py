@@ -113,6 +113,13 @@ def test_streamed_cosine_run_with_caption_cache_reloads(setup: dict, tmp_path) -
     np.testing.assert_allclose(again.encode(inputs), enc.encode(inputs), atol=1e-5)
 
 
+def test_half_precision_weights_are_refused(setup: dict, tmp_path) -> None:
+    enc = load_encoder({**setup["spec"], "dtype": "bf16"})
+    with pytest.raises(InvalidArgument, match="fp32") as err:
+        train_stage2(enc, setup["pairs"], str(tmp_path / "ck"), Stage2Config(epochs=1))
+    assert err.value.field == "spec.dtype"
+
+
 def test_stage2_config_reports_every_problem() -> None:
     problems = Stage2Config(
         epochs=0, lr=0, schedule="linear", warmup_steps=-1, workers=-2
