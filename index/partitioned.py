@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from veclink.index.base import VectorIndex, check_ids, check_metric, check_vectors, normalize_rows
+from veclink.index.centroids import CentroidTable
 from veclink.index.flat import check_k, write_atomic
 from veclink.index.postings import Posting, VersionMap
 from veclink.index.rebalance import Rebalancer, centroid_rows
@@ -41,7 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "eps": None,  # probe only centroids within (1 + eps) x the closest distance
     "replicas": 1,  # >1: boundary vectors also go to close postings (RNG rule)
     "replica_eps": 0.1,  # how close a second posting must be to get a replica
-    "reassign_neighbors": 16,  # postings checked for LIRE reassignment after a split
+    "reassign_neighbors": 8,  # postings checked for LIRE reassignment after a split
+    "refresh": 2.0,  # entries re-checked against all centroids per entry inserted (0: off)
     "background": True,  # rebalance in a worker thread (False: inline, for tests)
     "device": "auto",  # search on: "auto" (torch on CUDA when present), "numpy", "cpu", "cuda"
 }
@@ -81,8 +83,7 @@ class PartitionedIndex(VectorIndex):
     def _init_state(self) -> None:
         self.lock = threading.RLock()
         self.parts: dict[int, Posting] = {}
-        # centroid rows (capacity buffers; see `cents`) and the partition id of each row
-        self.set_centroids(np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32))
+        self.centroids = CentroidTable(self.dim)
         self.next_pid = 0
         self.versions = VersionMap()
         self._wal: WriteAheadLog | None = None
@@ -94,79 +95,37 @@ class PartitionedIndex(VectorIndex):
         self.rebalancer = Rebalancer(self, background=bool(self.options["background"]))
 
     # ------------------------------------------------------------------ centroids
-    # Centroid rows live in buffers with spare capacity, so a split adds one in amortised
-    # O(dim) instead of copying the whole matrix; `cents` / `cent_pid` are views of them.
+    # `veclink.index.centroids.CentroidTable` holds them; these name what the rest uses.
 
     @property
     def cents(self) -> np.ndarray:
-        return self._cbuf[: self._nc]
+        return self.centroids.cents
 
     @property
     def cent_pid(self) -> np.ndarray:
-        return self._pbuf[: self._nc]
+        return self.centroids.pids
 
     def set_centroids(self, pids: np.ndarray, cents: np.ndarray) -> None:
-        n = len(pids)
-        cap = max(2 * n, 64)
-        self._cbuf = np.zeros((cap, self.dim), dtype=np.float32)
-        self._pbuf = np.zeros(cap, dtype=np.int64)
-        self._sqbuf = np.zeros(cap, dtype=np.float32)
-        self._cbuf[:n] = cents
-        self._pbuf[:n] = pids
-        self._sqbuf[:n] = (self._cbuf[:n] ** 2).sum(1)
-        self._nc = n
+        self.centroids.reset(pids, cents)
 
     def move_centroids(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Overwrite centroid rows in place."""
-        self._cbuf[rows] = values
-        self._sqbuf[rows] = (values * values).sum(-1)
+        self.centroids.move(rows, values)
 
     def new_partition(self, centroid: np.ndarray) -> int:
         pid = self.next_pid
         self.next_pid += 1
         self.parts[pid] = Posting(self.dim)
-        if self._nc == len(self._pbuf):
-            self.set_centroids(self.cent_pid.copy(), self.cents.copy())
-        self._nc += 1
-        self._pbuf[self._nc - 1] = pid
-        self.move_centroids(np.array([self._nc - 1]), centroid[None].astype(np.float32))
+        self.centroids.append(pid, centroid)
         return pid
 
     def centroid_distances(self, vecs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Squared L2 distances minus ``||v||^2`` (enough to rank centroids), (n, P).
-
-        ``rows`` restricts the columns to those centroid rows (a neighbourhood).
-        """
-        if rows is None:
-            return self._sqbuf[None, : self._nc] - 2.0 * (vecs @ self.cents.T)
-        return self._sqbuf[None, rows] - 2.0 * (vecs @ self._cbuf[rows].T)
+        return self.centroids.distances(vecs, rows)
 
     def nearest(
         self, vecs: np.ndarray, k: int = 1, by_ip: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(squared L2 distances, partition ids) of the ``k`` nearest centroids, nearest first.
-
-        ``by_ip`` ranks centroids by inner product instead (search under ``ip``/``cosine``:
-        it favours tight clusters, whose mean has a larger norm, and probes fewer vectors for
-        the same recall). One BLAS matrix product; on these sizes (hundreds to thousands of
-        centroids) it beats a faiss flat index, which uses a slower kernel for mid-sized
-        query batches.
-        """
-        k = min(k, self._nc)
-        ip = vecs @ self.cents.T
-        dist = self._sqbuf[None, : self._nc] - 2.0 * ip
-        key = -ip if by_ip else dist
-        if k == 1:
-            rows = key.argmin(1)[:, None]
-        else:
-            rows = (
-                np.argpartition(key, k - 1, axis=1)[:, :k]
-                if k < key.shape[1]
-                else np.broadcast_to(np.arange(key.shape[1]), key.shape)
-            )
-            rows = np.take_along_axis(rows, np.argsort(np.take_along_axis(key, rows, 1), 1), 1)
-        best = np.take_along_axis(dist, rows, 1) + (vecs * vecs).sum(1)[:, None]
-        return np.maximum(best, 0.0), self.cent_pid[rows]
+        return self.centroids.nearest(vecs, k, by_ip)
 
     # ------------------------------------------------------------------ mutations
 
@@ -201,6 +160,7 @@ class PartitionedIndex(VectorIndex):
         self.rebalancer.schedule(
             p for p in touched if self.parts[p].n > self.options["split_limit"]
         )
+        self.rebalancer.earn_refresh(slots.size)
 
     def place(
         self,
@@ -368,8 +328,9 @@ class PartitionedIndex(VectorIndex):
                 "splits": self.rebalancer.splits,
                 "merges": self.rebalancer.merges,
                 "reassigned": self.rebalancer.reassigned,
+                "refreshed": self.rebalancer.refreshed,
                 "rebalance_cpu_s": round(self.rebalancer.cpu_seconds, 3),
-                "memory_bytes": int(memory + self.cents.nbytes),
+                "memory_bytes": int(memory + self.centroids.nbytes()),
                 "options": dict(self.options),
             }
 
@@ -490,6 +451,8 @@ def _check_options(o: dict[str, Any]) -> None:
         and o["merge_limit"] * 2 >= o["split_limit"]
     ):
         problems.append("merge_limit must be less than half of split_limit")
+    if not isinstance(o["refresh"], int | float) or not 0 <= o["refresh"] <= 16:
+        problems.append("refresh must be a number between 0 and 16")
     if o["eps"] is not None and (not isinstance(o["eps"], int | float) or o["eps"] < 0):
         problems.append("eps must be a number >= 0 or null")
     if not isinstance(o["device"], str) or not (

@@ -5,6 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def centroid_rows(cent_pid: np.ndarray, pids: np.ndarray) -> np.ndarray:
+    """Centroid rows of partition ids (``cent_pid`` holds the partition id of each row)."""
+    order = np.argsort(cent_pid)
+    return order[np.searchsorted(cent_pid, pids, sorter=order)]
+
+
 class Posting:
     """A growable array of (slot, version, vector) entries of one partition.
 
@@ -47,6 +53,11 @@ class Posting:
         self.vecs[:kept] = vecs[mask]
         self.n = kept
         self.stale = 0
+
+    def replace(self, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray) -> None:
+        """Make ``(ids, ver, vecs)`` the whole content (none of it stale)."""
+        self.n = self.stale = 0
+        self.append(ids, ver, vecs)
 
     def nbytes(self) -> int:
         return self.ids.nbytes + self.ver.nbytes + self.vecs.nbytes

@@ -25,9 +25,13 @@ from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
+from veclink.index.postings import centroid_rows
+from veclink.index.refresh import STEP_ENTRIES, next_postings, refresh_postings
 
 if TYPE_CHECKING:
     from veclink.index.partitioned import PartitionedIndex
+
+__all__ = ["Rebalancer", "balanced_two_means", "centroid_rows"]
 
 
 @functools.cache
@@ -52,12 +56,6 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
     return controller.limit(limits=1, user_api="blas")  # type: ignore[attr-defined,no-any-return]
 
 
-def centroid_rows(cent_pid: np.ndarray, pids: np.ndarray) -> np.ndarray:
-    """Centroid rows of partition ids."""
-    order = np.argsort(cent_pid)
-    return order[np.searchsorted(cent_pid, pids, sorter=order)]
-
-
 def balanced_two_means(
     x: np.ndarray, rng: np.random.Generator, iters: int = 8, min_share: float = 0.25
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,6 +66,7 @@ def balanced_two_means(
     c = np.stack([x[first], x[far]]).astype(np.float32)
     sq = (x * x).sum(1)
     left = np.zeros(n, dtype=bool)
+    prev: np.ndarray | None = None
     for _ in range(iters):
         d = sq[:, None] - 2 * (x @ c.T) + (c * c).sum(1)[None, :]
         left = d[:, 0] <= d[:, 1]
@@ -77,11 +76,39 @@ def balanced_two_means(
             cut = lo if left.sum() < lo else n - lo
             left = np.zeros(n, dtype=bool)
             left[order[:cut]] = True
-        new = np.stack([x[left].mean(0), x[~left].mean(0)]).astype(np.float32)
-        if np.abs(new - c).max() < 1e-6:
-            break
-        c = new
+        if prev is not None and (left == prev).all():
+            break  # assignments settled: the centroids below would not move
+        prev = left
+        c = np.stack([x[left].mean(0), x[~left].mean(0)]).astype(np.float32)
     return c[0], c[1], left
+
+
+def kmeans(
+    x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plain k-means of a posting's vectors into ``k`` (>= 2) non-empty clusters.
+
+    Returns (centroids (k, dim) float32, label of each row).
+    """
+    n = len(x)
+    k = min(k, n)
+    c = x[rng.choice(n, size=k, replace=False)].astype(np.float32)
+    sq = (x * x).sum(1)
+    label = np.zeros(n, dtype=np.int64)
+    for _ in range(iters):
+        d = sq[:, None] - 2 * (x @ c.T) + (c * c).sum(1)[None, :]
+        label = d.argmin(1)
+        counts = np.bincount(label, minlength=k)
+        empty = np.nonzero(counts == 0)[0]
+        if empty.size:  # reseed empty clusters on the points farthest from their centroid
+            far = np.argsort(-d[np.arange(n), label])[: empty.size]
+            label[far] = empty
+            counts = np.bincount(label, minlength=k)
+        order = np.argsort(label, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        xs = x[order]
+        c = np.stack([xs[bounds[j] : bounds[j + 1]].mean(0) for j in range(k)]).astype(np.float32)
+    return c, label
 
 
 class Rebalancer:
@@ -94,8 +121,11 @@ class Rebalancer:
         self.cond = threading.Condition()
         self.busy = False
         self.stopping = False
-        self.splits = self.merges = self.reassigned = 0
+        self.splits = self.merges = self.reassigned = self.refreshed = 0
         self.cpu_seconds = 0.0
+        #: entries the worker still owes to refresh (earned by inserts), and where it resumes
+        self.refresh_credit = 0.0
+        self.refresh_cursor = 0
         self.rng = np.random.default_rng(0)
         self._inline = False
         self.thread: threading.Thread | None = None
@@ -109,26 +139,43 @@ class Rebalancer:
         with self.cond:
             for pid in pids:
                 self.pending[int(pid)] = None
-            if not self.pending:
+            if not self.has_work():
                 return
             self.cond.notify_all()
         if not self.background and not self._inline:
             self._drain_inline()
 
+    def earn_refresh(self, inserted: int) -> None:
+        """Inserts earn refresh work: ``refresh`` entries re-checked per entry inserted."""
+        rate = float(self.index.options["refresh"])
+        if rate > 0:
+            self.refresh_credit += rate * inserted
+            self.schedule(())
+
+    def has_work(self) -> bool:
+        return bool(self.pending) or self.refresh_credit >= STEP_ENTRIES
+
+    def _next(self) -> int | None:
+        """Oversized and undersized postings first; refresh steps only when none is waiting
+        (under a burst of inserts, splitting promptly is what keeps postings well shaped)."""
+        if self.pending:
+            pid = next(iter(self.pending))
+            del self.pending[pid]
+            return pid
+        return None
+
     def _drain_inline(self) -> None:
         self._inline = True
         try:
-            while self.pending:
-                pid = next(iter(self.pending))
-                del self.pending[pid]
-                self._timed(pid)
+            while self.has_work():
+                self._timed(self._next())
         finally:
             self._inline = False
 
     def _loop(self) -> None:
         while True:
             with self.cond:
-                while not self.pending and not self.stopping:
+                while not self.has_work() and not self.stopping:
                     self.busy = False
                     self.cond.notify_all()
                     self.cond.wait()
@@ -136,24 +183,27 @@ class Rebalancer:
                     self.busy = False
                     self.cond.notify_all()
                     return
-                pid = next(iter(self.pending))
-                del self.pending[pid]
+                pid = self._next()
                 self.busy = True
             self._timed(pid)
 
-    def _timed(self, pid: int) -> None:
+    def _timed(self, pid: int | None) -> None:
         start = time.thread_time()
         with self.index.lock, one_blas_thread():
             if not self.index._closed:
-                self.maintain(pid)
+                if pid is None:
+                    self.refresh()
+                else:
+                    self.maintain(pid)
         self.cpu_seconds += time.thread_time() - start
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self.cond:
-            return self.cond.wait_for(lambda: not self.pending and not self.busy, timeout)
+            return self.cond.wait_for(lambda: not self.has_work() and not self.busy, timeout)
 
     def pending_count(self) -> int:
-        return len(self.pending)
+        """Postings waiting for a split/merge/compaction, plus owed refresh steps."""
+        return len(self.pending) + int(self.refresh_credit // STEP_ENTRIES)
 
     def stop(self) -> None:
         with self.cond:
@@ -200,85 +250,103 @@ class Rebalancer:
         ids, ver, vecs = (a.copy() for a in part.view())
         row = int(centroid_rows(ix.cent_pid, np.array([pid]))[0])
         old_centroid = ix.cents[row].copy()
-        c0, c1, first = balanced_two_means(vecs, self.rng)
-        part.keep(first)
-        ix.move_centroids(np.array([row]), c0[None])
-        other = ix.new_partition(c1)
-        ix.parts[other].append(ids[~first], ver[~first], vecs[~first])
-        moved = ids[~first]
+        limit = ix.options["split_limit"]
+        if part.n <= 2 * limit:
+            c0, c1, first = balanced_two_means(vecs, self.rng)
+            cents, label = np.stack([c0, c1]), (~first).astype(np.int64)
+        else:
+            # a posting that outgrew its limit several times over (inserts outpacing the
+            # worker) is cut into postings of about half the limit at once: repeated
+            # bisection of a pile gives worse cells than one k-means of it
+            cents, label = kmeans(vecs, math.ceil(part.n / (limit // 2)), self.rng)
+        part.keep(label == 0)
+        ix.move_centroids(np.array([row]), cents[:1])
+        new = [pid]
         loc = ix.versions.loc
-        loc[moved[loc[moved] == pid]] = other
+        for j in range(1, len(cents)):
+            other = ix.new_partition(cents[j])
+            sel = label == j
+            ix.parts[other].append(ids[sel], ver[sel], vecs[sel])
+            moved = ids[sel]
+            loc[moved[loc[moved] == pid]] = other
+            new.append(other)
         self.splits += 1
-        touched = {pid, other}
         # the neighbourhood of the old centroid bounds all LIRE work: SPFresh's observation
         # that a split can only pull vectors across nearby partition boundaries
         d_old = ix.centroid_distances(old_centroid[None])[0]
-        n_neigh = min(ix.options["reassign_neighbors"] + 2, d_old.size)
+        n_neigh = min(ix.options["reassign_neighbors"] + len(new), d_old.size)
         rows = np.argpartition(d_old, n_neigh - 1)[:n_neigh]
-        rows = np.union1d(rows, centroid_rows(ix.cent_pid, np.array([pid, other])))
+        rows = np.union1d(rows, centroid_rows(ix.cent_pid, np.array(new)))
+        self.reassign_neighbourhood(rows)
+
+    def reassign_neighbourhood(self, rows: np.ndarray) -> None:
+        """LIRE over the postings of centroid ``rows``, as one local Lloyd step.
+
+        Every current primary entry of the neighbourhood goes to its nearest centroid among
+        the neighbourhood's (LIRE asks this of the split posting's vectors against all
+        centroids and of the neighbours' vectors against the two new ones; asking everyone
+        about every centroid costs the same single matrix product); then each centroid moves
+        to the mean of its posting. Stale entries are dropped on the way. The postings are
+        rebuilt from one gathered block, so the cost is a few array operations, not a Python
+        loop over entries or moves.
+        """
+        ix = self.index
         neigh = ix.cent_pid[rows]
-        # LIRE 1: the split posting's vectors that are now nearer another centroid
-        near = neigh[ix.centroid_distances(vecs, rows).argmin(1)]
-        now = np.where(first, pid, other)
-        for p in (pid, other):
-            side = now == p
-            targets = np.full(ix.parts[p].n, p, dtype=np.int64)
-            targets[: int(side.sum())] = near[side]
-            touched |= self._move(p, targets != p, targets)
-        # LIRE 2: neighbours' vectors that are now closer to another centroid of the
-        # neighbourhood. LIRE only asks about the two new centroids; asking about all of them
-        # costs the same one matrix product and, with the recentring below, makes every split
-        # a local Lloyd step, which keeps partition quality close to a fresh k-means.
-        cols = [
-            (c, q)
-            for c, q in enumerate(neigh.tolist())
-            if q not in (pid, other) and q in ix.parts and ix.parts[q].n
-        ]
-        if cols:
-            sizes = np.array([ix.parts[q].n for _, q in cols])
-            cand = np.concatenate([ix.parts[q].view()[2] for _, q in cols])
-            d = ix.centroid_distances(cand, rows)
-            best = d.argmin(1)
-            own = np.repeat(np.array([c for c, _ in cols]), sizes)
-            closer = d[np.arange(best.size), best] < d[np.arange(best.size), own]
-            start = 0
-            for (_, q), n in zip(cols, sizes.tolist(), strict=True):
-                sel = closer[start : start + n]
-                if sel.any():
-                    # entries appended to q by earlier moves sit after its first n
-                    targets = np.full(ix.parts[q].n, q, dtype=np.int64)
-                    targets[:n] = neigh[best[start : start + n]]
-                    touched |= self._move(q, targets != q, targets)
-                start += n
-            touched |= {q for _, q in cols}
-        if ix.options.get("recenter", True):
-            self._recenter(touched)
+        views = [ix.parts[q].view() for q in neigh.tolist()]
+        sizes = np.array([v[0].size for v in views], dtype=np.int64)
+        ids = np.concatenate([v[0] for v in views])
+        ver = np.concatenate([v[1] for v in views])
+        vecs = np.concatenate([v[2] for v in views])
+        owner = np.repeat(np.arange(neigh.size), sizes)  # column of each entry's posting
+        vm = ix.versions
+        current = vm.current(ids, ver)
+        primary = current & (vm.loc[ids] == neigh[owner])
+        dest = owner.copy()
+        if primary.any():
+            dest[primary] = ix.centroid_distances(vecs[primary], rows).argmin(1)
+        moved = primary & (dest != owner)
+        self.reassigned += int(moved.sum())
+        vm.loc[ids[moved]] = neigh[dest[moved]]
+        # replicas stay where they are; stale entries are dropped
+        keep = np.nonzero(current)[0]
+        keep = keep[np.argsort(dest[keep], kind="stable")]
+        counts = np.bincount(dest[keep], minlength=neigh.size)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        ids, ver, vecs = ids[keep], ver[keep], vecs[keep]
+        same = np.bincount(owner[keep[owner[keep] == dest[keep]]], minlength=neigh.size)
+        for j, q in enumerate(neigh.tolist()):
+            a, b = bounds[j], bounds[j + 1]
+            if not (same[j] == b - a == sizes[j]):  # unchanged postings stay as they are
+                ix.parts[q].replace(ids[a:b], ver[a:b], vecs[a:b])
+        nonempty = np.nonzero(counts)[0]
+        if nonempty.size:
+            # per-group sums of sorted rows (np.add.reduceat is several times slower here)
+            sums = np.stack([vecs[bounds[j] : bounds[j + 1]].sum(0) for j in nonempty.tolist()])
+            ix.move_centroids(rows[nonempty], sums / counts[nonempty, None].astype(np.float32))
+        o = ix.options
         self.schedule(
-            p for p in touched if p in ix.parts and ix.parts[p].n > ix.options["split_limit"]
+            q
+            for q, n in zip(neigh.tolist(), counts.tolist(), strict=True)
+            if n > o["split_limit"] or n < o["merge_limit"]
         )
 
-    def _recenter(self, pids: set[int]) -> None:
-        """One local Lloyd step: move each touched centroid to the mean of its posting."""
+    def refresh(self) -> None:
+        """One refresh step (`veclink.index.refresh`); reschedules itself while owed."""
         ix = self.index
-        live = [p for p in pids if p in ix.parts and ix.parts[p].n]
-        if not live:
+        if len(ix.parts) < 2:
+            self.refresh_credit = 0.0
             return
-        rows = centroid_rows(ix.cent_pid, np.array(live))
-        ix.move_centroids(rows, np.stack([ix.parts[p].view()[2].mean(0) for p in live]))
-
-    def _move(self, src: int, mask: np.ndarray, targets: np.ndarray) -> set[int]:
-        """Move the masked entries of posting ``src`` to ``targets`` (aligned with entries)."""
-        if not mask.any():
-            return set()
-        ix = self.index
-        ids, ver, vecs = (a[mask].copy() for a in ix.parts[src].view())
-        dest = targets[mask]
-        ix.parts[src].keep(~mask)
-        loc = ix.versions.loc
-        primary = loc[ids] == src
-        loc[ids[primary]] = dest[primary]
-        self.reassigned += int(mask.sum())
-        return ix._append_grouped(dest, ids, ver, vecs)
+        pids, self.refresh_cursor = next_postings(ix, self.refresh_cursor, STEP_ENTRIES)
+        checked, moved, changed = refresh_postings(ix, pids)
+        self.refreshed += checked
+        self.reassigned += moved
+        self.refresh_credit = max(0.0, self.refresh_credit - max(checked, 1))
+        o = ix.options
+        self.schedule(
+            p
+            for p in changed
+            if p in ix.parts and not o["merge_limit"] <= ix.parts[p].n <= o["split_limit"]
+        )
 
     def merge(self, pid: int) -> None:
         ix = self.index

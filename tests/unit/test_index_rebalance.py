@@ -1,0 +1,105 @@
+"""Rebalancing pieces of the partitioned index: k-means splits, refresh, projected centroids."""
+
+from __future__ import annotations
+
+import numpy as np
+from veclink.index import PartitionedIndex
+from veclink.index.centroids import CentroidTable
+from veclink.index.postings import VersionMap
+from veclink.index.rebalance import balanced_two_means, kmeans
+from veclink.index.refresh import next_postings, refresh_postings
+
+
+def blobs(n: int, k: int, dim: int, seed: int = 0, spread: float = 0.2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim)) * 3
+    return (centres[rng.integers(0, k, n)] + spread * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def test_kmeans_separates_blobs_into_non_empty_clusters() -> None:
+    x = blobs(600, 6, 8)
+    cents, label = kmeans(x, 6, np.random.default_rng(0))
+    assert cents.shape == (6, 8) and np.bincount(label, minlength=6).min() > 0
+    # every blob ends up (almost) entirely in one cluster
+    _, own = kmeans(x, 6, np.random.default_rng(1))
+    agree = np.mean([np.bincount(own[label == j]).max() / (label == j).sum() for j in range(6)])
+    assert agree > 0.9
+
+
+def test_balanced_two_means_keeps_both_halves_large() -> None:
+    x = np.vstack([blobs(95, 1, 8, seed=2), blobs(5, 1, 8, seed=3)])
+    _, _, first = balanced_two_means(x, np.random.default_rng(0))
+    assert 25 <= first.sum() <= 75
+
+
+def test_oversized_posting_is_cut_in_one_multiway_split() -> None:
+    index = PartitionedIndex(8, metric="l2", split_limit=32, merge_limit=4, background=False)
+    index.add(np.arange(10), blobs(10, 1, 8))  # one posting
+    x = blobs(400, 8, 8, seed=4)
+    index.add(np.arange(10, 410), x)  # lands in that posting: ~13x the limit
+    st = index.stats()
+    assert st["over_split_limit"] == 0 and st["partitions"] >= 8
+    assert st["splits"] < 12  # not ~log2 bisections per blob
+    _, got = index.search(x[:50], 1, nprobe=10_000)
+    np.testing.assert_array_equal(got[:, 0], np.arange(10, 60))
+
+
+def test_refresh_moves_misplaced_vectors_to_their_nearest_centroid() -> None:
+    index = PartitionedIndex(
+        8, metric="l2", split_limit=64, merge_limit=2, refresh=0, background=False
+    )
+    x = blobs(300, 4, 8, seed=5, spread=0.05)
+    index.add(np.arange(300), x)
+    # misplace every vector of one posting by moving its centroid far away, then back
+    pid = next(iter(index.parts))
+    row = int(np.nonzero(index.cent_pid == pid)[0][0])
+    original = index.cents[row].copy()
+    index.move_centroids(np.array([row]), original[None] + 100.0)
+    pids, cursor = next_postings(index, 0, 10_000)
+    assert sorted(pids) == sorted(index.parts) and cursor == max(pids) + 1
+    checked, moved, changed = refresh_postings(index, pids)
+    assert checked == 300 and moved > 0 and changed
+    vm = index.versions
+    for p, part in index.parts.items():  # everything now sits at its nearest centroid
+        ids, ver, vecs = part.view()
+        cur = vm.current(ids, ver)
+        _, near = index.nearest(vecs[cur], 1)
+        assert (near[:, 0] == p).all()
+    assert len(index) == 300
+
+
+def test_projected_nearest_is_exact_on_small_tables_and_never_worse_on_large() -> None:
+    rng = np.random.default_rng(6)
+    small = CentroidTable(16)
+    for pid, c in enumerate(rng.normal(size=(40, 16)).astype(np.float32)):
+        small.append(pid, c)
+    v = rng.normal(size=(100, 16)).astype(np.float32)
+    dist, pids = small.nearest_projected(v)
+    d_exact, p_exact = small.nearest(v, 1)
+    np.testing.assert_array_equal(pids, p_exact[:, 0])
+    np.testing.assert_allclose(dist, d_exact[:, 0], rtol=1e-4, atol=1e-4)
+
+    # embeddings have a decaying spectrum: a 40-dimensional signal plus faint noise
+    mix = rng.normal(size=(40, 160)).astype(np.float32)
+    big = CentroidTable(160)
+    for pid, c in enumerate(rng.normal(size=(600, 40)).astype(np.float32) @ mix):
+        big.append(pid, c + 0.05 * rng.normal(size=160).astype(np.float32))
+    v = (rng.normal(size=(500, 40)) @ mix + 0.05 * rng.normal(size=(500, 160))).astype(np.float32)
+    dist, pids = big.nearest_projected(v)
+    d_exact, p_exact = big.nearest(v, 1)
+    assert (dist >= d_exact[:, 0] * (1 - 1e-4)).all()  # an exact distance, never below the min
+    assert np.mean(pids == p_exact[:, 0]) > 0.8
+    big.drop(5)  # compaction keeps the fitted projection usable
+    dist2, pids2 = big.nearest_projected(v)
+    assert not np.isin(pids2, [5]).any()
+
+
+def test_version_map_slots_for_sparse_ids() -> None:
+    vm = VersionMap()
+    a = vm.assign(np.array([10**15, 3, 2**40], dtype=np.int64))
+    b = vm.assign(np.array([3, 7], dtype=np.int64))
+    assert a.tolist() == [0, 1, 2] and b.tolist() == [1, 3]
+    assert vm.lookup(np.array([7, 8, 10**15])).tolist() == [3, -1, 0]
+    vm.live[[0, 1]] = True
+    assert vm.live_slots(np.array([3, 7, 99])).tolist() == [1, -1, -1]
+    assert sorted(vm.live_ids().tolist()) == [3, 10**15]
