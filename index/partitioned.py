@@ -5,7 +5,10 @@ posting; deletes only bump the id's version (the stale entry is skipped by searc
 dropped at the next compaction). A background worker keeps postings bounded with the
 LIRE protocol (`veclink.index.rebalance`): split an oversized posting with balanced
 2-means, reassign the vectors that a split made closer to another centroid, merge
-undersized postings into their neighbours. Nothing ever rebuilds the whole index.
+undersized postings into their neighbours; and, in proportion to inserts, re-checks
+postings round-robin against all centroids (`veclink.index.refresh`), which in
+high-dimensional data finds the misplaced vectors a split's neighbourhood misses. Nothing
+ever rebuilds the whole index. Ids map to dense slots (`veclink.index.postings.VersionMap`).
 
 Durability: every mutation is in the WAL (fsync) before it is acknowledged; a snapshot
 stores postings, centroids and the version map with the WAL position it covers. Replay

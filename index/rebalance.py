@@ -1,16 +1,18 @@
-"""Incremental rebalancing of the partitioned index (SPFresh's LIRE protocol).
+"""Incremental rebalancing of the partitioned index (SPFresh's LIRE protocol, plus refresh).
 
 A posting that grows past ``split_limit`` is compacted (stale entries dropped) and, if
-still too big, split in two by balanced 2-means. Splitting moves a centroid, so two kinds
-of vectors may now sit in the wrong posting, and are reassigned (LIRE):
-
-1. vectors of the split posting whose nearest centroid is now another posting's;
-2. vectors of the ``reassign_neighbors`` postings nearest to the old centroid that are
-   closer to one of the two new centroids than to their own.
+still too big, split in two by balanced 2-means (a posting several times over the limit,
+when inserts outpace the worker, is cut by k-means into postings of half the limit).
+Splitting moves centroids, so vectors may now sit in the wrong posting, and are reassigned
+(LIRE) over the neighbourhood: the new postings and the ``reassign_neighbors`` postings
+nearest to the old centroid. Every current entry there goes to its nearest centroid of the
+neighbourhood, then those centroids move to their postings' means (one local Lloyd step).
 
 A posting whose live entries fall below ``merge_limit`` is dissolved: each of its vectors
-moves to its nearest remaining centroid. All of it runs one posting at a time under the
-index lock, in a worker thread; no operation touches more than a neighbourhood.
+moves to its nearest remaining centroid. Inserts also earn refresh steps
+(`veclink.index.refresh`), which re-check postings round-robin against every centroid.
+All of it runs one step at a time under the index lock, in a worker thread (splits and
+merges before refresh); no step touches more than a neighbourhood or ~1,000 entries.
 """
 
 from __future__ import annotations

@@ -77,3 +77,17 @@ def test_drop_duplicate_ids_keeps_best_copy() -> None:
     drop_duplicate_ids(s, i)
     assert i[0].tolist() == [3, 4, -1, -1] and s[0, 0] == np.float32(0.9)
     assert sorted(i[1].tolist()) == [-1, -1, 1, 2] and i[1, 2] == 1
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_few_query_path_matches_partition_major(metric: str, replicas: int) -> None:
+    index = build(metric, replicas, "numpy")
+    q = mixture(12, seed=11)
+    batch_s, batch_i = index.search(q, 10, nprobe=6)  # partition-major (> FEW_QUERIES)
+    for a in range(0, 12, 3):
+        s, i = index.search(q[a : a + 3], 10, nprobe=6)  # query-major
+        np.testing.assert_allclose(s, batch_s[a : a + 3], rtol=1e-4, atol=1e-3)
+        for row, ref in zip(i, batch_i[a : a + 3], strict=True):
+            assert set(row[row >= 0].tolist()) == set(ref[ref >= 0].tolist())
+            assert np.unique(row[row >= 0]).size == (row >= 0).sum()
