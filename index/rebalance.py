@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
-from veclink.index.postings import centroid_rows
+from veclink.index.postings import centroid_rows, row_mean
 from veclink.index.refresh import STEP_ENTRIES, next_postings, refresh_postings
 
 if TYPE_CHECKING:
@@ -81,7 +81,9 @@ def balanced_two_means(
         if prev is not None and (left == prev).all():
             break  # assignments settled: the centroids below would not move
         prev = left
-        c = np.stack([x[left].mean(0), x[~left].mean(0)]).astype(np.float32)
+        # both means in one product with the (2, n) membership matrix
+        member = np.stack([left, ~left]).astype(np.float32)
+        c = (member @ x) / member.sum(1, keepdims=True)
     return c[0], c[1], left
 
 
@@ -109,7 +111,7 @@ def kmeans(
         order = np.argsort(label, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(counts)])
         xs = x[order]
-        c = np.stack([xs[bounds[j] : bounds[j + 1]].mean(0) for j in range(k)]).astype(np.float32)
+        c = np.stack([row_mean(xs[bounds[j] : bounds[j + 1]]) for j in range(k)])
     return c, label
 
 

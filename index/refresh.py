@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from veclink.index.postings import centroid_rows
+from veclink.index.postings import centroid_rows, row_mean
 
 if TYPE_CHECKING:
     from veclink.index.partitioned import PartitionedIndex
@@ -91,4 +91,4 @@ def recenter(index: PartitionedIndex, pids: set[int]) -> None:
     if not live:
         return
     rows = centroid_rows(index.cent_pid, np.array(live, dtype=np.int64))
-    index.move_centroids(rows, np.stack([index.parts[p].view()[2].mean(0) for p in live]))
+    index.move_centroids(rows, np.stack([row_mean(index.parts[p].view()[2]) for p in live]))
