@@ -27,7 +27,7 @@ from veclink.index import PartitionedIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
-NPROBES = (4, 8, 16, 32, 64, 96, 128, 192, 256)
+NPROBES = (4, 8, 16, 32, 64, 96, 112, 128, 160, 192, 256)
 
 
 def rss_mb() -> float:
@@ -345,10 +345,18 @@ def targets(results: list[Result], batches: int, uniform: bool = False) -> None:
     print("|---|---|")
     print(f"| best recall within 1 point of the rebuild's | {best_o:.4f} vs {best_r:.4f} |")
     print(
-        f"| recall at <= 1.25x the rebuild's scanned at 0.95 ({1.25 * sr:,.0f}) | "
+        f"| recall at <= 1.25x the rebuild's scanned at 0.95 ({1.25 * sr:,.0f}), measured | "
         f"{o_at[1]:.4f} ({o_at[0]}) |"
         if o_at
         else "| ... | none |"
+    )
+    print(
+        f"| recall at 1.25x the rebuild's scanned at 0.95, interpolated (>= 0.95) | "
+        f"{recall_at(o, 1.25 * sr):.4f} |"
+    )
+    print(
+        f"| scanned at recall 0.95: veclink / rebuild <= 1.25 | {so / sr:.2f} "
+        f"({so:,.0f} / {sr:,.0f}) |"
     )
     print(f"| scanned at recall 0.95: IVF / veclink >= 2 | {si / so:.2f} ({si:,.0f} / {so:,.0f}) |")
     print(f"| QPS at recall 0.95: veclink / IVF >= 1.8 | {qo / qi:.2f} ({qo:,.0f} / {qi:,.0f}) |")

@@ -20,6 +20,15 @@ PROJECT_MIN_DIM = 128
 PROJECT_MIN_CENTROIDS = 256
 
 
+def clearly_closer(best: np.ndarray, own: np.ndarray, vsq: np.ndarray) -> np.ndarray:
+    """Mask of entries whose best centroid beats their own by more than rounding error.
+
+    ``best`` and ``own`` are squared distances minus ``||v||^2`` (`CentroidTable.distances`),
+    ``vsq`` the squared norms; float32 products carry errors of about 1e-7 of the norms.
+    """
+    return best < own - 1e-5 * (vsq + 1e-12)
+
+
 class CentroidTable:
     """Partition centroids in capacity buffers, with their squared norms."""
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
+from veclink.index.centroids import clearly_closer
 from veclink.index.postings import centroid_rows, row_mean
 from veclink.index.refresh import STEP_ENTRIES, next_postings, refresh_postings
 
@@ -90,9 +91,10 @@ def balanced_two_means(
 def kmeans(
     x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Plain k-means of a posting's vectors into ``k`` (>= 2) non-empty clusters.
+    """Plain k-means of a posting's vectors into at most ``k`` non-empty clusters.
 
-    Returns (centroids (k, dim) float32, label of each row).
+    Returns (centroids (k', dim) float32, label in ``[0, k')`` of each row); k' < k only when
+    the rows hold fewer than ``k`` distinct points.
     """
     n = len(x)
     k = min(k, n)
@@ -111,7 +113,16 @@ def kmeans(
         order = np.argsort(label, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(counts)])
         xs = x[order]
-        c = np.stack([row_mean(xs[bounds[j] : bounds[j + 1]]) for j in range(k)])
+        # a reseed can empty the cluster it took its point from (duplicates make it likely):
+        # such a centroid stays where it was, never the NaN mean of nothing, which argmin
+        # would then prefer over every real distance
+        for j in np.nonzero(counts)[0].tolist():
+            c[j] = row_mean(xs[bounds[j] : bounds[j + 1]])
+    used = np.nonzero(counts)[0]
+    if used.size < k:  # return only non-empty clusters, labels renumbered densely
+        remap = np.full(k, -1, dtype=np.int64)
+        remap[used] = np.arange(used.size)
+        c, label = c[used], remap[label]
     return c, label
 
 
@@ -255,14 +266,17 @@ class Rebalancer:
         row = int(centroid_rows(ix.cent_pid, np.array([pid]))[0])
         old_centroid = ix.cents[row].copy()
         limit = ix.options["split_limit"]
-        if part.n <= 2 * limit:
-            c0, c1, first = balanced_two_means(vecs, self.rng)
-            cents, label = np.stack([c0, c1]), (~first).astype(np.int64)
-        else:
+        cents = np.zeros((0, ix.dim), dtype=np.float32)
+        if part.n > 2 * limit:
             # a posting that outgrew its limit several times over (inserts outpacing the
             # worker) is cut into postings of about half the limit at once: repeated
             # bisection of a pile gives worse cells than one k-means of it
             cents, label = kmeans(vecs, math.ceil(part.n / (limit // 2)), self.rng)
+            if np.bincount(label).max() > part.n // 2:
+                cents = cents[:0]  # k-means could not divide it (copies of one vector)
+        if len(cents) < 2:
+            c0, c1, first = balanced_two_means(vecs, self.rng)
+            cents, label = np.stack([c0, c1]), (~first).astype(np.int64)
         part.keep(label == 0)
         ix.move_centroids(np.array([row]), cents[:1])
         new = [pid]
@@ -307,7 +321,15 @@ class Rebalancer:
         primary = current & (vm.loc[ids] == neigh[owner])
         dest = owner.copy()
         if primary.any():
-            dest[primary] = ix.centroid_distances(vecs[primary], rows).argmin(1)
+            v = vecs[primary]
+            d = ix.centroid_distances(v, rows)
+            best = d.argmin(1)
+            at = np.arange(best.size)
+            # move only to a clearly closer centroid: among equidistant ones (copies of one
+            # vector split across postings) argmin would pull everything back into the first
+            # and the split would repeat forever
+            closer = clearly_closer(d[at, best], d[at, owner[primary]], (v * v).sum(1))
+            dest[np.nonzero(primary)[0][closer]] = best[closer]
         moved = primary & (dest != owner)
         self.reassigned += int(moved.sum())
         vm.loc[ids[moved]] = neigh[dest[moved]]

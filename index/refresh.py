@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from veclink.index.centroids import clearly_closer
 from veclink.index.postings import centroid_rows, row_mean
 
 if TYPE_CHECKING:
@@ -62,8 +63,10 @@ def refresh_postings(index: PartitionedIndex, pids: list[int]) -> tuple[int, int
     if primary.any():
         # a near centroid (from the projection), kept only where it beats the current one
         cand_dist, cand = index.centroids.nearest_projected(vecs[primary])
-        own = vecs[primary] - index.cents[centroid_rows(index.cent_pid, src[primary])]
-        better = cand_dist < np.einsum("ij,ij->i", own, own) * (1 - 1e-6)
+        v = vecs[primary]
+        own = v - index.cents[centroid_rows(index.cent_pid, src[primary])]
+        vsq = np.einsum("ij,ij->i", v, v)
+        better = clearly_closer(cand_dist - vsq, np.einsum("ij,ij->i", own, own) - vsq, vsq)
         dest[np.nonzero(primary)[0][better]] = cand[better]
     moved = dest != src
     vm.loc[ids[moved]] = dest[moved]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from veclink.index import PartitionedIndex
 from veclink.index.centroids import CentroidTable
 from veclink.index.postings import VersionMap
@@ -24,6 +25,29 @@ def test_kmeans_separates_blobs_into_non_empty_clusters() -> None:
     _, own = kmeans(x, 6, np.random.default_rng(1))
     agree = np.mean([np.bincount(own[label == j]).max() / (label == j).sum() for j in range(6)])
     assert agree > 0.9
+
+
+def test_kmeans_on_duplicates_returns_only_non_empty_finite_clusters() -> None:
+    # 3 distinct points, each repeated: initial centroids coincide and reseeding empties
+    # clusters; a NaN centroid would win every argmin and swallow all later inserts
+    x = np.repeat(blobs(3, 3, 8, seed=7, spread=0.0), [50, 30, 20], axis=0)
+    cents, label = kmeans(x, 6, np.random.default_rng(0))
+    assert np.isfinite(cents).all() and 1 <= len(cents) <= 6
+    counts = np.bincount(label, minlength=len(cents))
+    assert counts.size == len(cents) and counts.min() > 0
+    for j in range(len(cents)):
+        np.testing.assert_allclose(cents[j], x[label == j].mean(0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.timeout(60)  # the bug this guards against was an endless split loop
+def test_oversized_posting_of_copies_still_splits() -> None:
+    index = PartitionedIndex(8, metric="l2", split_limit=16, merge_limit=2, background=False)
+    index.add(np.arange(5), blobs(5, 1, 8, seed=8))
+    index.add(np.arange(5, 205), np.repeat(blobs(1, 1, 8, seed=9), 200, axis=0))
+    st = index.stats()
+    assert st["over_split_limit"] == 0 and np.isfinite(index.cents).all()
+    _, got = index.search(blobs(1, 1, 8, seed=9), 5, nprobe=10_000)
+    assert (got[0] >= 5).all()
 
 
 def test_balanced_two_means_keeps_both_halves_large() -> None:
