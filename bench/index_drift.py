@@ -404,6 +404,55 @@ def report(name: str, results: list[Result], batches: int) -> None:
         )
 
 
+def plot(path: Path, name: str, results: list[Result], batches: int) -> None:
+    """Recall@10 against vectors scanned (batches 0, 5, 10) and against QPS (final batch)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colours = ("tab:blue", "tab:red", "tab:green", "tab:purple")
+    styles = {0: ":", batches // 2: "--", batches: "-"}
+    for r, colour in zip(results, colours, strict=False):
+        for b, curve in sorted(r.curves.items()):
+            rec = [c[1] for c in curve]
+            scanned = [c[2] for c in curve]
+            if not math.isnan(scanned[0]):
+                left.plot(
+                    scanned,
+                    rec,
+                    styles[b],
+                    color=colour,
+                    marker=".",
+                    label=f"{r.method}, batch {b}",
+                )
+            if b == batches:
+                right.plot(
+                    [c[3] for c in curve], rec, "-", color=colour, marker=".", label=r.method
+                )
+    left.set(
+        xscale="log",
+        xlabel="vectors scanned per query",
+        ylabel="recall@10",
+        title=f"{name}: recall vs work (dotted: batch 0, dashed: {batches // 2}, solid: {batches})",
+    )
+    right.set(
+        xscale="log",
+        xlabel="queries per second (2,000-query batch)",
+        ylabel="recall@10",
+        title=f"{name}: final state, recall vs QPS",
+    )
+    for ax in (left, right):
+        ax.set_ylim(0.8, 1.0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path / f"index_drift_{name}.png", dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/wordnet/minilm_fp16.npy"))
@@ -432,6 +481,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-hnsw", action="store_true")
     ap.add_argument("--only", choices=("shifted", "uniform"))
+    ap.add_argument(
+        "--plot", type=Path, metavar="DIR", help="also write index_drift_<workload>.png here"
+    )
     args = ap.parse_args()
 
     x = load(args)
@@ -489,6 +541,8 @@ def run_workload(x: np.ndarray, w: Workload, args: argparse.Namespace) -> None:
         hn.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
         results.append(hn)
     report(w.name, results, final)
+    if args.plot:
+        plot(args.plot, w.name, results, final)
     targets(results, final, uniform=w.name == "uniform")
     print(f"\nRSS now {rss_mb():,.0f} MB")
 

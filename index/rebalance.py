@@ -93,8 +93,8 @@ def kmeans(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Plain k-means of a posting's vectors into at most ``k`` non-empty clusters.
 
-    Returns (centroids (k', dim) float32, label in ``[0, k')`` of each row); k' < k only when
-    the rows hold fewer than ``k`` distinct points.
+    Returns (centroids (k', dim) float32, label in ``[0, k')`` of each row); k' < k when
+    clusters end up empty, which in practice means rows that are copies of a few vectors.
     """
     n = len(x)
     k = min(k, n)
