@@ -39,16 +39,20 @@ class Posting:
     def append(self, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray) -> None:
         need = self.n + ids.size
         if need > self.ids.size:
-            cap = max(need, 2 * self.ids.size)
-            self.ids = np.resize(self.ids, cap)
-            self.ver = np.resize(self.ver, cap)
-            grown = np.empty((cap, self.vecs.shape[1]), dtype=np.float32)
-            grown[: self.n] = self.vecs[: self.n]
-            self.vecs = grown
+            self._grow(max(need, 2 * self.ids.size))
         self.ids[self.n : need] = ids
         self.ver[self.n : need] = ver
         self.vecs[self.n : need] = vecs
         self.n = need
+
+    def _grow(self, cap: int) -> None:
+        """Reallocate the buffers to ``cap`` entries, keeping the first ``n``."""
+        n = self.n
+        ids = np.empty(cap, dtype=np.int64)
+        ver = np.empty(cap, dtype=np.uint32)
+        vecs = np.empty((cap, self.vecs.shape[1]), dtype=np.float32)
+        ids[:n], ver[:n], vecs[:n] = self.ids[:n], self.ver[:n], self.vecs[:n]
+        self.ids, self.ver, self.vecs = ids, ver, vecs
 
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.ids[: self.n], self.ver[: self.n], self.vecs[: self.n]
@@ -56,16 +60,15 @@ class Posting:
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the entries where ``mask`` is true (in order)."""
         ids, ver, vecs = self.view()
-        kept = int(mask.sum())
-        self.ids[:kept] = ids[mask]
-        self.ver[:kept] = ver[mask]
-        self.vecs[:kept] = vecs[mask]
-        self.n = kept
-        self.stale = 0
+        self.replace(ids[mask], ver[mask], vecs[mask])
 
     def replace(self, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray) -> None:
         """Make ``(ids, ver, vecs)`` the whole content (none of it stale)."""
         self.n = self.stale = 0
+        if self.ids.size > 2 * max(ids.size, 32):
+            # a split or compaction left most of the buffers empty (a posting that grew to
+            # twice the split limit keeps half or less): give the slack back
+            self._grow(max(ids.size + ids.size // 4, 32))
         self.append(ids, ver, vecs)
 
     def nbytes(self) -> int:
