@@ -468,8 +468,9 @@ def main() -> None:
     ap.add_argument(
         "--split-limit",
         type=int,
-        default=96,
-        help="veclink split limit; its postings then hold ~0.6x this many vectors on average",
+        default=128,
+        help="veclink split limit (the index's default); its postings then hold ~0.6x this "
+        "many vectors on average",
     )
     ap.add_argument(
         "--list-len",
