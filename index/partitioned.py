@@ -47,7 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "replica_eps": 0.1,  # how close a second posting must be to get a replica
     "reassign_neighbors": 8,  # postings checked for LIRE reassignment after a split
     # entries re-checked against all centroids per entry inserted (0: off); on the MiniLM
-    # drift benchmark 4 scans ~12% fewer vectors at recall 0.95 than 2, for ~15% of insert rate
+    # drift benchmark 4 scans ~10% fewer vectors at recall 0.95 than 2, for a 15-40% lower
+    # amortised insert rate (BENCHMARKS.md)
     "refresh": 4.0,
     "background": True,  # rebalance in a worker thread (False: inline, for tests)
     "device": "auto",  # search on: "auto" (torch on CUDA when present), "numpy", "cpu", "cuda"
