@@ -60,9 +60,22 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
 
 
 def balanced_two_means(
-    x: np.ndarray, rng: np.random.Generator, iters: int = 8, min_share: float = 0.25
+    x: np.ndarray,
+    rng: np.random.Generator,
+    iters: int = 8,
+    min_share: float = 0.25,
+    min_size: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split ``x`` into two equal halves around two centroids; returns (c0, c1, in_first)."""
+    """Split ``x`` in two around two centroids; returns (c0, c1, in_first).
+
+    Each side keeps at least ``min_share`` of the rows and at least ``min_size`` of them (the
+    merge limit: a split must not make a posting that the merge rule would fold straight back,
+    or the two would undo each other forever), with one exception: when the larger side is
+    copies of one vector, the split keeps them apart from the rest as they are. A balanced
+    cut would put some copies beside other vectors, under a centroid farther from them than
+    the copies' own, and reassignment would move them straight back; kept together they
+    split later into halves with equal centroids, which reassignment leaves alone.
+    """
     n = len(x)
     first = int(rng.integers(n))
     far = int(np.argmax(((x - x[first]) ** 2).sum(1)))
@@ -73,8 +86,9 @@ def balanced_two_means(
     for _ in range(iters):
         d = sq[:, None] - 2 * (x @ c.T) + (c * c).sum(1)[None, :]
         left = d[:, 0] <= d[:, 1]
-        lo = int(min_share * n)
-        if not lo <= left.sum() <= n - lo:  # too lopsided: cut at the balanced point instead
+        lo = max(int(min_share * n), min(min_size, n // 2))
+        if not lo <= left.sum() <= n - lo and not _copies_apart(x, sq, left):
+            # too lopsided: cut at the balanced point instead
             order = np.argsort(d[:, 0] - d[:, 1], kind="stable")
             cut = lo if left.sum() < lo else n - lo
             left = np.zeros(n, dtype=bool)
@@ -86,6 +100,40 @@ def balanced_two_means(
         member = np.stack([left, ~left]).astype(np.float32)
         c = (member @ x) / member.sum(1, keepdims=True)
     return c[0], c[1], left
+
+
+def _copies_apart(x: np.ndarray, sq: np.ndarray, left: np.ndarray) -> bool:
+    """Both sides non-empty and the larger one copies of a vector (to rounding error)."""
+    k = int(left.sum())
+    if k == 0 or k == len(x):
+        return False
+    big = left if 2 * k >= len(x) else ~left
+    spread = ((x[big] - row_mean(x[big])) ** 2).sum(1).max()
+    return bool(spread <= 1e-6 * (sq[big].max() + 1e-12))
+
+
+def chunk_copies(
+    x: np.ndarray, cents: np.ndarray, label: np.ndarray, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut every cluster above ``limit`` that is copies of one vector into chunks of about
+    half the limit, each under the same centroid (ties: reassignment leaves them be).
+
+    No centroid can divide copies, so this is the only way a posting of them stays bounded.
+    """
+    counts = np.bincount(label, minlength=len(cents))
+    sq = (x * x).sum(1)
+    extra_c, label = [], label.copy()
+    for j in np.nonzero(counts > limit)[0].tolist():
+        rows = np.nonzero(label == j)[0]
+        if ((x[rows] - cents[j]) ** 2).sum(1).max() > 1e-6 * (sq[rows].max() + 1e-12):
+            continue  # not copies: a later split can divide it
+        pieces = math.ceil(rows.size / max(limit // 2, 1))
+        for part in np.array_split(rows, pieces)[1:]:
+            label[part] = len(cents) + len(extra_c)
+            extra_c.append(cents[j])
+    if extra_c:
+        cents = np.concatenate([cents, np.stack(extra_c)])
+    return cents, label
 
 
 def kmeans(
@@ -124,6 +172,34 @@ def kmeans(
         remap[used] = np.arange(used.size)
         c, label = c[used], remap[label]
     return c, label
+
+
+def fold_small_clusters(
+    x: np.ndarray, cents: np.ndarray, label: np.ndarray, min_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move the rows of clusters smaller than ``min_size`` to their nearest larger cluster.
+
+    A split must not create postings that the merge rule removes at once. Returns the
+    remaining clusters' centroids (means of their rows) and labels renumbered densely; the
+    input unchanged when fewer than two clusters are large enough (the caller then bisects).
+    """
+    counts = np.bincount(label, minlength=len(cents))
+    big = np.nonzero(counts >= min_size)[0]
+    if big.size == len(cents) or big.size < 2:
+        return cents, label
+    small = ~np.isin(label, big)
+    xs = x[small]
+    d = (cents[big] ** 2).sum(1)[None, :] - 2.0 * (xs @ cents[big].T)
+    label = label.copy()
+    label[small] = big[d.argmin(1)]
+    remap = np.full(len(cents), -1, dtype=np.int64)
+    remap[big] = np.arange(big.size)
+    label = remap[label]
+    order = np.argsort(label, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(label, minlength=big.size))])
+    xo = x[order]
+    out = np.stack([row_mean(xo[bounds[j] : bounds[j + 1]]) for j in range(big.size)])
+    return out, label
 
 
 class Rebalancer:
@@ -272,11 +348,13 @@ class Rebalancer:
             # worker) is cut into postings of about half the limit at once: repeated
             # bisection of a pile gives worse cells than one k-means of it
             cents, label = kmeans(vecs, math.ceil(part.n / (limit // 2)), self.rng)
+            cents, label = fold_small_clusters(vecs, cents, label, ix.options["merge_limit"])
             if np.bincount(label).max() > part.n // 2:
                 cents = cents[:0]  # k-means could not divide it (copies of one vector)
         if len(cents) < 2:
-            c0, c1, first = balanced_two_means(vecs, self.rng)
+            c0, c1, first = balanced_two_means(vecs, self.rng, min_size=ix.options["merge_limit"])
             cents, label = np.stack([c0, c1]), (~first).astype(np.int64)
+        cents, label = chunk_copies(vecs, cents, label, limit)
         part.keep(label == 0)
         ix.move_centroids(np.array([row]), cents[:1])
         new = [pid]
@@ -376,14 +454,24 @@ class Rebalancer:
 
     def merge(self, pid: int) -> None:
         ix = self.index
-        ids, ver, vecs = (a.copy() for a in ix.parts.pop(pid).view())
+        ids, ver, vecs = (a.copy() for a in ix.parts[pid].view())
+        dest = np.zeros(0, dtype=np.int64)
+        if ids.size:  # each entry goes to its nearest other partition
+            _, near = ix.nearest(vecs, 2)
+            dest = np.where(near[:, 0] == pid, near[:, 1], near[:, 0])
+            to, count = np.unique(dest, return_counts=True)
+            grown = np.array([ix.parts[p].n for p in to.tolist()]) + count
+            if (grown > ix.options["split_limit"]).any():
+                # it would overflow a neighbour, whose split could cut off a small posting
+                # again (copies of one vector all want the same centroid): merge and split
+                # would then undo each other forever; keep this posting small instead
+                return
+        ix.parts.pop(pid)
         keep = ix.cent_pid != pid
         ix.set_centroids(ix.cent_pid[keep], ix.cents[keep])
         self.merges += 1
         if not ids.size:
             return
-        _, near = ix.nearest(vecs, 1)
-        dest = near[:, 0]
         loc = ix.versions.loc
         primary = loc[ids] == pid
         loc[ids[primary]] = dest[primary]

@@ -45,7 +45,11 @@ def scan_postings(
     uniq, starts = np.unique(pi, return_index=True)
     bounds = [*starts.tolist(), pi.size]
 
-    width = pids.shape[1] * k
+    # an id has at most `replicas` current copies, and a reassignment can bring a primary into
+    # the posting that holds its replica: taking k x replicas per posting still leaves k
+    # distinct ids after the duplicates are dropped
+    per_posting = k * int(index.options["replicas"])
+    width = pids.shape[1] * per_posting
     cand_s = np.full((nq, width), -np.inf, dtype=np.float32)
     cand_i = np.full((nq, width), -1, dtype=np.int64)
     fill = np.zeros(nq, dtype=np.int64)
@@ -65,7 +69,7 @@ def scan_postings(
         if not current.all():
             scores[:, ~current] = -np.inf
         scanned += ids.size * qs.size
-        kk = min(k, ids.size)
+        kk = min(per_posting, ids.size)
         if ids.size > kk:
             top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         else:

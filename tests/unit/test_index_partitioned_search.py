@@ -91,3 +91,23 @@ def test_few_query_path_matches_partition_major(metric: str, replicas: int) -> N
         for row, ref in zip(i, batch_i[a : a + 3], strict=True):
             assert set(row[row >= 0].tolist()) == set(ref[ref >= 0].tolist())
             assert np.unique(row[row >= 0]).size == (row >= 0).sum()
+
+
+@pytest.mark.parametrize("device", ["numpy", "cpu"])
+def test_primary_beside_its_replica_still_gives_k_distinct_ids(device: str) -> None:
+    # a reassignment can move a primary into the posting that holds its replica; a posting's
+    # own top-k then holds ids twice, and the batch scan must still end with k distinct ids
+    index = PartitionedIndex(
+        2, metric="ip", split_limit=64, replicas=2, background=False, device=device
+    )
+    x = np.stack([np.linspace(1.0, 0.1, 10), np.zeros(10)], 1).astype(np.float32)
+    index.add(np.arange(10), x)
+    assert len(index.parts) == 1
+    part = next(iter(index.parts.values()))
+    slots, ver, vecs = (a.copy() for a in part.view())
+    top = np.argsort(-vecs[:, 0])[:5]
+    part.append(slots[top], ver[top], vecs[top])  # second copies of ids 0..4
+    q = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (8, 1))  # > FEW_QUERIES
+    _, got = index.search(q, 5, nprobe=4)
+    for row in got:
+        assert sorted(row.tolist()) == [0, 1, 2, 3, 4]
