@@ -23,8 +23,9 @@ PROJECT_MIN_CENTROIDS = 256
 def clearly_closer(best: np.ndarray, own: np.ndarray, vsq: np.ndarray) -> np.ndarray:
     """Mask of entries whose best centroid beats their own by more than rounding error.
 
-    ``best`` and ``own`` are squared distances minus ``||v||^2`` (`CentroidTable.distances`),
-    ``vsq`` the squared norms; float32 products carry errors of about 1e-7 of the norms.
+    ``best`` and ``own`` are squared distances, or both the same minus ``||v||^2``
+    (`CentroidTable.distances`); ``vsq`` the squared norms. Float32 products carry errors of
+    about 1e-7 of the norms.
     """
     return best < own - 1e-5 * (vsq + 1e-12)
 

@@ -87,7 +87,7 @@ def balanced_two_means(
         d = sq[:, None] - 2 * (x @ c.T) + (c * c).sum(1)[None, :]
         left = d[:, 0] <= d[:, 1]
         lo = max(int(min_share * n), min(min_size, n // 2))
-        if not lo <= left.sum() <= n - lo and not _copies_apart(x, sq, left):
+        if not lo <= left.sum() <= n - lo and not _copies_apart(x, left):
             # too lopsided: cut at the balanced point instead
             order = np.argsort(d[:, 0] - d[:, 1], kind="stable")
             cut = lo if left.sum() < lo else n - lo
@@ -102,14 +102,33 @@ def balanced_two_means(
     return c[0], c[1], left
 
 
-def _copies_apart(x: np.ndarray, sq: np.ndarray, left: np.ndarray) -> bool:
-    """Both sides non-empty and the larger one copies of a vector (to rounding error)."""
+def are_copies(x: np.ndarray) -> bool:
+    """True when the rows are copies of one vector, to rounding error."""
+    spread = ((x - row_mean(x)) ** 2).sum(1).max()
+    return bool(spread <= 1e-6 * ((x * x).sum(1).max() + 1e-12))
+
+
+def group_means(
+    x: np.ndarray, label: np.ndarray, k: int, empty: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean of the rows of each label in ``[0, k)``; an empty label's row is taken from
+    ``empty`` (required when some label may be empty)."""
+    counts = np.bincount(label, minlength=k)
+    order = np.argsort(label, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    xs = x[order]
+    out = np.empty((k, x.shape[1]), dtype=np.float32) if empty is None else empty.copy()
+    for j in np.nonzero(counts)[0].tolist():
+        out[j] = row_mean(xs[bounds[j] : bounds[j + 1]])
+    return out
+
+
+def _copies_apart(x: np.ndarray, left: np.ndarray) -> bool:
+    """Both sides non-empty and the larger one copies of a vector."""
     k = int(left.sum())
     if k == 0 or k == len(x):
         return False
-    big = left if 2 * k >= len(x) else ~left
-    spread = ((x[big] - row_mean(x[big])) ** 2).sum(1).max()
-    return bool(spread <= 1e-6 * (sq[big].max() + 1e-12))
+    return are_copies(x[left] if 2 * k >= len(x) else x[~left])
 
 
 def chunk_copies(
@@ -121,12 +140,11 @@ def chunk_copies(
     No centroid can divide copies, so this is the only way a posting of them stays bounded.
     """
     counts = np.bincount(label, minlength=len(cents))
-    sq = (x * x).sum(1)
     extra_c, label = [], label.copy()
     for j in np.nonzero(counts > limit)[0].tolist():
         rows = np.nonzero(label == j)[0]
-        if ((x[rows] - cents[j]) ** 2).sum(1).max() > 1e-6 * (sq[rows].max() + 1e-12):
-            continue  # not copies: a later split can divide it
+        if not are_copies(x[rows]):
+            continue  # a later split can divide it
         pieces = math.ceil(rows.size / max(limit // 2, 1))
         for part in np.array_split(rows, pieces)[1:]:
             label[part] = len(cents) + len(extra_c)
@@ -157,16 +175,11 @@ def kmeans(
         if empty.size:  # reseed empty clusters on the points farthest from their centroid
             far = np.argsort(-d[np.arange(n), label])[: empty.size]
             label[far] = empty
-            counts = np.bincount(label, minlength=k)
-        order = np.argsort(label, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        xs = x[order]
         # a reseed can empty the cluster it took its point from (duplicates make it likely):
         # such a centroid stays where it was, never the NaN mean of nothing, which argmin
         # would then prefer over every real distance
-        for j in np.nonzero(counts)[0].tolist():
-            c[j] = row_mean(xs[bounds[j] : bounds[j + 1]])
-    used = np.nonzero(counts)[0]
+        c = group_means(x, label, k, empty=c)
+    used = np.nonzero(np.bincount(label, minlength=k))[0]
     if used.size < k:  # return only non-empty clusters, labels renumbered densely
         remap = np.full(k, -1, dtype=np.int64)
         remap[used] = np.arange(used.size)
@@ -195,11 +208,7 @@ def fold_small_clusters(
     remap = np.full(len(cents), -1, dtype=np.int64)
     remap[big] = np.arange(big.size)
     label = remap[label]
-    order = np.argsort(label, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(label, minlength=big.size))])
-    xo = x[order]
-    out = np.stack([row_mean(xo[bounds[j] : bounds[j + 1]]) for j in range(big.size)])
-    return out, label
+    return group_means(x, label, big.size), label
 
 
 class Rebalancer:
@@ -342,16 +351,16 @@ class Rebalancer:
         row = int(centroid_rows(ix.cent_pid, np.array([pid]))[0])
         old_centroid = ix.cents[row].copy()
         limit = ix.options["split_limit"]
-        cents = np.zeros((0, ix.dim), dtype=np.float32)
+        cents: np.ndarray | None = None
         if part.n > 2 * limit:
             # a posting that outgrew its limit several times over (inserts outpacing the
             # worker) is cut into postings of about half the limit at once: repeated
             # bisection of a pile gives worse cells than one k-means of it
             cents, label = kmeans(vecs, math.ceil(part.n / (limit // 2)), self.rng)
             cents, label = fold_small_clusters(vecs, cents, label, ix.options["merge_limit"])
-            if np.bincount(label).max() > part.n // 2:
-                cents = cents[:0]  # k-means could not divide it (copies of one vector)
-        if len(cents) < 2:
+            if len(cents) < 2 or np.bincount(label).max() > part.n // 2:
+                cents = None  # k-means could not divide it (copies of one vector)
+        if cents is None:
             c0, c1, first = balanced_two_means(vecs, self.rng, min_size=ix.options["merge_limit"])
             cents, label = np.stack([c0, c1]), (~first).astype(np.int64)
         cents, label = chunk_copies(vecs, cents, label, limit)

@@ -65,8 +65,8 @@ def refresh_postings(index: PartitionedIndex, pids: list[int]) -> tuple[int, int
         cand_dist, cand = index.centroids.nearest_projected(vecs[primary])
         v = vecs[primary]
         own = v - index.cents[centroid_rows(index.cent_pid, src[primary])]
-        vsq = np.einsum("ij,ij->i", v, v)
-        better = clearly_closer(cand_dist - vsq, np.einsum("ij,ij->i", own, own) - vsq, vsq)
+        own_dist = np.einsum("ij,ij->i", own, own)
+        better = clearly_closer(cand_dist, own_dist, np.einsum("ij,ij->i", v, v))
         dest[np.nonzero(primary)[0][better]] = cand[better]
     moved = dest != src
     vm.loc[ids[moved]] = dest[moved]
