@@ -46,7 +46,10 @@ def test_rebalancing_keeps_postings_bounded(background: bool) -> None:
     stream(index, x)
     assert index.wait_idle(timeout=60)
     st = index.stats()
-    assert st["splits"] > 20 and st["reassigned"] > 0
+    # the number of split operations varies in the background (inserts outpacing the worker
+    # make piles that one k-means split cuts many ways), the partitions they make do not:
+    # 2,000 base vectors bootstrap into 32 partitions, ~9,500 live ones need well over 64
+    assert st["splits"] > 0 and st["partitions"] > 64 and st["reassigned"] > 0
     assert st["over_split_limit"] == 0 and st["size_max"] <= 128
     assert st["size_cv"] <= 0.6
     assert st["pending"] == 0
