@@ -68,20 +68,17 @@ def read_pairs(
     *,
     left_column: str | None = None,
     right_column: str | None = None,
-    encoding: str = "utf-8",
+    encoding: str | None = None,
 ) -> list[tuple[str, str]]:
-    """Gold pairs from a CSV (default: its first two columns)."""
-    import csv
-    import io
+    """Gold pairs from a CSV (default: its first two columns; encoding and delimiter sniffed)."""
+    from veclink.linkage.tables import read_csv_rows
 
-    try:
-        text = Path(path).read_text(encoding=encoding)
-    except FileNotFoundError as exc:
-        raise InvalidArgument(f"gold file {str(path)!r} does not exist", field="gold") from exc
-    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    if not Path(path).is_file():
+        raise InvalidArgument(f"gold file {str(path)!r} does not exist", field="gold")
+    rows, _ = read_csv_rows(path, encoding=encoding, label="gold")
     if not rows:
         return []
-    header = rows[0]
+    header = [h.strip() for h in rows[0]]
     li = header.index(left_column) if left_column else 0
     ri = header.index(right_column) if right_column else 1
     return [(r[li].strip(), r[ri].strip()) for r in rows[1:] if len(r) > max(li, ri)]

@@ -18,7 +18,7 @@ from veclink.errors import InvalidArgument, VeclinkError
 TableLike = Any  # Table | path | sequence of dicts | pandas.DataFrame
 
 
-def as_table(obj: TableLike, *, id_column: str, name: str, encoding: str = "utf-8") -> Table:
+def as_table(obj: TableLike, *, id_column: str, name: str, encoding: str | None = None) -> Table:
     """Accept a `Table`, a file path, a list of dicts or a pandas DataFrame."""
     if isinstance(obj, Table):
         return obj
@@ -37,7 +37,7 @@ def prepare_inputs(
     right: TableLike | None,
     *,
     labels: Sequence[LabelledPair] = (),
-    encoding: str = "utf-8",
+    encoding: str | None = None,
 ) -> tuple[LinkageSpec, Table, Table | None]:
     """Validate the spec, load the tables and check fields and labels; all problems at once."""
     problems: list[str] = []

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from veclink.linkage.tables import Table
+from veclink.linkage.tables import Table, read_csv_rows
 
 from veclink.errors import InvalidArgument
 
@@ -30,7 +30,7 @@ def parse_label(value: object) -> bool | None:
     return None
 
 
-def read_labels(path: str | Path, *, encoding: str = "utf-8") -> list[LabelledPair]:
+def read_labels(path: str | Path, *, encoding: str | None = None) -> list[LabelledPair]:
     """Read ``left_id,right_id,label`` (label: 1/0, true/false, yes/no, match/non-match).
 
     Raises:
@@ -64,21 +64,14 @@ def read_labels(path: str | Path, *, encoding: str = "utf-8") -> list[LabelledPa
     return out
 
 
-def _read(path: Path, encoding: str) -> Table:
+def _read(path: Path, encoding: str | None) -> Table:
     # the same left id may be labelled against several right ids, so ids here are not unique:
     # read through the plain CSV reader and build the table with a synthetic row id
-    import csv
-    import io
-
     if not path.is_file():
         raise InvalidArgument(f"labels file {str(path)!r} does not exist", field="labels")
-    try:
-        text = path.read_text(encoding=encoding)
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument(
-            f"{path.name}: cannot decode as {encoding}: {exc.reason}", field="labels"
-        ) from exc
-    rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+    raw_rows, _ = read_csv_rows(path, encoding=encoding)
+    header = [h.strip() for h in raw_rows[0]] if raw_rows else []
+    rows = [dict(zip(header, r, strict=False)) for r in raw_rows[1:] if any(c.strip() for c in r)]
     if not rows or "left_id" not in rows[0]:
         raise InvalidArgument(
             f"{path.name}: labels need a header left_id,right_id,label and at least one row",

@@ -77,7 +77,7 @@ def link(
     encoder: Any = None,
     index_factory: IndexFactory = default_index_factory,
     progress: Progress | None = None,
-    encoding: str = "utf-8",
+    encoding: str | None = None,
 ) -> LinkResult:
     """Link ``left`` to ``right``: which left record is which right record.
 
@@ -108,7 +108,7 @@ def dedupe(
     encoder: Any = None,
     index_factory: IndexFactory = default_index_factory,
     progress: Progress | None = None,
-    encoding: str = "utf-8",
+    encoding: str | None = None,
 ) -> DedupeResult:
     """Cluster the records of one table into entities (same arguments as `link`)."""
     spec, lt, _ = prepare_inputs(spec or {}, table, None, labels=labels, encoding=encoding)

@@ -8,12 +8,17 @@ undecodable file, missing field columns.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import dataclasses
+import io
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from veclink.linkage.sniff import ReadInfo, bom_encoding, detect_encoding, sniff_delimiter
 
 from veclink.errors import InvalidArgument, NotFound
 
@@ -28,6 +33,8 @@ class Table:
     columns: tuple[str, ...]
     #: column -> values, aligned with ``ids``
     data: Mapping[str, tuple[str | None, ...]]
+    #: how the table was read (encoding, delimiter), None when built in memory
+    info: ReadInfo | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -72,6 +79,7 @@ class Table:
             ids=tuple(self.ids[i] for i in rows),
             columns=self.columns,
             data={c: tuple(v[i] for i in rows) for c, v in self.data.items()},
+            info=self.info,
         )
 
 
@@ -93,10 +101,7 @@ def check_records(
     if not records:
         return [f"{name}: the table is empty (no records)"]
     if id_column not in columns:
-        return [
-            f"{name}: id column {id_column!r} not found "
-            f"(columns: {', '.join(map(str, columns)) or 'none'})"
-        ]
+        return [f"{name}: id column {id_column!r} not found; header seen: {list(columns)!r}"]
     problems = []
     seen: dict[str, int] = {}
     dups: list[str] = []
@@ -126,16 +131,22 @@ def read_table(
     source: str | os.PathLike[str],
     *,
     id_column: str = "id",
-    encoding: str = "utf-8",
+    encoding: str | None = None,
+    delimiter: str | None = None,
     name: str | None = None,
     engine: Any = None,
 ) -> Table:
-    """Load a table from a CSV/TSV, Parquet or JSONL file, or a SQL query on ``engine``.
+    """Load a table from a CSV/TSV/TXT, Parquet or JSONL file, or a SQL query on ``engine``.
+
+    The returned table's ``info`` says how it was read (encoding, delimiter).
 
     Args:
         source: a file path, or a SQL ``SELECT`` when ``engine`` (SQLAlchemy) is given.
         id_column: the column holding record ids (must be present, non-empty and unique).
-        encoding: text encoding of CSV / JSONL files, e.g. ``latin-1``.
+        encoding: text encoding of CSV / JSONL files, e.g. ``latin-1``; None detects it per
+            file (a byte-order mark, else UTF-8 when the file decodes, else cp1252, else
+            latin-1; see `veclink.linkage.sniff.detect_encoding`).
+        delimiter: CSV delimiter; None sniffs it among ``,`` ``;`` ``|`` and tab.
         name: how the table is named in errors (default: the file name).
         engine: a SQLAlchemy Engine to run ``source`` on.
 
@@ -151,50 +162,95 @@ def read_table(
         raise NotFound(f"{label}: file {str(path)!r} does not exist", field=label)
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".txt"):
-        records, columns = _read_csv(path, encoding, "\t" if suffix == ".tsv" else ",", label)
+        rows, info = read_csv_rows(path, encoding=encoding, delimiter=delimiter, label=label)
+        records, columns = _csv_records(rows, info.delimiter or ",", label)
     elif suffix in (".jsonl", ".ndjson"):
-        records, columns = _read_jsonl(path, encoding, label)
+        text, info = _decode(path, encoding, label)
+        info = dataclasses.replace(info, format="jsonl")
+        records, columns = _read_jsonl(text, label)
     elif suffix in (".parquet", ".pq"):
         records, columns = _read_parquet(path, label)
+        info = ReadInfo(format="parquet")
     else:
         raise InvalidArgument(
             f"{label}: unknown table format {suffix or '(none)'!r} "
-            "(use .csv, .tsv, .jsonl or .parquet)",
+            "(use .csv, .tsv, .txt, .jsonl or .parquet)",
             field=label,
         )
     problems = check_records(records, columns, id_column, label)
+    if problems and info.encoding_source == "given":
+        problems += _bom_hint(path, info.encoding or "", label)
     if problems:
         raise InvalidArgument("; ".join(problems), field=label)
-    return Table.from_records(records, id_column=id_column, name=label)
+    table = Table.from_records(records, id_column=id_column, name=label)
+    return dataclasses.replace(table, info=info)
 
 
-def _decode(path: Path, encoding: str, label: str) -> str:
+def _bom_hint(path: Path, encoding: str, label: str) -> list[str]:
+    """A hint when a given encoding contradicts the file's byte-order mark."""
+    with path.open("rb") as fh:
+        bom = bom_encoding(fh.read(4))
+    if bom is None or codecs.lookup(encoding).name.startswith("utf"):
+        return []
+    return [
+        f"{label}: the file starts with a {bom} byte-order mark but was read as {encoding}; "
+        "leave the encoding out to detect it"
+    ]
+
+
+def _decode(path: Path, encoding: str | None, label: str) -> tuple[str, ReadInfo]:
+    """The file's text (without a leading BOM) and how it was decoded."""
     raw = path.read_bytes()
+    if encoding is None:
+        encoding, source = detect_encoding(raw)
+    else:
+        source = "given"
     try:
-        return raw.decode(encoding)
+        text = raw.decode(encoding)
     except LookupError as exc:
         raise InvalidArgument(f"unknown encoding {encoding!r}", field="encoding") from exc
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InvalidArgument(
             f"{label}: cannot decode as {encoding} at byte {exc.start} (line {line}): "
-            f"{exc.reason}; pass the file's encoding, e.g. --encoding latin-1",
+            f"{exc.reason}; pass the file's encoding, e.g. --encoding latin-1, "
+            "or leave it out to detect it",
             field="encoding",
         ) from exc
+    return text.lstrip("\ufeff"), ReadInfo(format="", encoding=encoding, encoding_source=source)
 
 
-def _read_csv(
-    path: Path, encoding: str, delimiter: str, label: str
-) -> tuple[list[dict[str, Any]], list[str]]:
-    import csv
-    import io
+def read_csv_rows(
+    path: str | os.PathLike[str],
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    label: str | None = None,
+) -> tuple[list[list[str]], ReadInfo]:
+    """Rows of a delimited text file, decoded and sniffed as `read_table` does.
 
-    text = _decode(path, encoding, label)
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), delimiter=delimiter)
+    Raises:
+        InvalidArgument: undecodable file or malformed CSV.
+    """
+    path = Path(path)
+    label = label or path.name
+    text, info = _decode(path, encoding, label)
+    if delimiter is None:
+        default = "\t" if path.suffix.lower() == ".tsv" else ","
+        delimiter, how = sniff_delimiter(text, default)
+    else:
+        how = "given"
+    info = dataclasses.replace(info, format="csv", delimiter=delimiter, delimiter_source=how)
     try:
-        rows = list(reader)
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as exc:
         raise InvalidArgument(f"{label}: not valid CSV: {exc}", field=label) from exc
+    return rows, info
+
+
+def _csv_records(
+    rows: list[list[str]], delimiter: str, label: str
+) -> tuple[list[dict[str, Any]], list[str]]:
     if not rows:
         return [], []
     header = [h.strip() for h in rows[0]]
@@ -204,15 +260,15 @@ def _read_csv(
             continue
         if len(row) > len(header):
             raise InvalidArgument(
-                f"{label}: line {lineno} has {len(row)} values but the header has {len(header)}",
+                f"{label}: row {lineno} has {len(row)} values but the header has "
+                f"{len(header)} (delimiter {delimiter!r}); header seen: {header!r}",
                 field=label,
             )
         records.append(dict(zip(header, row, strict=False)))
     return records, header
 
 
-def _read_jsonl(path: Path, encoding: str, label: str) -> tuple[list[dict[str, Any]], list[str]]:
-    text = _decode(path, encoding, label)
+def _read_jsonl(text: str, label: str) -> tuple[list[dict[str, Any]], list[str]]:
     records: list[dict[str, Any]] = []
     columns: list[str] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -256,4 +312,5 @@ def _read_sql(query: str, engine: Any, id_column: str, label: str) -> Table:
     problems = check_records(records, columns, id_column, label)
     if problems:
         raise InvalidArgument("; ".join(problems), field=label)
-    return Table.from_records(records, id_column=id_column, name=label)
+    table = Table.from_records(records, id_column=id_column, name=label)
+    return dataclasses.replace(table, info=ReadInfo(format="sql"))
