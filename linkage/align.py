@@ -6,9 +6,9 @@ Two signals, each a similarity in [0, 1]:
   snake / camel case and punctuation split, lower case), compared by tokens and by
   characters;
 - content, from a deterministic sample of each column's values: the IDF-weighted cosine
-  of their word vocabularies, the similarity of their shapes (share of numbers and dates,
-  lengths, distinct ratio, ...) and, with an encoder, the cosine of the mean embedding of
-  a few dozen values.
+  of their word vocabularies (or, with an encoder, the cosine of the mean embedding of a
+  few short values when it says more), times the similarity of their shapes (share of
+  numbers and dates, lengths, distinct ratio, ...).
 
 They combine into one score per column pair; a one-to-one assignment (Hungarian) keeps
 the pairs scoring at least a minimum. What is not aligned is reported (``left_only``,
@@ -220,14 +220,15 @@ def content_similarity(
 ) -> np.ndarray:
     """Content similarity of every left column to every right column, in [0, 1].
 
-    The vocabulary cosine, or with an encoder the mean of vocabulary and (relative)
-    embedding similarity, multiplied by the shape similarity: columns of different kinds
+    The vocabulary cosine, or with an encoder the larger of it and the (relative) embedding
+    similarity (embeddings find what shares no words: other languages, formats), multiplied
+    by the shape similarity: columns of different kinds
     (numbers vs text) do not align however many words they share. An empty column scores 0.
     """
     sim = vocabulary_similarity(profiles_l, profiles_r)
     if encoder is not None:
         emb, embedded = embedding_similarity(encoder, profiles_l, profiles_r)
-        sim = np.where(embedded, (sim + emb) / 2, sim)
+        sim = np.where(embedded, np.maximum(sim, emb), sim)
     shape = np.array([[shape_similarity(a, b) for b in profiles_r] for a in profiles_l])
     empty = np.array([[a.empty or b.empty for b in profiles_r] for a in profiles_l])
     out = sim * np.clip(shape, 0.0, 1.0)

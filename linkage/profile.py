@@ -157,7 +157,7 @@ def _is_date(v: str) -> bool:
 
 def _is_code(v: str) -> bool:
     """One token of digits, possibly with letters and separators: ``404/231-1368``, ``KX-TCA92``."""
-    if not _CODE.match(v) or _YEAR.match(v):
+    if not _CODE.match(v) or _NUMBER.match(v):  # a plain number is no code
         return False
     digits = sum(c.isdigit() for c in v)
     letters = sum(c.isalpha() for c in v)
