@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 from veclink.linkage.profile import (
+    MOSTLY,
     SAMPLE,
     ColumnProfile,
     infer_type,
+    magnitude_similarity,
     profile_column,
     shape_similarity,
 )
@@ -220,12 +222,17 @@ def content_similarity(
 ) -> np.ndarray:
     """Content similarity of every left column to every right column, in [0, 1].
 
-    The vocabulary cosine, or with an encoder the larger of it and the (relative) embedding
+    The vocabulary cosine (for two columns of numbers, or their magnitude similarity when
+    larger), or with an encoder the larger of it and the (relative) embedding
     similarity (embeddings find what shares no words: other languages, formats), multiplied
     by the shape similarity: columns of different kinds
     (numbers vs text) do not align however many words they share. An empty column scores 0.
     """
     sim = vocabulary_similarity(profiles_l, profiles_r)
+    for i, a in enumerate(profiles_l):
+        for j, b in enumerate(profiles_r):
+            if min(a.numeric, b.numeric) >= MOSTLY:
+                sim[i, j] = max(sim[i, j], magnitude_similarity(a, b))
     if encoder is not None:
         emb, embedded = embedding_similarity(encoder, profiles_l, profiles_r)
         sim = np.where(embedded, np.maximum(sim, emb), sim)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from veclink.linkage.blocking import CandidatePairs
 from veclink.linkage.labels import LabelledPair, check_labels
-from veclink.linkage.serialize import check_fields, resolve_fields
+from veclink.linkage.serialize import check_fields
 from veclink.linkage.spec import LinkageSpec
 from veclink.linkage.tables import Table, read_table
 
@@ -60,11 +60,8 @@ def prepare_inputs(
             tables.append(None)
     lt, rt = tables
     if spec is not None and lt is not None and (right is None or rt is not None):
-        try:
-            fields = resolve_fields(spec, lt, rt)
-            problems += check_fields(fields, lt, rt)
-        except InvalidArgument as exc:
-            problems.append(str(exc))
+        # without spec fields the job aligns the columns itself: nothing to check here
+        problems += check_fields(spec.fields, lt, rt)
         if labels:
             problems += check_labels(labels, lt, rt if rt is not None else lt)
     if problems:

@@ -159,9 +159,8 @@ class Matcher:
         rid = str(rid).strip()
         if assign and (rid in self.options or (self.mode == "dedupe" and rid in self.position)):
             raise InvalidArgument(f"record {rid!r} was already matched", field="record")
-        query = _one_row_table(
-            record, rid, self.spec.left_id, [f.left_column for f in self.model.fields]
-        )
+        columns = [f.left_column for f in self.model.fields] + list(self.model.unaligned[0])
+        query = _one_row_table(record, rid, self.spec.left_id, columns)
         qv = self.model.views(query, "left")
         rows = self._candidates(query, qv)
         scores = self._score(query, qv, rows)

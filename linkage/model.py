@@ -28,8 +28,8 @@ EMBED_CHUNK = 256
 class Views:
     """Derived representations of one table (or of a few new records)."""
 
-    texts: list[str]  # embedded text (``embed`` fields)
-    full_texts: list[str]  # every field: lexical view, word and model-number overlap
+    texts: list[str]  # embedded text (``embed`` fields, then unaligned columns)
+    full_texts: list[str]  # every non-id column: lexical view, word and model-number overlap
     semantic: np.ndarray  # unit embeddings
     lexical: np.ndarray | None  # unit char 3-gram TF-IDF vectors
 
@@ -54,11 +54,21 @@ class LinkModel:
     #: anything with ``score(features) -> P(match)``: a PairClassifier or fold average
     classifier: PairClassifier | AveragedClassifier | None = None
     threshold: float = 0.5
+    #: non-id columns no field uses, per side (left, right): compared as part of the
+    #: record's whole text; embedded too (after the fields) when the fields were aligned
+    #: automatically, not when the spec lists them
+    unaligned: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+
+    def unaligned_on(self, side: str) -> tuple[str, ...]:
+        return self.unaligned[0] if side == "left" else self.unaligned[1]
 
     def texts(self, table: Table, side: str) -> tuple[list[str], list[str]]:
-        embed = serialize(table, self.fields, side, self.spec.serialization)
+        """(embedded texts, full texts) of a table's records, read as ``side``."""
+        extra = self.unaligned_on(side)
+        style = self.spec.serialization
+        embed = serialize(table, self.fields, side, style, () if self.spec.fields else extra)
         all_fields = tuple(dataclasses.replace(f, embed=True) for f in self.fields)
-        full = serialize(table, all_fields, side, self.spec.serialization)
+        full = serialize(table, all_fields, side, style, extra)
         return embed, full
 
     def fit(self, texts: Sequence[str]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from veclink.linkage.active import Ask, Question, active_learning
+from veclink.linkage.align import Alignment, align_columns, identity_alignment
 from veclink.linkage.assign import alternative_scores, best_and_second, greedy_one_to_one
 from veclink.linkage.blocking import (
     CandidatePairs,
@@ -51,7 +52,7 @@ from veclink.linkage.scoring import (
     self_labels,
     self_train,
 )
-from veclink.linkage.serialize import resolve_fields
+from veclink.linkage.serialize import resolve_fields, unaligned_columns
 from veclink.linkage.spec import LinkageSpec
 from veclink.linkage.tables import Table
 
@@ -148,7 +149,24 @@ class _Job:
             from veclink.encoders import load_encoder
 
             encoder = load_encoder(spec.encoder)
-        self.model = LinkModel(spec=spec, fields=resolve_fields(spec, lt, rt), encoder=encoder)
+        self.alignment: Alignment | None = None
+        if not spec.fields:  # the spec's fields override the alignment
+            with self.stages.stage("align"):
+                self.alignment = (
+                    identity_alignment(lt, seed=spec.seed)
+                    if rt is None
+                    else align_columns(lt, rt, encoder=encoder, seed=spec.seed)
+                )
+        fields = resolve_fields(spec, lt, rt, self.alignment)
+        self.model = LinkModel(
+            spec=spec,
+            fields=fields,
+            encoder=encoder,
+            unaligned=(
+                unaligned_columns(fields, lt, "left"),
+                () if rt is None else unaligned_columns(fields, rt, "right"),
+            ),
+        )
 
     def run(self, labels: Sequence[LabelledPair], ask: Ask | None, budget: int) -> Any:
         spec, model = self.spec, self.model
@@ -194,6 +212,7 @@ class _Job:
             stages=self.stages.stats,
             labels=scored.asked,
             judged_rows=judged,
+            alignment=self.alignment,
         )
         if self.dedupe:
             with self.stages.stage("cluster"):

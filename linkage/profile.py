@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-from veclink.linkage.compare import parse_date
+from veclink.linkage.compare import parse_date, parse_number
 
 #: values sampled per column for its shape (and embedded values)
 SAMPLE = 1000
@@ -57,6 +57,8 @@ class ColumnProfile:
     distinct: float
     #: word -> count over the sample
     words: Counter[str]
+    #: sorted log10(1 + |x|) of the values that are numbers
+    magnitudes: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     @property
     def empty(self) -> bool:
@@ -118,6 +120,7 @@ def profile_column(
     fill = len(present) / len(values) if len(values) else 0.0
     if not vals:
         return ColumnProfile((), fill, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, Counter())
+    numbers = [parse_number(v) for v in vals if _NUMBER.match(v)]
     n = len(vals)
     chars = [len(v) for v in vals]
     n_words = [len(_WORD.findall(v.lower())) for v in vals]
@@ -141,7 +144,20 @@ def profile_column(
         digit_chars=digits / nonspace,
         distinct=len(set(vals)) / n,
         words=words,
+        magnitudes=np.sort(np.log10(1.0 + np.abs(np.array([x for x in numbers if x is not None])))),
     )
+
+
+def magnitude_similarity(a: ColumnProfile, b: ColumnProfile) -> float:
+    """1 - the Kolmogorov-Smirnov distance of two columns' number magnitudes (0 if either
+    column has no numbers): prices match prices, years match years, whatever their digits."""
+    x, y = a.magnitudes, b.magnitudes
+    if not x.size or not y.size:
+        return 0.0
+    grid = np.concatenate([x, y])
+    fx = np.searchsorted(x, grid, side="right") / x.size
+    fy = np.searchsorted(y, grid, side="right") / y.size
+    return float(1.0 - np.abs(fx - fy).max())
 
 
 def _is_date(v: str) -> bool:

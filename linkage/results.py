@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from veclink.linkage.align import Alignment
 from veclink.linkage.blocking import CandidatePairs, IndexFactory, default_index_factory
 from veclink.linkage.compare import Features
 from veclink.linkage.model import LinkModel, Progress, Views
@@ -61,6 +62,41 @@ class StageTimer:
 # ------------------------------------------------------------------------------ results
 
 
+def _number(x: float | None) -> float | None:
+    """A JSON-safe float: None for missing or non-finite values."""
+    if x is None or not np.isfinite(x):
+        return None
+    return float(x)
+
+
+def _summary(result: LinkResult | DedupeResult, tables: dict[str, Table]) -> dict[str, Any]:
+    """What link and dedupe summaries share (see `LinkResult.summary`)."""
+    choice = result.choice
+    return {
+        "records": {side: len(t) for side, t in tables.items()},
+        "scoring": result.mode,
+        "threshold": _number(choice.threshold),
+        "threshold_given": result.spec.threshold is not None,
+        "precision_target": result.spec.precision,
+        "precision_target_met": bool(choice.target_met),
+        "estimated_precision": _number(choice.est_precision),
+        "estimated_recall": _number(choice.est_recall),
+        "candidates": len(result.candidates),
+        "fields": [
+            {"name": f.name, "left": f.left_column, "right": f.right_column, "type": f.type}
+            for f in result.model.fields
+        ],
+        "alignment": None if result.alignment is None else result.alignment.to_dict(),
+        "inputs": {
+            side: None if t.info is None else t.info.to_dict() for side, t in tables.items()
+        },
+        "stages": [
+            {"name": s.name, "seconds": round(s.seconds, 3), "peak_mib": _number(s.peak_mb)}
+            for s in result.stages
+        ],
+    }
+
+
 @dataclasses.dataclass
 class LinkResult:
     """Everything a link job produced; ``matches()`` is the answer."""
@@ -85,10 +121,26 @@ class LinkResult:
     labels: tuple[np.ndarray, np.ndarray] | None = None
     #: candidate rows whose score blends in the LLM judge's answer
     judged_rows: np.ndarray | None = None
+    #: the column alignment the fields came from (None when the spec listed the fields)
+    alignment: Alignment | None = None
 
     @property
     def threshold(self) -> float:
         return self.choice.threshold
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready account of the job (what ``--summary FILE.json`` writes).
+
+        Keys: ``mode`` (``link``), ``records`` per side, ``pairs`` written, ``threshold``,
+        ``estimated_precision`` / ``estimated_recall`` (None when unknown), the precision
+        target and whether it was met, ``scoring`` (unsupervised / supervised), the compared
+        ``fields``, the column ``alignment`` (`Alignment.to_dict`, None when the spec listed
+        the fields), ``inputs`` (how each file was read: encoding, delimiter) and
+        ``stages`` (name, seconds, peak MiB when traced).
+        """
+        out = {"mode": "link", "pairs": int(self.accepted.sum())}
+        out.update(_summary(self, {"left": self.left, "right": self.right}))
+        return out
 
     def matches(self) -> list[tuple[str, str, float]]:
         """Accepted ``(left_id, right_id, score)``, best first."""
@@ -168,10 +220,25 @@ class DedupeResult:
     labels: tuple[np.ndarray, np.ndarray] | None = None
     #: candidate rows whose score blends in the LLM judge's answer
     judged_rows: np.ndarray | None = None
+    #: every column with itself, typed (None when the spec listed the fields)
+    alignment: Alignment | None = None
 
     @property
     def threshold(self) -> float:
         return self.choice.threshold
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready account of the job: as `LinkResult.summary`, with ``mode``
+        ``dedupe``, ``entities`` (and the largest entity's size) instead of ``pairs``."""
+        sizes = np.bincount(self.entity) if len(self.entity) else np.zeros(0, np.int64)
+        out = {
+            "mode": "dedupe",
+            "entities": int(sizes.size),
+            "largest_entity": int(sizes.max()) if sizes.size else 0,
+            "pairs": int(self.accepted.sum()),
+        }
+        out.update(_summary(self, {"table": self.table}))
+        return out
 
     def entity_ids(self) -> list[str]:
         """Per record: the id of the first record (table order) of its entity."""

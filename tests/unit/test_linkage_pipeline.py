@@ -206,8 +206,8 @@ def test_bad_input_fails_before_any_work(tmp_path: Path) -> None:
     dup.write_text("id,title\n1,a\n1,b\n")
     with pytest.raises(InvalidArgument, match="duplicate ids"):
         link(dup, FIX / "acm_sample.csv", encoder=enc, encoding="latin-1")
-    with pytest.raises(InvalidArgument, match="cannot decode"):
-        link(FIX / "dblp_sample.csv", FIX / "acm_sample.csv", encoder=enc)
+    with pytest.raises(InvalidArgument, match="cannot decode"):  # an explicit encoding wins
+        link(FIX / "dblp_sample.csv", FIX / "acm_sample.csv", encoder=enc, encoding="utf-8")
     with pytest.raises(InvalidArgument, match="labels: 1 left id"):
         link(
             FIX / "dblp_sample.csv",
@@ -264,3 +264,82 @@ def test_exact_blocking_keys_add_candidates(dblp) -> None:
     rec = left.record(lp[a])
     out = matcher.match({"id": a, **rec}, k=20)
     assert b in {c.record_id for c in out.candidates}
+
+
+def test_link_without_fields_aligns_columns_and_keeps_the_unaligned(tmp_path: Path) -> None:
+    """Abt-Buy sample, Buy's columns renamed and reordered; Buy's manufacturer has no partner."""
+    import json
+
+    from veclink.linkage import Table
+
+    abt, buy = read_table(FIX / "abt_sample.csv"), read_table(FIX / "buy_sample.csv")
+    renamed = {"manufacturer": "brand", "price": "cost", "name": "title", "description": "desc"}
+    buy2 = Table(
+        name="buy",
+        id_column="id",
+        ids=buy.ids,
+        columns=tuple(renamed.values()),
+        data={new: buy.column(old) for old, new in renamed.items()},
+        info=buy.info,
+    )
+    enc = S.HashEncoder()
+    result = link(abt, buy2, encoder=enc, index_factory=S.index_factory())
+    al = result.alignment
+    assert al is not None
+    pairs = {(m.left, m.right) for m in al.matches}
+    assert ("name", "title") in pairs and ("price", "cost") in pairs
+    assert "brand" in al.right_only
+    fields = {f.name: f for f in result.model.fields}
+    assert fields["name"].right_column == "title" and fields["price"].type == "number"
+    # long text fields come last; the unaligned column is in the full and embedded texts
+    types = [f.type for f in result.model.fields]
+    assert types == sorted(types, key=lambda t: t == "text")
+    i = next(i for i, v in enumerate(buy2.column("brand")) if v)
+    brand = buy2.column("brand")[i]
+    assert brand in result.right_views.full_texts[i]
+    assert result.right_views.texts[i].endswith(brand[:300]) or brand in result.right_views.texts[i]
+    gold = S.gold("abt_buy_gold.csv")
+    assert pair_metrics([(a, b) for a, b, _ in result.matches()], gold).f1 >= 0.5
+    # the summary is JSON-ready and names what was read and aligned
+    summary = json.loads(json.dumps(result.summary(), allow_nan=False))
+    assert summary["mode"] == "link" and summary["records"] == {"left": 80, "right": 80}
+    assert summary["pairs"] == len(result.matches())
+    assert summary["alignment"] == al.to_dict()
+    assert summary["inputs"]["left"]["delimiter"] == ","
+    assert summary["inputs"]["right"]["encoding"] == buy.info.encoding
+    assert [s["name"] for s in summary["stages"]][:2] == ["align", "embed"]
+    for key in ("threshold", "estimated_precision", "estimated_recall", "fields"):
+        assert key in summary
+    # incremental matching reads the same unaligned columns from a new record
+    matcher = result.matcher(index_factory=S.index_factory())
+    out = matcher.match({"id": abt.ids[0], **abt.record(0)}, assign=False)
+    assert out.candidates
+
+
+def test_spec_fields_override_the_alignment_and_dedupe_summary() -> None:
+    import json
+
+    left = read_table(FIX / "dblp_sample.csv")
+    right = read_table(FIX / "acm_sample.csv")
+    result = link(
+        left,
+        right,
+        {"fields": [{"name": "title", "type": "text"}]},
+        encoder=S.HashEncoder(),
+        index_factory=S.index_factory(),
+    )
+    assert result.alignment is None and [f.name for f in result.model.fields] == ["title"]
+    assert result.model.unaligned == (("authors", "venue", "year"),) * 2
+    # the spec's fields alone are embedded; every column is in the full text
+    rec = right.record(0)
+    assert rec["venue"] not in result.right_views.texts[0]
+    assert rec["venue"] in result.right_views.full_texts[0]
+    table = read_table(FIX / "febrl1_sample.csv", id_column="rec_id")
+    dd = dedupe(
+        table, {"left_id": "rec_id"}, encoder=S.HashEncoder(), index_factory=S.index_factory()
+    )
+    assert {m.left: m.type for m in dd.alignment.matches}["date_of_birth"] == "date"
+    s = json.loads(json.dumps(dd.summary(), allow_nan=False))
+    assert s["mode"] == "dedupe" and s["records"] == {"table": 120}
+    assert s["entities"] == len(set(dd.entity_ids()))
+    assert s["inputs"]["table"]["encoding"] == "utf-8"

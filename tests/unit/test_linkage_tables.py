@@ -218,5 +218,10 @@ def test_missing_field_columns_are_reported_per_side(tmp_path: Path) -> None:
     assert "field 'title': column 'title' not in b.csv" in msg
     assert "field 'year': column 'year' not in a.csv" in msg
     assert "field 'year': column 'year' not in b.csv" in msg
-    with pytest.raises(InvalidArgument, match="share no column"):
-        prepare_inputs({}, a, b)
+    # without fields the tables need not share a column name: the job aligns them
+    from veclink.linkage import LinkageSpec
+    from veclink.linkage.serialize import resolve_fields
+
+    _, lt, rt = prepare_inputs({}, a, b)
+    fields = resolve_fields(LinkageSpec(), lt, rt)
+    assert [(f.name, f.left_column, f.right_column) for f in fields] == [("title", "title", "name")]
