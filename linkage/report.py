@@ -91,6 +91,7 @@ def write_report(
             ("blocking pair completeness", f"{pc:.4f}"),
         ]
     sections.append("<h2>Summary</h2>" + _table(rows, ["metric", "value"]))
+    sections.append(_alignment(result))
 
     # precision / recall vs threshold
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -161,6 +162,40 @@ font-size:13px;vertical-align:top;text-align:left}}</style></head>
 <body><h1>{title}</h1>{"".join(sections)}</body></html>"""
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(doc)
+
+
+def _alignment(result: Any) -> str:
+    """The inputs as read and the column alignment (or the spec's fields)."""
+    tables = (
+        {"left": result.left, "right": result.right}
+        if hasattr(result, "right")
+        else {"table": result.table}
+    )
+    read = [
+        (side, t.name, t.info.encoding or "", repr(t.info.delimiter) if t.info.delimiter else "")
+        for side, t in tables.items()
+        if t.info is not None
+    ]
+    out = ""
+    if read:
+        out += "<h2>Inputs</h2>" + _table(read, ["side", "file", "encoding", "delimiter"])
+    al = getattr(result, "alignment", None)
+    if al is None:
+        fields = [(f.name, f.left_column, f.right_column, f.type) for f in result.model.fields]
+        return (
+            out
+            + "<h2>Fields (from the spec)</h2>"
+            + _table(fields, ["field", "left column", "right column", "type"])
+        )
+    rows = [
+        (m.left, m.right, m.type, f"{m.score:.2f}", f"{m.name_score:.2f}", f"{m.content_score:.2f}")
+        for m in al.matches
+    ]
+    rows += [(c, "(none)", "", "", "", "") for c in al.left_only]
+    rows += [("(none)", c, "", "", "", "") for c in al.right_only]
+    header = ["left column", "right column", "type", "score", "name", "content"]
+    notes = "".join(f"<p><b>Note:</b> {html.escape(n)}</p>" for n in al.notes)
+    return out + "<h2>Column alignment</h2>" + _table(rows, header) + notes
 
 
 def _near(result: Any, truth: np.ndarray | None, selected: np.ndarray, n: int = 10) -> str:

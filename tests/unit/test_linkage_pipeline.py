@@ -310,6 +310,12 @@ def test_link_without_fields_aligns_columns_and_keeps_the_unaligned(tmp_path: Pa
     assert [s["name"] for s in summary["stages"]][:2] == ["align", "embed"]
     for key in ("threshold", "estimated_precision", "estimated_recall", "fields"):
         assert key in summary
+    # the HTML report shows how the files were read and the alignment
+    from veclink.linkage.report import write_report
+
+    write_report(result, tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Column alignment" in page and "<td>title</td>" in page and "<td>brand</td>" in page
     # incremental matching reads the same unaligned columns from a new record
     matcher = result.matcher(index_factory=S.index_factory())
     out = matcher.match({"id": abt.ids[0], **abt.record(0)}, assign=False)
