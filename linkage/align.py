@@ -118,10 +118,10 @@ def name_similarity(a: str, b: str) -> float:
     from rapidfuzz import fuzz
 
     ta, tb = name_tokens(a), name_tokens(b)
+    if ta == tb and (ta or a.strip() == b.strip()):
+        return 1.0
     if not ta or not tb:
         return 0.0
-    if ta == tb:
-        return 1.0
     used: set[int] = set()
     shared = 0
     for x in ta:
@@ -284,6 +284,8 @@ def align_columns(
         shape = np.array([[shape_similarity(a, b) for b in pr] for a in pl])
         content = content_similarity(pl, pr, encoder)
         score = combine(name, content, shape)
+        score[[p.empty for p in pl], :] = 0.0  # an empty column has nothing to compare
+        score[:, [p.empty for p in pr]] = 0.0
         rows, cols = linear_sum_assignment(-score)
         for i, j in sorted(zip(rows.tolist(), cols.tolist(), strict=True)):
             if score[i, j] < min_score:
@@ -304,6 +306,10 @@ def align_columns(
     notes = _text_share_notes(left, left_only, "left") + _text_share_notes(
         right, right_only, "right"
     )
+    for side, cols, profiles in (("left", lc, pl), ("right", rc, pr)):
+        empty = [c for c, p in zip(cols, profiles, strict=True) if p.empty]
+        if empty:
+            notes.append(f"{side} column(s) without any value: {empty!r}")
     if not matches and lc and rc:
         notes.append(
             "no column could be aligned: records are compared on their whole text only "

@@ -79,6 +79,14 @@ def read_pairs(
     if not rows:
         return []
     header = [h.strip() for h in rows[0]]
+    missing = [c for c in (left_column, right_column) if c is not None and c not in header]
+    if missing or len(header) < 2:
+        raise InvalidArgument(
+            f"gold file {str(path)!r}: "
+            + (f"column(s) {missing!r} not found" if missing else "needs two columns")
+            + f"; header seen: {header!r}",
+            field="gold",
+        )
     li = header.index(left_column) if left_column else 0
     ri = header.index(right_column) if right_column else 1
     return [(r[li].strip(), r[ri].strip()) for r in rows[1:] if len(r) > max(li, ri)]

@@ -42,7 +42,7 @@ def read_labels(path: str | Path, *, encoding: str | None = None) -> list[Labell
     if missing:
         raise InvalidArgument(
             f"{path.name}: labels need columns left_id,right_id,label; "
-            f"missing {', '.join(missing)}",
+            f"missing {', '.join(missing)}; header seen: {['left_id', *table.columns]!r}",
             field="labels",
         )
     bad = []
@@ -74,7 +74,8 @@ def _read(path: Path, encoding: str | None) -> Table:
     rows = [dict(zip(header, r, strict=False)) for r in raw_rows[1:] if any(c.strip() for c in r)]
     if not rows or "left_id" not in rows[0]:
         raise InvalidArgument(
-            f"{path.name}: labels need a header left_id,right_id,label and at least one row",
+            f"{path.name}: labels need a header left_id,right_id,label and at least one row; "
+            f"header seen: {header!r}",
             field="labels",
         )
     return Table(

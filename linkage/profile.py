@@ -24,6 +24,8 @@ _WORD = re.compile(r"[0-9a-z]+")
 _NUMBER = re.compile(r"^[-+]?[$€£]?\s*[-+]?\d[\d,]*(\.\d+)?\s*%?$")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?.*)?$")
 _YEAR = re.compile(r"^(1[0-9]|20)\d{2}$")
+# what parse_date's formats could accept: checked first, strptime is slow
+_DATE_LIKE = re.compile(r"^(\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{8})$")
 _CODE = re.compile(r"^[0-9A-Za-z]*\d[0-9A-Za-z]*([-./ ()]+[0-9A-Za-z]+)*$")
 _NAME_CHARS = re.compile(r"^[^\W\d_]+([ .,'-]+[^\W\d_]+)*\.?$")
 
@@ -165,10 +167,7 @@ def _is_date(v: str) -> bool:
         return True
     if _YEAR.match(v):
         return True
-    # bare integers (ids, counts) would parse as %Y%m%d by accident: require 8 digits
-    if v.isdigit() and len(v) != 8:
-        return False
-    return parse_date(v) is not None
+    return bool(_DATE_LIKE.match(v)) and parse_date(v) is not None
 
 
 def _is_code(v: str) -> bool:
@@ -200,10 +199,11 @@ def infer_type(profile: ColumnProfile) -> str:
     3. mostly codes (digits with separators or letters: phones, postcodes, ids, model
        numbers), or mostly integers of one fixed length >= 4 digits: ``code``;
     4. mostly numbers: ``number``;
-    5. few distinct values, each repeated (<= `CATEGORY_MAX_DISTINCT` distinct values and
-       distinct ratio <= 0.2): ``category``;
+    5. values that repeat: each seen about 10 times or more (distinct ratio <= 0.1), or few
+       distinct values (<= `CATEGORY_MAX_DISTINCT`) with distinct ratio <= 0.2: ``category``;
     6. long values (mean >= `LONG_TEXT_CHARS` characters or >= 8 words): ``text``;
-    7. mostly short letter-only values of 1-4 words (person or place names): ``name``;
+    7. mostly short letter-only values of 1-4 words that mostly differ from each other
+       (distinct ratio >= 0.5: person or place names, not labels): ``name``;
     8. otherwise ``string``.
     """
     p = profile
@@ -216,11 +216,11 @@ def infer_type(profile: ColumnProfile) -> str:
     if p.numeric >= MOSTLY:
         return "number"
     distinct = len(set(p.values))
-    if distinct <= CATEGORY_MAX_DISTINCT and p.distinct <= 0.2:
+    if p.distinct <= 0.1 or (distinct <= CATEGORY_MAX_DISTINCT and p.distinct <= 0.2):
         return "category"
     if p.mean_chars >= LONG_TEXT_CHARS or p.mean_words >= 8:
         return "text"
-    if p.name_like >= MOSTLY and p.mean_words <= 4:
+    if p.name_like >= MOSTLY and p.mean_words <= 4 and p.distinct >= 0.5:
         return "name"
     return "string"
 

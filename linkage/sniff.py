@@ -57,25 +57,31 @@ def bom_encoding(raw: bytes) -> str | None:
 
 
 def detect_encoding(raw: bytes) -> tuple[str, str]:
-    """``(encoding, source)`` of a file's bytes.
+    """``(encoding, source)`` of a file's bytes (see `decode_detected`)."""
+    _, encoding, source = decode_detected(raw)
+    return encoding, source
 
-    A BOM names the encoding (``utf-8-sig``, ``utf-16``, ``utf-32``); else strict UTF-8 when
-    the whole file decodes; else cp1252 when it decodes (Windows "latin-1": every byte but
-    five is defined); else latin-1, which decodes any byte sequence.
+
+def decode_detected(raw: bytes) -> tuple[str, str, str]:
+    """``(text, encoding, source)``: a file's bytes decoded with the encoding they show.
+
+    A BOM names the encoding (``utf-8-sig``, ``utf-16``, ``utf-32``; source ``bom``); else
+    strict UTF-8 when the whole file decodes (``utf-8``); else cp1252 when it decodes
+    (Windows "latin-1": every byte but five is defined; ``fallback``); else latin-1, which
+    decodes any byte sequence (``fallback``). A BOM that does not decode falls through.
     """
     bom = bom_encoding(raw)
     if bom is not None:
-        return bom, "bom"
-    try:
-        raw.decode("utf-8")
-        return "utf-8", "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        raw.decode("cp1252")
-        return "cp1252", "fallback"
-    except UnicodeDecodeError:
-        return "latin-1", "fallback"
+        try:
+            return raw.decode(bom), bom, "bom"
+        except UnicodeDecodeError:
+            pass
+    for encoding, source in (("utf-8", "utf-8"), ("cp1252", "fallback")):
+        try:
+            return raw.decode(encoding), encoding, source
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1"), "latin-1", "fallback"
 
 
 def sniff_delimiter(text: str, default: str = ",") -> tuple[str, str]:
@@ -111,7 +117,7 @@ def sniff_delimiter(text: str, default: str = ",") -> tuple[str, str]:
 
 
 def _row_lengths(sample: str, delimiter: str) -> list[int]:
-    reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter, skipinitialspace=True)
     out: list[int] = []
     try:
         for row in reader:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from veclink.linkage.sniff import ReadInfo, bom_encoding, detect_encoding, sniff_delimiter
+from veclink.linkage.sniff import ReadInfo, bom_encoding, decode_detected, sniff_delimiter
 
 from veclink.errors import InvalidArgument, NotFound
 
@@ -202,9 +202,8 @@ def _decode(path: Path, encoding: str | None, label: str) -> tuple[str, ReadInfo
     """The file's text (without a leading BOM) and how it was decoded."""
     raw = path.read_bytes()
     if encoding is None:
-        encoding, source = detect_encoding(raw)
-    else:
-        source = "given"
+        text, encoding, source = decode_detected(raw)
+        return text.lstrip("\ufeff"), ReadInfo(format="", encoding=encoding, encoding_source=source)
     try:
         text = raw.decode(encoding)
     except LookupError as exc:
@@ -217,7 +216,7 @@ def _decode(path: Path, encoding: str | None, label: str) -> tuple[str, ReadInfo
             "or leave it out to detect it",
             field="encoding",
         ) from exc
-    return text.lstrip("\ufeff"), ReadInfo(format="", encoding=encoding, encoding_source=source)
+    return text.lstrip("\ufeff"), ReadInfo(format="", encoding=encoding, encoding_source="given")
 
 
 def read_csv_rows(
@@ -242,7 +241,10 @@ def read_csv_rows(
         how = "given"
     info = dataclasses.replace(info, format="csv", delimiter=delimiter, delimiter_source=how)
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        reader = csv.reader(
+            io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True
+        )
+        rows = list(reader)
     except csv.Error as exc:
         raise InvalidArgument(f"{label}: not valid CSV: {exc}", field=label) from exc
     return rows, info

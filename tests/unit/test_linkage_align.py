@@ -73,6 +73,7 @@ def test_name_normalisation() -> None:
     assert name_similarity("addr", "Address") > 0.4
     assert name_similarity("title", "writer") < 0.2
     assert name_similarity("", "x") == 0.0
+    assert name_similarity("#", "#") == 1.0  # nothing left to split: the raw names decide
 
 
 def test_renamed_and_shuffled_columns_align_by_content() -> None:
@@ -118,6 +119,19 @@ def test_a_column_without_partner_and_an_empty_column_stay_unaligned() -> None:
     assert _pairs(al) == {("title", "title")}
     assert set(al.left_only) == {"city", "owner"}
     assert set(al.right_only) == {"price", "blank"}
+    assert "right column(s) without any value: ['blank']" in al.notes
+    # an empty column stays unaligned even when a column of the same name exists
+    left2 = Table.from_records(
+        [
+            {"id": str(i), "title": r["title"], "blank": "x" if i == 0 else ""}
+            for i, r in enumerate(_products(50, 15))
+        ],
+        id_column="id",
+    )
+    right2 = _table(
+        [dict(r, blank="") for r in _products(50, 16)], {"title": "title", "blank": "blank"}, "r"
+    )
+    assert _pairs(align_columns(left2, right2)) == {("title", "title")}
 
 
 def test_url_named_columns_align_with_plain_names() -> None:
@@ -210,6 +224,10 @@ def test_identity_alignment_for_dedupe() -> None:
         (["a long description of the product " * 3 + str(i) for i in range(20)], "text"),
         ([f"{f} {s}" for f in FIRST for s in LAST], "name"),
         ([f"item {i} (v{i % 3})" for i in range(30)], "string"),
+        # multi-valued labels that repeat (genre lists): category, not names
+        ([f"{g},{h}" for g in ITEMS for h in CITIES] * 10, "category"),
+        # short letter-only values that repeat too much to be names
+        ([f"{FIRST[i % 10]} {LAST[i % 3]}" for i in range(90)], "string"),
     ],
 )
 def test_infer_type_rules(values: list[str], expected: str) -> None:
@@ -241,3 +259,20 @@ def test_committed_samples_align_column_for_column() -> None:
         ("authors", "authors"),
         ("year", "year"),
     }
+
+
+def test_serialize_appends_unaligned_columns_after_the_fields() -> None:
+    from veclink.linkage import FieldSpec
+    from veclink.linkage.serialize import serialize, serialize_record
+
+    t = Table.from_records(
+        [{"id": "1", "title": "lamp", "http://x.org/o#storeCity": "oslo", "n": ""}],
+        id_column="id",
+    )
+    fields = [FieldSpec(name="title")]
+    extra = ["http://x.org/o#storeCity", "n"]
+    assert serialize(t, fields, "left", "plain", extra) == ["lamp, oslo"]
+    assert serialize(t, fields, "left", "labeled", extra) == ["title: lamp; store city: oslo"]
+    rec = {"title": "lamp", "http://x.org/o#storeCity": "oslo"}
+    assert serialize_record(rec, fields, "left", "plain", extra) == "lamp, oslo"
+    assert serialize_record({"title": "lamp"}, fields, "left", "plain", extra) == "lamp"

@@ -133,6 +133,21 @@ def test_gold_pairs_and_labels_are_sniffed_too(tmp_path: Path) -> None:
     lab = tmp_path / "labels.csv"
     lab.write_bytes("left_id;right_id;label\n1;2;yes\n".encode("utf-8-sig"))
     assert [(x.left_id, x.right_id, x.match) for x in read_labels(lab)] == [("1", "2", True)]
+    # their header errors show the header seen too
+    with pytest.raises(InvalidArgument, match=r"header seen: \['D1', 'D2'\]"):
+        read_pairs(g, left_column="idA")
+    bad = tmp_path / "bad_labels.csv"
+    bad.write_text("left_id,right,label\n1,2,yes\n")
+    with pytest.raises(InvalidArgument, match=r"header seen: \['left_id', 'right', 'label'\]"):
+        read_labels(bad)
+
+
+def test_spaces_after_delimiters_and_quotes_are_read(tmp_path: Path) -> None:
+    p = tmp_path / "spaced.csv"
+    p.write_text('id, name, note\n1, "Smith, John", "a, b"\n2, Doe, \n')
+    t = read_table(p)
+    assert t.columns == ("name", "note")
+    assert t.column("name") == ("Smith, John", "Doe") and t.column("note") == ("a, b", None)
 
 
 def test_duplicate_and_empty_ids_are_reported_with_rows(tmp_path: Path) -> None:
