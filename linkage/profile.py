@@ -186,7 +186,7 @@ MOSTLY = 0.8
 #: a column with at most this many distinct values (and repeated ones) is a category
 CATEGORY_MAX_DISTINCT = 30
 #: mean characters from which a column is long text
-LONG_TEXT_CHARS = 60
+LONG_TEXT_CHARS = 100
 
 
 def infer_type(profile: ColumnProfile) -> str:
@@ -201,7 +201,7 @@ def infer_type(profile: ColumnProfile) -> str:
     4. mostly numbers: ``number``;
     5. values that repeat: each seen about 10 times or more (distinct ratio <= 0.1), or few
        distinct values (<= `CATEGORY_MAX_DISTINCT`) with distinct ratio <= 0.2: ``category``;
-    6. long values (mean >= `LONG_TEXT_CHARS` characters or >= 8 words): ``text``;
+    6. long values (mean >= `LONG_TEXT_CHARS` characters or >= 15 words): ``text``;
     7. mostly short letter-only values of 1-4 words that mostly differ from each other
        (distinct ratio >= 0.5: person or place names, not labels): ``name``;
     8. otherwise ``string``.
@@ -218,7 +218,7 @@ def infer_type(profile: ColumnProfile) -> str:
     distinct = len(set(p.values))
     if p.distinct <= 0.1 or (distinct <= CATEGORY_MAX_DISTINCT and p.distinct <= 0.2):
         return "category"
-    if p.mean_chars >= LONG_TEXT_CHARS or p.mean_words >= 8:
+    if p.mean_chars >= LONG_TEXT_CHARS or p.mean_words >= 15:
         return "text"
     if p.name_like >= MOSTLY and p.mean_words <= 4 and p.distinct >= 0.5:
         return "name"
