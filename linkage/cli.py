@@ -65,7 +65,7 @@ def build_spec(args: argparse.Namespace, *, dedupe: bool) -> dict[str, Any]:
         if args.right_id:
             spec["right_id"] = args.right_id
         if args.many_to_one:
-            spec["one_to_one"] = False
+            spec["assignment"] = "many_to_one"
     if args.fields:
         spec["fields"] = [parse_field(f) for f in args.fields]
     if args.precision is not None:

@@ -175,7 +175,8 @@ class Matcher:
             ]
             if assign:
                 self.options[rid] = options
-                if self.spec.one_to_one:
+                # a right record holds at most one incoming record unless it repeats entities
+                if self.model.assignment in ("one_to_one", "one_to_many"):
                     row = self._place(rid)
                 else:
                     row = options[0][1] if options else None

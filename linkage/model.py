@@ -54,6 +54,8 @@ class LinkModel:
     #: anything with ``score(features) -> P(match)``: a PairClassifier or fold average
     classifier: PairClassifier | AveragedClassifier | None = None
     threshold: float = 0.5
+    #: link jobs: how records pair up (resolved from the spec's ``assignment``)
+    assignment: str = "one_to_one"
     #: non-id columns no field uses, per side (left, right): compared as part of the
     #: record's whole text; embedded too (after the fields) when the fields were aligned
     #: automatically, not when the spec lists them

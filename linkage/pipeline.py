@@ -16,6 +16,14 @@ import numpy as np
 from veclink.linkage.active import Ask, Question, active_learning
 from veclink.linkage.align import Alignment, align_columns, identity_alignment
 from veclink.linkage.assign import alternative_scores, best_and_second, greedy_one_to_one
+from veclink.linkage.assumptions import (
+    MIN_SELF_LABELS,
+    SideDuplicates,
+    duplicate_test,
+    precision_interval,
+    reference_for,
+    resolve_assignment,
+)
 from veclink.linkage.blocking import (
     CandidatePairs,
     IndexFactory,
@@ -126,6 +134,8 @@ class _Scored:
     #: every labelled pair that is a candidate (for calibration among selected pairs)
     cand_rows: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     cand_y: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    #: (positives, negatives) among the self-labels of the last self-training round
+    self_labels: tuple[int, int] | None = None
 
 
 class _Job:
@@ -186,15 +196,31 @@ class _Job:
                 candidates.right,
                 dedupe=self.dedupe,
             )
+        # until the duplicate checks say otherwise, a link job assumes one-to-one
+        assignment = "one_to_one" if spec.assignment == "auto" else spec.assignment
         with self.stages.stage("score"):
-            scored = self._score(candidates, features, labels, ask, budget)
+            scored = self._score(candidates, features, labels, ask, budget, assignment)
         with self.stages.stage("select"):
-            scores, selected, null, curve, choice = self._threshold(candidates, scored)
+            scores, selected, null, curve, choice = self._threshold(candidates, scored, assignment)
+        duplicates: list[SideDuplicates] = []
+        if not self.dedupe:
+            with self.stages.stage("check"):
+                duplicates = self._check_duplicates(candidates, scores, choice.threshold)
+                found = resolve_assignment(spec.assignment, *(d.flagged for d in duplicates))
+                if found != assignment:
+                    assignment = found
+                    if not scored.supervised:  # the self-labels relied on the broken structure
+                        scored = self._score(candidates, features, (), None, 0, assignment)
+                    scores, selected, null, curve, choice = self._threshold(
+                        candidates, scored, assignment
+                    )
+        model.assignment = assignment
+        choice, warnings = self._honesty(scored, scores, selected, null, choice, duplicates)
         judged = np.zeros(0, np.int64)
         if spec.llm_judge is not None:
             with self.stages.stage("judge"):
                 scores, selected, judged = _judge(
-                    spec, candidates, scores, selected, choice, self.lv, self.rv, self.dedupe
+                    spec, candidates, scores, selected, choice, self.lv, self.rv, assignment
                 )
         model.threshold = choice.threshold
         accepted = selected & (scores >= choice.threshold)
@@ -214,6 +240,9 @@ class _Job:
             stages=self.stages.stats,
             labels=scored.asked,
             judged_rows=judged,
+            warnings=tuple(warnings),
+            duplicates=tuple(duplicates),
+            assignment="dedupe" if self.dedupe else assignment,
             alignment=self.alignment,
         )
         if self.dedupe:
@@ -230,6 +259,78 @@ class _Job:
         return LinkResult(
             left=self.lt, right=self.rt, left_views=self.lv, right_views=self.rv, **common
         )
+
+    def _check_duplicates(
+        self, candidates: CandidatePairs, scores: np.ndarray, threshold: float
+    ) -> list[SideDuplicates]:
+        """Each side's duplicate check, from the candidate pairs scored by the job's model."""
+        return [
+            duplicate_test(side, candidates, scores, threshold, table.ids)
+            for side, table in (("left", self.lt), ("right", self.rt))
+        ]
+
+    def _honesty(
+        self,
+        scored: _Scored,
+        scores: np.ndarray,
+        selected: np.ndarray,
+        null: np.ndarray,
+        choice: ThresholdChoice,
+        duplicates: Sequence[SideDuplicates],
+    ) -> tuple[ThresholdChoice, list[str]]:
+        """The precision interval, and what the user must be told about the estimate."""
+        warnings: list[str] = []
+        reliable = True
+        chosen = selected & (scores >= choice.threshold)
+        if scored.supervised:
+            p = scores[chosen]
+            rng = np.random.default_rng(self.spec.seed)
+            boots = (
+                [p[rng.integers(0, p.size, p.size)].mean() for _ in range(200)] if p.size else []
+            )
+            interval = (
+                (float(np.quantile(boots, 0.05)), float(np.quantile(boots, 0.95)))
+                if p.size
+                else (0.0, 1.0)
+            )
+        elif null.size == 0:
+            interval, reliable = (0.0, 1.0), False
+            warnings.append(
+                "no record has known non-matches (duplicates on every side, or no alternatives): "
+                "the precision estimate comes from a score mixture and is not reliable; "
+                "label a few hundred pairs (--labels) for a trustworthy one"
+            )
+        else:
+            interval = precision_interval(
+                scores[selected], null, choice.threshold, seed=self.spec.seed
+            )
+        for d in duplicates:
+            if d.flagged:
+                warnings.append(
+                    f"the {d.side} table appears to hold duplicates: {d.observed} records of the "
+                    f"other table have several {d.side} candidates above the match threshold "
+                    f"({d.expected:.0f} the other way round); assignment "
+                    f"{self.model.assignment}; precision is estimated from the other side's "
+                    "structure only"
+                )
+        if not scored.supervised and scored.self_labels is not None:
+            pos, neg = scored.self_labels
+            if min(pos, neg) < MIN_SELF_LABELS:
+                reliable = False
+                warnings.append(
+                    f"too few confident self-labels ({pos} matches, {neg} non-matches): "
+                    "the precision estimate is not reliable"
+                )
+        lo, hi = interval
+        if hi - lo > 0.2:
+            warnings.append(f"the precision estimate is uncertain: between {lo:.2f} and {hi:.2f}")
+        if not choice.target_met and self.spec.precision > 0:
+            warnings.append(
+                f"no threshold reaches the precision target {self.spec.precision}: "
+                f"the most precise one was used (estimated {choice.est_precision:.2f})"
+            )
+        lo, hi = min(lo, choice.est_precision), max(hi, choice.est_precision)
+        return dataclasses.replace(choice, interval=(lo, hi), reliable=reliable), warnings
 
     def _views(self, report: Callable[[float], None]) -> tuple[Views, Views]:
         model, lt, rt = self.model, self.lt, self.rt
@@ -266,16 +367,19 @@ class _Job:
         labels: Sequence[LabelledPair],
         ask: Ask | None,
         budget: int,
+        assignment: str,
     ) -> _Scored:
         """Self-trained scores; then, with labels or answers, a labelled classifier."""
         spec, model = self.spec, self.model
-        reference = "both" if self.dedupe else spec.reference
+        reference = "both" if self.dedupe else reference_for(assignment, spec.reference)
         values = features.values
         model.classifier, scores = self_train(
             candidates, values, reference, kind=spec.classifier, seed=spec.seed
         )
+        _, y_self = self_labels(candidates, scores, reference)
+        counts = (int(y_self.sum()), int((y_self == 0).sum()))
         if not labels and not (ask is not None and budget > 0):
-            return _Scored(scores, supervised=False)
+            return _Scored(scores, supervised=False, self_labels=counts)
         prior_rows, prior_y = self_labels(candidates, scores, reference)
         x_prior = values[prior_rows]
         x_lab = np.zeros((0, values.shape[1]), np.float32)
@@ -312,7 +416,7 @@ class _Job:
                 _describer(candidates, self.lt, self.rt),
                 retrain,
                 budget=budget,
-                threshold=_quick_threshold(candidates, scores, spec, self.dedupe),
+                threshold=_quick_threshold(candidates, scores, spec, self.dedupe, assignment),
                 seed=spec.seed,
             )
             x_lab = np.vstack([x_lab, values[rows]])
@@ -326,11 +430,11 @@ class _Job:
         return _Scored(clf.score(values), True, asked, cand_rows, cand_y)
 
     def _threshold(
-        self, candidates: CandidatePairs, scored: _Scored
+        self, candidates: CandidatePairs, scored: _Scored, assignment: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, ThresholdCurve, ThresholdChoice]:
         """Selection and the threshold meeting the precision target."""
         spec, scores = self.spec, scored.scores
-        selected, null = _select(candidates, scores, spec, self.dedupe)
+        selected, null = _select(candidates, scores, spec, self.dedupe, assignment)
         if self.dedupe:
             # an entity may hold many records: every pair above the threshold counts
             selected = np.ones(len(scores), dtype=bool)
@@ -349,22 +453,31 @@ class _Job:
                     scores = apply_platt(scores, platt)
                     clf.platt = compose_platt(clf.platt, platt)
                 curve = curve_from_probabilities(scores[selected])
+            elif null.size == 0:  # no known non-matches: a mixture, as for dedupe
+                curve, choice = _mixture_threshold(scores[selected], null, spec)
             else:
                 curve = curve_from_null(scores[selected], null)
-            choice = choose_threshold(curve, spec.precision, spec.objective)
+            if scored.supervised or null.size:
+                choice = choose_threshold(curve, spec.precision, spec.objective)
         if spec.threshold is not None:
             choice = ThresholdChoice(spec.threshold, choice.est_precision, choice.est_recall, True)
         return scores, selected, null, curve, choice
 
 
 def _select(
-    candidates: CandidatePairs, scores: np.ndarray, spec: LinkageSpec, dedupe_job: bool
+    candidates: CandidatePairs,
+    scores: np.ndarray,
+    spec: LinkageSpec,
+    dedupe_job: bool,
+    assignment: str = "one_to_one",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Selected pairs, and null samples: scores of known non-matches.
 
     The null samples are the best alternative scores of the selected pairs' records: when
     a side holds no duplicates, a record's best alternative is a best non-match, which is
-    what a false positive scores.
+    what a false positive scores. Selection follows the assignment: ``one_to_one`` best
+    first, ``many_to_one`` each left record's best, ``one_to_many`` each right record's
+    best, ``many_to_many`` every pair.
     """
     if dedupe_job:
         n = candidates.n_left
@@ -375,25 +488,38 @@ def _select(
         selected[best_idx[best_idx >= 0] % max(len(scores), 1)] = True
         views = [(g, s2, np.concatenate([selected, selected]), n)]
     else:
-        if spec.one_to_one:
+        if assignment == "one_to_one":
             selected = greedy_one_to_one(candidates.left, candidates.right, scores)
+        elif assignment == "many_to_many":
+            selected = np.ones(len(scores), dtype=bool)
         else:
-            best_idx, _, _ = best_and_second(candidates.left, scores, candidates.n_left)
+            by_left = assignment == "many_to_one"
+            g, n = (
+                (candidates.left, candidates.n_left)
+                if by_left
+                else (candidates.right, candidates.n_right)
+            )
+            best_idx, _, _ = best_and_second(g, scores, n)
             selected = np.zeros(len(scores), dtype=bool)
             selected[best_idx[best_idx >= 0]] = True
+        reference = reference_for(assignment, spec.reference)
         views = []
-        if spec.reference in ("right", "both"):
+        if reference in ("right", "both"):
             views.append((candidates.left, scores, selected, candidates.n_left))
-        if spec.reference in ("left", "both"):
+        if reference in ("left", "both"):
             views.append((candidates.right, scores, selected, candidates.n_right))
     nulls = [alternative_scores(g, sc, sel, n) for g, sc, sel, n in views]
     return selected, (np.concatenate(nulls) if nulls else np.zeros(0))
 
 
 def _quick_threshold(
-    candidates: CandidatePairs, scores: np.ndarray, spec: LinkageSpec, dedupe_job: bool
+    candidates: CandidatePairs,
+    scores: np.ndarray,
+    spec: LinkageSpec,
+    dedupe_job: bool,
+    assignment: str = "one_to_one",
 ) -> float:
-    selected, null = _select(candidates, scores, spec, dedupe_job)
+    selected, null = _select(candidates, scores, spec, dedupe_job, assignment)
     return choose_threshold(curve_from_null(scores[selected], null), spec.precision).threshold
 
 
@@ -445,11 +571,12 @@ def _judge(
     choice: ThresholdChoice,
     lv: Views,
     rv: Views,
-    dedupe_job: bool,
+    assignment: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Blend an LLM's judgement into the scores of borderline pairs, then select again."""
     from veclink.linkage.llm_judge import LLMJudge, blend, borderline
 
+    dedupe_job = candidates.dedupe
     if spec.llm_judge is None:
         return scores, selected, np.zeros(0, np.int64)
     judge = LLMJudge(spec.llm_judge)
@@ -463,5 +590,5 @@ def _judge(
     judged = judge.judge(texts) if len(rows) else np.zeros(0)
     scores = blend(scores, rows, judged, spec.llm_judge.weight)
     if not dedupe_job:  # dedupe keeps every pair in play
-        selected, _ = _select(candidates, scores, spec, dedupe_job)
+        selected, _ = _select(candidates, scores, spec, dedupe_job, assignment)
     return scores, selected, rows

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from veclink.linkage.align import Alignment
+from veclink.linkage.assumptions import SideDuplicates
 from veclink.linkage.blocking import CandidatePairs, IndexFactory, default_index_factory
 from veclink.linkage.compare import Features
 from veclink.linkage.model import LinkModel, Progress, Views
@@ -80,7 +81,12 @@ def _summary(result: LinkResult | DedupeResult, tables: dict[str, Table]) -> dic
         "precision_target": result.spec.precision,
         "precision_target_met": bool(choice.target_met),
         "estimated_precision": _number(choice.est_precision),
+        "estimated_precision_interval": [_number(x) for x in choice.interval],
+        "estimate_reliable": bool(choice.reliable),
         "estimated_recall": _number(choice.est_recall),
+        "assignment": result.assignment,
+        "duplicate_checks": [d.to_dict() for d in result.duplicates],
+        "warnings": list(result.warnings),
         "candidates": len(result.candidates),
         "fields": [
             {"name": f.name, "left": f.left_column, "right": f.right_column, "type": f.type}
@@ -121,6 +127,12 @@ class LinkResult:
     labels: tuple[np.ndarray, np.ndarray] | None = None
     #: candidate rows whose score blends in the LLM judge's answer
     judged_rows: np.ndarray | None = None
+    #: what the user must be told about the estimates (broken assumptions, uncertainty)
+    warnings: tuple[str, ...] = ()
+    #: the within-side duplicate check of each side (link jobs)
+    duplicates: tuple[SideDuplicates, ...] = ()
+    #: how records paired up: one_to_one, one_to_many, many_to_one, many_to_many, dedupe
+    assignment: str = "one_to_one"
     #: the column alignment the fields came from (None when the spec listed the fields)
     alignment: Alignment | None = None
 
@@ -132,8 +144,10 @@ class LinkResult:
         """A JSON-ready account of the job (what ``--summary FILE.json`` writes).
 
         Keys: ``mode`` (``link``), ``records`` per side, ``pairs`` written, ``threshold``,
-        ``estimated_precision`` / ``estimated_recall`` (None when unknown), the precision
-        target and whether it was met, ``scoring`` (unsupervised / supervised), the compared
+        ``estimated_precision`` with its ``estimated_precision_interval`` and whether the
+        estimate's assumptions held (``estimate_reliable``), ``estimated_recall`` (None when
+        unknown), the precision target and whether it was met, the ``assignment`` used and
+        the ``duplicate_checks`` behind it, ``warnings`` (what the user must be told), ``scoring`` (unsupervised / supervised), the compared
         ``fields``, the column ``alignment`` (`Alignment.to_dict`, None when the spec listed
         the fields), ``inputs`` (how each file was read: encoding, delimiter) and
         ``stages`` (name, seconds, peak MiB when traced).
@@ -220,6 +234,12 @@ class DedupeResult:
     labels: tuple[np.ndarray, np.ndarray] | None = None
     #: candidate rows whose score blends in the LLM judge's answer
     judged_rows: np.ndarray | None = None
+    #: what the user must be told about the estimates (broken assumptions, uncertainty)
+    warnings: tuple[str, ...] = ()
+    #: the within-side duplicate check of each side (link jobs)
+    duplicates: tuple[SideDuplicates, ...] = ()
+    #: how records paired up: one_to_one, one_to_many, many_to_one, many_to_many, dedupe
+    assignment: str = "one_to_one"
     #: every column with itself, typed (None when the spec listed the fields)
     alignment: Alignment | None = None
 

@@ -48,6 +48,10 @@ class ThresholdChoice:
     est_recall: float
     #: False when no threshold reaches the precision target (the most precise one is used)
     target_met: bool
+    #: plausible range of the precision (see `veclink.linkage.assumptions.precision_interval`)
+    interval: tuple[float, float] = (0.0, 1.0)
+    #: False when the estimate's assumptions failed on this data (see the job's warnings)
+    reliable: bool = True
 
 
 def initial_scores(values: np.ndarray) -> np.ndarray:

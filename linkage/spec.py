@@ -17,7 +17,9 @@ from veclink.errors import InvalidArgument
 
 #: how a field's values are compared (see veclink.linkage.compare)
 FIELD_TYPES = ("text", "string", "name", "code", "number", "date", "category")
-REFERENCES = ("right", "left", "both", "none")
+REFERENCES = ("auto", "right", "left", "both", "none")
+#: how records may pair up in a link job (``many_to_one``: many left records to one right)
+ASSIGNMENTS = ("auto", "one_to_one", "many_to_one", "one_to_many", "many_to_many")
 SERIALIZATIONS = ("plain", "labeled")
 CLUSTER_METHODS = ("components", "correlation")
 CLASSIFIERS = ("logistic", "gbm")
@@ -105,16 +107,20 @@ class LinkageSpec:
     #: ``plain``: values only; ``labeled``: ``name: value`` pairs, for the embedded text
     serialization: str = "plain"
     blocking: BlockingSpec = dataclasses.field(default_factory=BlockingSpec)
-    #: precision target tau for thresholds chosen without labels
+    #: precision target tau for thresholds chosen without labels; 0 means no precision
+    #: constraint: the threshold with the best estimated F1
     precision: float = 0.9
     #: ``f1``: best estimated F1 with precision >= tau; ``recall``: lowest such threshold
     objective: str = "f1"
     #: fixed score threshold (skips estimation)
     threshold: float | None = None
-    #: link jobs: each record is matched at most once on each side
-    one_to_one: bool = True
-    #: which side holds no duplicates (used to estimate precision without labels)
-    reference: str = "both"
+    #: link jobs: how records pair up. ``auto`` checks each side for duplicates and picks
+    #: ``one_to_one`` (neither side has any), ``one_to_many`` (the right side has), ``many_to_one``
+    #: (the left side has) or ``many_to_many`` (both); the result says which was used
+    assignment: str = "auto"
+    #: which side holds no duplicates (used to estimate precision without labels); ``auto``
+    #: follows the assignment
+    reference: str = "auto"
     #: classifier trained on labels (and on self-labels when there are none)
     classifier: str = "logistic"
     #: dedupe: ``components`` (connected components of accepted pairs) or ``correlation``
@@ -125,6 +131,18 @@ class LinkageSpec:
     #: encoder spec (``veclink.encoders.load_encoder``)
     encoder: dict[str, Any] = dataclasses.field(default_factory=lambda: {"kind": "hf-text"})
     seed: int = 0
+
+    @classmethod
+    def _legacy(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Older spec keys: ``one_to_one: false`` is ``assignment: many_to_one``."""
+        if (
+            "one_to_one" in data
+            and "assignment" not in data
+            and isinstance(data["one_to_one"], bool)
+        ):
+            data = dict(data)
+            data["assignment"] = "one_to_one" if data.pop("one_to_one") else "many_to_one"
+        return data
 
     @property
     def right_id_column(self) -> str:
@@ -145,6 +163,8 @@ class LinkageSpec:
                 raise InvalidArgument("invalid linkage spec: " + "; ".join(problems), field="spec")
             return data
         problems: list[str] = []
+        if isinstance(data, dict):
+            data = cls._legacy(data)
         spec = _build(cls, data, "spec", problems)
         if spec is not None:
             problems += spec.problems()
@@ -204,13 +224,14 @@ class LinkageSpec:
                         f"spec.blocking.keys[{i}]: {name!r} is not a field "
                         f"(fields: {', '.join(names)})"
                     )
-        if not 0 < self.precision <= 1:
-            out.append("spec.precision: must be in (0, 1]")
+        if not 0 <= self.precision <= 1:
+            out.append("spec.precision: must be in [0, 1] (0: no constraint, best estimated F1)")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             out.append("spec.threshold: must be in [0, 1]")
         for attr, allowed in (
             ("serialization", SERIALIZATIONS),
             ("reference", REFERENCES),
+            ("assignment", ASSIGNMENTS),
             ("classifier", CLASSIFIERS),
             ("cluster", CLUSTER_METHODS),
             ("objective", OBJECTIVES),

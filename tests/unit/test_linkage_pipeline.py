@@ -85,7 +85,14 @@ def test_link_without_labels_meets_the_precision_target(dblp, dblp_result) -> No
         == 1.0
     )
     assert result.candidates.reduction_ratio > 0.9
-    assert [s for s, f in stages if f == 1.0] == ["embed", "block", "compare", "score", "select"]
+    assert [s for s, f in stages if f == 1.0] == [
+        "embed",
+        "block",
+        "compare",
+        "score",
+        "select",
+        "check",
+    ]
     # one-to-one: no id appears twice
     lefts = [a for a, _, _ in result.matches()]
     rights = [b for _, b, _ in result.matches()]

@@ -172,3 +172,19 @@ def test_correlation_clustering_splits_a_weak_bridge() -> None:
     assert len(set(comp.tolist())) == 1
     corr = cluster(6, left, right, scores, 0.5, "correlation")
     assert corr.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_precision_zero_means_the_best_estimated_f1() -> None:
+    from veclink.linkage.scoring import ThresholdCurve, choose_threshold
+
+    curve = ThresholdCurve(
+        thresholds=np.array([0.9, 0.7, 0.5, 0.3]),
+        accepted=np.array([10.0, 20.0, 30.0, 40.0]),
+        precision=np.array([1.0, 0.95, 0.8, 0.5]),
+        recall=np.array([0.3, 0.6, 0.85, 0.95]),
+    )
+    best = int(np.argmax(curve.f1))
+    free = choose_threshold(curve, 0.0)
+    assert free.threshold == curve.thresholds[best] and free.target_met
+    strict = choose_threshold(curve, 0.9)
+    assert strict.threshold == 0.7  # the best F1 among precision >= 0.9

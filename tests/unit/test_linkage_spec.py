@@ -40,6 +40,7 @@ def test_every_mistake_is_reported_at_once() -> None:
         "reference": "middle",
         "colour": "blue",
         "one_to_one": "yes",
+        "assignment": 3,
     }
     with pytest.raises(InvalidArgument) as info:
         LinkageSpec.from_dict(bad)
@@ -49,7 +50,8 @@ def test_every_mistake_is_reported_at_once() -> None:
         "spec.fields[2].name: required",
         "spec.blocking.lexical_weight: must be a number",
         "spec.colour: unknown key",
-        "spec.one_to_one: must be true or false",
+        "spec.one_to_one: unknown key",
+        "spec.assignment: must be a string",
     ):
         assert expected in msg, msg
     assert info.value.field == "spec"
@@ -68,7 +70,7 @@ def test_value_problems_are_reported_together() -> None:
     for expected in (
         "spec.fields[0].type: 'texty' is not one of",
         "name 'title' is used more than once",
-        "spec.precision: must be in (0, 1]",
+        "spec.precision: must be in [0, 1]",
         "spec.blocking.k: must be >= 1",
         "spec.blocking.keys[0]: 'nope' is not a field",
         "spec.reference: 'middle' is not one of",
@@ -91,9 +93,16 @@ def test_field_columns_default_to_the_name() -> None:
 def test_encoder_and_index_kind_are_checked_with_the_rest() -> None:
     with pytest.raises(InvalidArgument) as info:
         LinkageSpec.from_dict(
-            {"encoder": {"kind": "nope"}, "blocking": {"index_kind": "magic"}, "precision": 0}
+            {"encoder": {"kind": "nope"}, "blocking": {"index_kind": "magic"}, "precision": -0.5}
         )
     msg = str(info.value)
     assert "spec.encoder: unknown encoder kind 'nope'" in msg
     assert "spec.blocking.index_kind: 'magic' is not one of" in msg
     assert "spec.precision" in msg
+
+
+def test_legacy_one_to_one_flag_maps_to_an_assignment() -> None:
+    assert LinkageSpec.from_dict({"one_to_one": False}).assignment == "many_to_one"
+    assert LinkageSpec.from_dict({"one_to_one": True}).assignment == "one_to_one"
+    assert LinkageSpec.from_dict({}).assignment == "auto"
+    assert LinkageSpec.from_dict({"precision": 0}).precision == 0.0
