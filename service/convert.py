@@ -246,7 +246,7 @@ def table_source_from_proto(src: linkage_pb2.TableSource, side: str) -> TableSou
         rows=[struct_to_dict(r) for r in src.inline.rows] if which == "inline" else None,
         sql=src.sql if which == "sql" else None,
         id_column=src.id_column,
-        encoding=src.encoding or "utf-8",
+        encoding=src.encoding or None,
     )
 
 

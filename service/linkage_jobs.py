@@ -38,7 +38,8 @@ class TableSource:
     rows: list[dict[str, Any]] | None = None
     sql: str | None = None
     id_column: str = ""
-    encoding: str = "utf-8"
+    #: text encoding of a path source; None detects it (BOM, UTF-8, cp1252 / latin-1)
+    encoding: str | None = None
 
     def describe(self) -> str:
         if self.path:
