@@ -272,6 +272,45 @@ def test_linkage_link_job_and_incremental_match(client: Client) -> None:
         client.match("no-such-job", newcomer)
 
 
+def test_linkage_match_after_restart(tmp_path: Path) -> None:
+    """A finished job's matcher is rebuilt from the database by a new server on the same data."""
+    gold = _rows("dblp_acm_gold.csv")[:30]
+    dblp = {r["id"]: r for r in _rows("dblp_sample.csv")}
+    acm = {r["id"]: r for r in _rows("acm_sample.csv")}
+    left = [dblp[g["idDBLP"]] for g in gold if g["idDBLP"] in dblp]
+    right = [acm[g["idACM"]] for g in gold if g["idACM"] in acm]
+    settings = _settings(tmp_path / "data")
+    newcomer, visitor = left[0], {**left[1], "id": "visitor"}
+    first = RunningServer(settings)
+    try:
+        with Client(first.address) as c:
+            job_id = c.start_job("link", left[2:], right, spec={"precision": 0.9})
+            _wait(c, job_id)
+            assigned = c.match(job_id, newcomer, k=3, assign=True)
+            peek = c.match(job_id, visitor, k=3)
+            results = c.job_results(job_id)
+    finally:
+        first.stop()
+    want = next(g["idACM"] for g in gold if g["idDBLP"] == newcomer["id"])
+    assert want in [x["record_id"] for x in assigned["candidates"]]
+    second = RunningServer(settings)  # same data dir, same catalog database
+    try:
+        with Client(second.address) as c:
+            assert c.job_results(job_id) == results
+            assert c.match(job_id, visitor, k=3) == peek
+            # the assignment made before the restart holds: it was replayed, not forgotten
+            with pytest.raises(InvalidArgument, match="already matched"):
+                c.match(job_id, newcomer, k=3, assign=True)
+            assert (
+                c.match(job_id, {**newcomer, "id": "again"}, k=3)["candidates"]
+                == (assigned["candidates"])
+            )
+            with pytest.raises(NotFound):
+                c.match("no-such-job", newcomer)
+    finally:
+        second.stop()
+
+
 def test_linkage_dedupe_job_from_server_path(client: Client) -> None:
     job_id = client.start_job("dedupe", str(FIX / "febrl1_sample.csv"), left_id="rec_id")
     final = _wait(client, job_id)
