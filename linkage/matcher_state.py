@@ -211,7 +211,7 @@ def _model_from_meta(
         encoder=encoder,
         lexical=lexical,
         comparator=comparator,
-        classifier=_classifier_from_meta(meta["classifier"], arrays),
+        classifier=_classifier_at(meta["classifier"], "classifier", arrays),
         threshold=float(meta["threshold"]),
     )
 
@@ -249,10 +249,6 @@ def _classifier_meta(clf: Any, prefix: str, arrays: dict[str, np.ndarray]) -> di
     if clf.model is not None:
         out["model"] = _estimator_meta(clf.model, prefix, arrays)
     return out
-
-
-def _classifier_from_meta(meta: dict[str, Any] | None, arrays: dict[str, np.ndarray]) -> Any:
-    return _classifier_at(meta, "classifier", arrays)
 
 
 def _classifier_at(meta: dict[str, Any] | None, prefix: str, arrays: dict[str, np.ndarray]) -> Any:

@@ -147,3 +147,33 @@ def test_state_is_taken_before_assignments(linked, tables) -> None:
     assert any(assigned)
     with pytest.raises(InvalidArgument, match="before it assigns"):
         matcher_state(matcher)
+
+
+def test_every_fitted_part_is_stored() -> None:
+    """A field added to a fitted class must be stored in the matcher state (and here)."""
+    import dataclasses
+
+    from veclink.linkage.classifier import PairClassifier
+    from veclink.linkage.compare import Comparator
+    from veclink.linkage.lexical import LexicalVectorizer
+    from veclink.linkage.model import LinkModel, Views
+    from veclink.linkage.scoring import AveragedClassifier
+
+    stored = {
+        LinkModel: {
+            "spec",
+            "fields",
+            "encoder",
+            "lexical",
+            "comparator",
+            "classifier",
+            "threshold",
+        },
+        Comparator: {"fields", "idf", "default_idf"},
+        LexicalVectorizer: {"dim", "n", "idf"},
+        PairClassifier: {"kind", "seed", "model", "constant", "center", "scale", "platt"},
+        AveragedClassifier: {"members"},
+        Views: {"texts", "full_texts", "semantic", "lexical"},
+    }
+    for cls, names in stored.items():
+        assert {f.name for f in dataclasses.fields(cls)} == names, cls.__name__
