@@ -4,7 +4,8 @@ The service stores this state with the job's results, so `Match` works after a r
 the matcher is rebuilt from it on first use. Nothing is pickled: the JSON part holds the
 spec, fields, comparator IDF, classifier parameters, threshold, the reference records and
 their texts; the arrays (written with ``np.save``, read with ``allow_pickle=False``) hold
-the embeddings, lexical IDF, blocking cutoffs and the classifiers' coefficients or trees.
+the embeddings, lexical IDF, blocking cutoffs and the classifiers' coefficients or trees
+(`veclink.linkage.classifier_state`).
 Lexical vectors are recomputed from the stored texts (row by row, so exactly), which keeps
 the state small.
 
@@ -22,12 +23,11 @@ from typing import Any
 
 import numpy as np
 from veclink.linkage.blocking import IndexFactory, default_index_factory
-from veclink.linkage.classifier import PairClassifier
+from veclink.linkage.classifier_state import classifier_state, load_classifier
 from veclink.linkage.compare import Comparator
 from veclink.linkage.lexical import LexicalVectorizer
 from veclink.linkage.matcher import Matcher
 from veclink.linkage.model import LinkModel, Views
-from veclink.linkage.scoring import AveragedClassifier
 from veclink.linkage.spec import FieldSpec, LinkageSpec
 from veclink.linkage.tables import Table
 
@@ -163,6 +163,48 @@ def load_matcher(
 
 # ------------------------------------------------------------------------- the model
 
+#: the `LinkModel` fields stored by name below; any other field must be plain data (a
+#: string, a number, tuples of them...) and is stored as it is
+_MODEL_PARTS = ("spec", "fields", "encoder", "lexical", "comparator", "classifier", "threshold")
+
+
+def plain_model_fields(model: LinkModel) -> dict[str, Any]:
+    """The `LinkModel` fields beyond `_MODEL_PARTS`, checked to be plain JSON data.
+
+    Raises:
+        InvalidArgument: such a field holds something else (it needs its own code here).
+    """
+    out = {}
+    for f in dataclasses.fields(model):
+        if f.name in _MODEL_PARTS:
+            continue
+        value = getattr(model, f.name)
+        if not _is_plain(value):
+            raise InvalidArgument(
+                f"LinkModel.{f.name} ({type(value).__name__}) cannot be stored in a matcher "
+                "state: store it in veclink.linkage.matcher_state",
+                field=f"model.{f.name}",
+            )
+        out[f.name] = value
+    return out
+
+
+def _is_plain(value: Any) -> bool:
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    if isinstance(value, tuple | list):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _as_declared(value: Any, declared: Any) -> Any:
+    """JSON gives lists; a field declared as a tuple gets tuples back (nested too)."""
+    if isinstance(value, list) and "tuple" in str(declared):
+        return tuple(_as_declared(v, declared) for v in value)
+    return value
+
 
 def _model_meta(model: LinkModel, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     if model.comparator is None:
@@ -177,7 +219,8 @@ def _model_meta(model: LinkModel, arrays: dict[str, np.ndarray]) -> dict[str, An
             "default_idf": model.comparator.default_idf,
         },
         "lexical": None,
-        "classifier": _classifier_meta(model.classifier, "classifier", arrays),
+        "classifier": classifier_state(model.classifier, "classifier", arrays),
+        "plain": plain_model_fields(model),
     }
     if model.lexical is not None:
         if model.lexical.idf is None:
@@ -205,176 +248,20 @@ def _model_from_meta(
     if meta["lexical"] is not None:
         lex = meta["lexical"]
         lexical = LexicalVectorizer(dim=int(lex["dim"]), n=int(lex["n"]), idf=arrays["lexical_idf"])
+    declared = {f.name: f.type for f in dataclasses.fields(LinkModel)}
+    unknown = sorted(set(meta["plain"]) - set(declared))
+    if unknown:
+        raise InvalidArgument(
+            f"the state has model fields this version does not know: {', '.join(unknown)}",
+            field="matcher_state",
+        )
     return LinkModel(
         spec=spec,
         fields=tuple(FieldSpec(**f) for f in meta["fields"]),
         encoder=encoder,
         lexical=lexical,
         comparator=comparator,
-        classifier=_classifier_at(meta["classifier"], "classifier", arrays),
+        classifier=load_classifier(meta["classifier"], "classifier", arrays),
         threshold=float(meta["threshold"]),
+        **{k: _as_declared(v, declared[k]) for k, v in meta["plain"].items()},
     )
-
-
-# -------------------------------------------------------------------- the classifiers
-
-
-def _classifier_meta(clf: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:
-    if clf is None:
-        return None
-    if isinstance(clf, AveragedClassifier):
-        return {
-            "type": "averaged",
-            "members": [
-                _classifier_meta(m, f"{prefix}.{i}", arrays) for i, m in enumerate(clf.members)
-            ],
-        }
-    if not isinstance(clf, PairClassifier):
-        raise InvalidArgument(
-            f"cannot store a classifier of type {type(clf).__name__}", field="classifier"
-        )
-    out: dict[str, Any] = {
-        "type": "pair",
-        "kind": clf.kind,
-        "seed": clf.seed,
-        "constant": clf.constant,
-        "platt": None if clf.platt is None else [float(v) for v in clf.platt],
-        "model": None,
-    }
-    for name in ("center", "scale"):
-        value = getattr(clf, name)
-        if value is not None:
-            arrays[f"{prefix}.{name}"] = np.asarray(value)
-    out["standardised"] = clf.center is not None
-    if clf.model is not None:
-        out["model"] = _estimator_meta(clf.model, prefix, arrays)
-    return out
-
-
-def _classifier_at(meta: dict[str, Any] | None, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
-    if meta is None:
-        return None
-    if meta["type"] == "averaged":
-        return AveragedClassifier(
-            [_classifier_at(m, f"{prefix}.{i}", arrays) for i, m in enumerate(meta["members"])]
-        )
-    if meta["type"] != "pair":
-        raise InvalidArgument(f"unknown classifier type {meta['type']!r}", field="classifier")
-    std = meta.get("standardised", False)
-    return PairClassifier(
-        kind=meta["kind"],
-        seed=int(meta["seed"]),
-        model=None if meta["model"] is None else _estimator_at(meta["model"], prefix, arrays),
-        constant=None if meta["constant"] is None else float(meta["constant"]),
-        center=arrays[f"{prefix}.center"] if std else None,
-        scale=arrays[f"{prefix}.scale"] if std else None,
-        platt=None if meta["platt"] is None else (float(meta["platt"][0]), float(meta["platt"][1])),
-    )
-
-
-def _estimator_meta(model: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The fitted parameters of the scikit-learn estimator inside a `PairClassifier`."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-
-    if isinstance(model, LogisticRegression):
-        arrays[f"{prefix}.coef"] = model.coef_
-        arrays[f"{prefix}.intercept"] = model.intercept_
-        arrays[f"{prefix}.classes"] = model.classes_
-        return {"type": "logistic"}
-    if isinstance(model, HistGradientBoostingClassifier | TreeEnsemble):
-        trees = model if isinstance(model, TreeEnsemble) else TreeEnsemble.from_sklearn(model)
-        for name, arr in trees.arrays().items():
-            arrays[f"{prefix}.trees.{name}"] = arr
-        return {"type": "trees"}
-    raise InvalidArgument(
-        f"cannot store an estimator of type {type(model).__name__}", field="classifier"
-    )
-
-
-def _estimator_at(meta: dict[str, Any], prefix: str, arrays: dict[str, np.ndarray]) -> Any:
-    if meta["type"] == "logistic":
-        from sklearn.linear_model import LogisticRegression
-
-        # the fitted attributes are all predict_proba reads: same code, same numbers
-        lr = LogisticRegression()
-        lr.coef_ = arrays[f"{prefix}.coef"]
-        lr.intercept_ = arrays[f"{prefix}.intercept"]
-        lr.classes_ = arrays[f"{prefix}.classes"]
-        lr.n_features_in_ = int(lr.coef_.shape[1])
-        return lr
-    if meta["type"] == "trees":
-        tag = f"{prefix}.trees."
-        return TreeEnsemble(**{k[len(tag) :]: v for k, v in arrays.items() if k.startswith(tag)})
-    raise InvalidArgument(f"unknown estimator type {meta['type']!r}", field="classifier")
-
-
-@dataclasses.dataclass
-class TreeEnsemble:
-    """A binary gradient-boosted tree ensemble evaluated in numpy.
-
-    Holds the numeric trees of a fitted `HistGradientBoostingClassifier` in flat arrays
-    (node ``i``'s children are absolute node numbers; tree ``t`` starts at ``roots[t]``)
-    and predicts what it predicts: the same comparisons in float64 (NaN follows
-    ``missing_left``), leaf values summed tree by tree from the baseline, then the sigmoid.
-    """
-
-    baseline: np.ndarray  # float64 (1,): the raw prediction before any tree
-    roots: np.ndarray  # int64 (n_trees,)
-    feature: np.ndarray  # int64 (n_nodes,)
-    threshold: np.ndarray  # float64 (n_nodes,)
-    missing_left: np.ndarray  # bool (n_nodes,)
-    left: np.ndarray  # int64 (n_nodes,)
-    right: np.ndarray  # int64 (n_nodes,)
-    leaf: np.ndarray  # bool (n_nodes,)
-    value: np.ndarray  # float64 (n_nodes,)
-
-    @classmethod
-    def from_sklearn(cls, model: Any) -> TreeEnsemble:
-        """Raises InvalidArgument for a multi-class model or categorical splits."""
-        if model.n_trees_per_iteration_ != 1:
-            raise InvalidArgument("only binary tree ensembles can be stored", field="classifier")
-        nodes = [p.nodes for it in model._predictors for p in it]
-        if not nodes or any(n["is_categorical"].any() for n in nodes):
-            raise InvalidArgument(
-                "only numeric tree ensembles with at least one tree can be stored",
-                field="classifier",
-            )
-        sizes = np.array([len(n) for n in nodes], np.int64)
-        roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        allnodes = np.concatenate(nodes)
-        offset = np.repeat(roots, sizes)
-        return cls(
-            baseline=np.asarray(model._baseline_prediction, np.float64).reshape(1),
-            roots=roots,
-            feature=allnodes["feature_idx"].astype(np.int64),
-            threshold=allnodes["num_threshold"].astype(np.float64),
-            missing_left=allnodes["missing_go_to_left"].astype(bool),
-            left=allnodes["left"].astype(np.int64) + offset,
-            right=allnodes["right"].astype(np.int64) + offset,
-            leaf=allnodes["is_leaf"].astype(bool),
-            value=allnodes["value"].astype(np.float64),
-        )
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """``(n, 2)`` class probabilities, like scikit-learn's."""
-        from scipy.special import expit
-
-        x = np.asarray(x, dtype=np.float64)
-        rows = np.arange(len(x))
-        raw = np.full(len(x), self.baseline[0], np.float64)
-        for root in self.roots.tolist():
-            node = np.full(len(x), root, np.int64)
-            inner = np.flatnonzero(~self.leaf[node])
-            while inner.size:
-                nd = node[inner]
-                val = x[rows[inner], self.feature[nd]]
-                go_left = np.where(np.isnan(val), self.missing_left[nd], val <= self.threshold[nd])
-                node[inner] = np.where(go_left, self.left[nd], self.right[nd])
-                inner = inner[~self.leaf[node[inner]]]
-            raw += self.value[node]
-        p = expit(raw)
-        return np.column_stack([1 - p, p])

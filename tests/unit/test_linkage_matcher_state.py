@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from veclink.linkage import dedupe, link, read_table
-from veclink.linkage.matcher_state import MatcherState, TreeEnsemble, load_matcher, matcher_state
+from veclink.linkage.classifier_state import TreeEnsemble
+from veclink.linkage.matcher_state import MatcherState, load_matcher, matcher_state
 
 from veclink.errors import InvalidArgument
 
