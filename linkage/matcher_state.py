@@ -71,7 +71,7 @@ class MatcherState:
                 for name, data in parts.items()
                 if name.endswith(_NPY)
             }
-        except ValueError as exc:  # JSON, UTF-8 and npy errors all derive from it
+        except (ValueError, EOFError) as exc:  # JSON, UTF-8, npy; EOF: a truncated npy
             raise InvalidArgument(
                 f"matcher state is unreadable: {exc}", field="matcher_state"
             ) from exc

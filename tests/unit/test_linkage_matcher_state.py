@@ -130,6 +130,8 @@ def test_unreadable_or_foreign_state_is_refused(linked) -> None:
         MatcherState.from_parts({k: v for k, v in parts.items() if k != "meta.json"})
     with pytest.raises(InvalidArgument, match="unreadable"):
         MatcherState.from_parts({**parts, "cutoffs.npy": b"not an npy file"})
+    with pytest.raises(InvalidArgument, match="unreadable"):
+        MatcherState.from_parts({**parts, "cutoffs.npy": b""})
     broken = MatcherState.from_parts({k: v for k, v in parts.items() if k != "semantic.npy"})
     with pytest.raises(InvalidArgument, match="semantic"):
         load_matcher(broken, encoder=S.HashEncoder(), index_factory=S.index_factory())
