@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from veclink.linkage import dedupe, link, read_table
+from veclink.linkage import Table, dedupe, link, read_table
 from veclink.linkage.classifier_state import TreeEnsemble
 from veclink.linkage.matcher_state import MatcherState, load_matcher, matcher_state
 
@@ -37,10 +37,19 @@ def tables():
     return left, right
 
 
-@pytest.fixture(scope="module", params=["logistic", "gbm"])
+@pytest.fixture(scope="module", params=["logistic", "gbm", "aligned"])
 def linked(request, tables):
     left, right = tables
     spec = {"fields": S.DBLP_FIELDS, "classifier": request.param}
+    if request.param == "aligned":
+        # no fields in the spec: the job aligns the columns itself, and a right column
+        # without a partner is compared as part of the record's text (model.unaligned)
+        spec = {}
+        rows = [
+            {"id": rid, **right.record(i), "shelf": f"shelf {i % 7} row {i % 3}"}
+            for i, rid in enumerate(right.ids)
+        ]
+        right = Table.from_records(rows, id_column="id", name="acm")
     return link(left, right, spec, encoder=S.HashEncoder(), index_factory=S.index_factory())
 
 
@@ -53,8 +62,8 @@ def _reload(matcher):
     )
 
 
-def test_loaded_model_computes_the_same_features_and_probabilities(linked, tables) -> None:
-    left, right = tables
+def test_loaded_model_computes_the_same_features_and_probabilities(linked) -> None:
+    left, right = linked.left, linked.right
     original = linked.matcher(index_factory=S.index_factory())
     loaded = _reload(original)
     assert loaded.model.threshold == linked.model.threshold
@@ -62,6 +71,9 @@ def test_loaded_model_computes_the_same_features_and_probabilities(linked, table
     assert loaded.model.spec == linked.model.spec
     assert loaded.ids == list(right.ids)
     assert loaded.model.classifier is not None  # the self-trained model, not the fallback
+    assert loaded.model.unaligned == linked.model.unaligned
+    if "shelf" in right.columns:
+        assert loaded.model.unaligned[1] == ("shelf",)
     # the reference views: texts and embeddings stored, lexical vectors recomputed exactly
     assert loaded.views.texts == linked.right_views.texts
     np.testing.assert_array_equal(loaded.views.semantic, linked.right_views.semantic)
