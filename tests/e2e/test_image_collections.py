@@ -67,7 +67,7 @@ def test_images_through_cli_and_grpc(tmp_path: Path) -> None:
         (folder / "records.jsonl").write_text("\n".join(lines))
         with Client(running.address) as c:
             c.create_collection("pics", model="tiny-clip")
-        cli = [sys.executable, "-m", "veclink.service.cli"]
+        cli = [sys.executable, "-m", "veclink.cli"]
         r = subprocess.run(
             [*cli, "upsert", "pics", str(folder / "records.jsonl"), "--server", running.address],
             capture_output=True,

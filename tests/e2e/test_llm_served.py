@@ -92,7 +92,7 @@ def test_llm_model_served(tmp_path: Path) -> None:
 
 def test_train_cli_help() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "veclink.service.cli", "train", "text-encoder", "--help"],
+        [sys.executable, "-m", "veclink.cli", "train", "text-encoder", "--help"],
         capture_output=True,
         text=True,
         timeout=120,

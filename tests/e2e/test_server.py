@@ -328,7 +328,7 @@ def test_api_keys(tmp_path: Path) -> None:
 
 def _cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "veclink.service.cli", *args, "--server", server.address],
+        [sys.executable, "-m", "veclink.cli", *args, "--server", server.address],
         capture_output=True,
         text=True,
         timeout=300,

@@ -249,7 +249,7 @@ def test_evaluation_command(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "veclink.service.cli",
+            "veclink.cli",
             "eval",
             "moee",
             "--model",
