@@ -26,7 +26,7 @@ def _server_module():  # type: ignore[no-untyped-def]
 
 
 def test_images_through_cli_and_grpc(tmp_path: Path) -> None:
-    from veclink.encoders.clip_synthetic import (
+    from tests.fixtures.clip_synthetic import (
         register_open_clip_config,
         shape_image,
         tiny_open_clip_config,
