@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from veclink.encoders.llm_text import POOLINGS
+from veclink.encoders.specs import LLM_POOLINGS
 from veclink.training.config import OBJECTIVES, SCHEDULES, SPEC_FILE, Stage2Config, TrainConfig
 
 from veclink.errors import InvalidArgument
@@ -67,7 +67,7 @@ def add_text_encoder(subparsers: Any) -> None:
     p.add_argument(
         "--gradient-checkpointing", action="store_true", help="less memory, slower steps"
     )
-    p.add_argument("--pooling", default="mean", choices=POOLINGS)
+    p.add_argument("--pooling", default="mean", choices=LLM_POOLINGS)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run_train_text_encoder)

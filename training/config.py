@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from veclink.encoders.llm_text import POOLINGS
+from veclink.encoders.specs import LLM_POOLINGS
 
 from veclink.errors import InvalidArgument
 
@@ -65,8 +65,8 @@ class TrainConfig:
             problems.append("simcse_dropout must be in [0, 1)")
         if not 0 < self.mask_prob < 1:
             problems.append("mask_prob must be in (0, 1)")
-        if self.pooling not in POOLINGS:
-            problems.append(f"pooling must be one of {', '.join(POOLINGS)}")
+        if self.pooling not in LLM_POOLINGS:
+            problems.append(f"pooling must be one of {', '.join(LLM_POOLINGS)}")
         if self.template.count("{text}") != 1:
             problems.append("template must contain {text} exactly once")
         if self.pooling == "latent_attention" and self.objective == "mntp":
