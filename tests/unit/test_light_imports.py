@@ -50,3 +50,26 @@ def test_cli_help_loads_no_heavy_library(argv: list[str]) -> None:
         f"    main({argv!r})"
     )
     assert loaded_after(code) == []
+
+
+def test_libraries_never_import_the_applications() -> None:
+    """The libraries and the server sit under the CLI and training, never the other way."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for folder in ("veclink", "encoders", "index", "linkage", "service"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                offenders += [
+                    f"{path.relative_to(root)}: {n}"
+                    for n in names
+                    if n.startswith(("veclink.cli", "veclink.training", "tests"))
+                ]
+    assert offenders == []
