@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from veclink.cli.common import add_remote, client
+from veclink.cli.common import add_remote, client, json_object, positive_int
 
 
 def add_parser(sub: Any) -> None:
@@ -18,10 +18,12 @@ def add_parser(sub: Any) -> None:
     c.add_argument(
         "--model", help="served model (default all-MiniLM-L6-v2; '' with --dim for vectors only)"
     )
-    c.add_argument("--dim", type=int, help="dimension of a vectors-only collection")
+    c.add_argument("--dim", type=positive_int, help="dimension of a vectors-only collection")
     c.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
     c.add_argument("--index-kind", choices=("flat", "partitioned"))
-    c.add_argument("--index-options", help="JSON object, e.g. '{\"split_limit\": 512}'")
+    c.add_argument(
+        "--index-options", type=json_object, help="JSON object, e.g. '{\"split_limit\": 512}'"
+    )
     c.add_argument("--json", action="store_true")
     c = add_remote(csub.add_parser("list"))
     c.add_argument("--json", action="store_true")
@@ -61,7 +63,7 @@ def cmd_collection(args: argparse.Namespace) -> int:
                 dimensions=args.dim or 0,
                 metric=args.metric,
                 index_kind=args.index_kind or "",
-                index_options=json.loads(args.index_options) if args.index_options else None,
+                index_options=args.index_options,
             )
             _print_collection(info, args.json)
         elif args.action == "list":

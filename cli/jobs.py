@@ -9,9 +9,10 @@ import argparse
 import csv
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from veclink.cli.common import client
+from veclink.cli.common import client, need
 from veclink.cli.linkage import add_subcommands, build_spec
 
 from veclink.errors import InvalidArgument
@@ -85,6 +86,26 @@ def cmd_linkage_remote(args: argparse.Namespace, *, dedupe: bool) -> int:
     return 0
 
 
+def check_before_run(args: argparse.Namespace, *, dedupe: bool) -> None:
+    """What would fail only after the whole job ran, checked before it starts: the optional
+    packages that Parquet inputs and ``--report`` need, and the folders written to.
+
+    Raises:
+        MissingDependency: a package is not installed.
+        InvalidArgument: an output folder does not exist.
+    """
+    for table in [args.table] if dedupe else [args.left, args.right]:
+        if Path(table).suffix.lower() in (".parquet", ".pq"):
+            need("pyarrow", "linkage", f"the Parquet input {table}")
+    if args.report and not args.server:  # with --server, --report is refused
+        need("matplotlib", "linkage", "--report")
+    for flag, out in (("--out", args.out), ("--report", args.report)):
+        if out and not Path(out).resolve().parent.is_dir():
+            raise InvalidArgument(
+                f"{flag} {out}: folder {str(Path(out).parent)!r} does not exist", field=flag[2:]
+            )
+
+
 def add_parsers(sub: Any) -> None:
     """Register ``link`` and ``dedupe``: in-process, or as a job on a server with ``--server``."""
     add_subcommands(sub)
@@ -101,6 +122,7 @@ def add_parsers(sub: Any) -> None:
         def dispatch(
             args: argparse.Namespace, local: Any = local, dedupe: bool = name == "dedupe"
         ) -> int:
+            check_before_run(args, dedupe=dedupe)
             if args.server:
                 return cmd_linkage_remote(args, dedupe=dedupe)
             return int(local(args))

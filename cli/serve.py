@@ -8,6 +8,8 @@ import logging
 import os
 from typing import Any
 
+from veclink.cli.common import non_negative_int
+
 
 def add_parser(sub: Any) -> None:
     """Register ``serve`` on the top-level sub-parsers."""
@@ -15,7 +17,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--config", help="TOML settings file (env VECLINK__SECTION__KEY overrides it)")
     p.add_argument("--data-dir", help="catalog and indexes (default ./veclink-data)")
     p.add_argument("--host", help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default 50051)")
+    p.add_argument("--port", type=non_negative_int, help="port (default 50051; 0: any free port)")
     p.add_argument(
         "--database-url", help="SQLAlchemy URL of the catalog (default SQLite in data dir)"
     )

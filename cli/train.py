@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from veclink.encoders.specs import LLM_POOLINGS
+from veclink.cli.common import int_at_least, non_negative_int, positive_float, positive_int
+from veclink.encoders.specs import LLM_POOLINGS, MOE_POOLINGS
 from veclink.training.config import OBJECTIVES, SCHEDULES, SPEC_FILE, Stage2Config, TrainConfig
 
 from veclink.errors import InvalidArgument
@@ -44,16 +45,16 @@ def add_text_encoder(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="output directory (a model load_encoder serves)")
     p.add_argument("--objective", choices=OBJECTIVES, default="mntp")
     for name, typ, default in (
-        ("steps", int, 100),
-        ("batch-size", int, 16),
-        ("lr", float, 1e-4),
-        ("lora-r", int, 8),
-        ("max-length", int, 128),
-        ("latents", int, 512),
+        ("steps", positive_int, 100),
+        ("batch-size", int_at_least(2), 16),
+        ("lr", positive_float, 1e-4),
+        ("lora-r", positive_int, 8),
+        ("max-length", positive_int, 128),
+        ("latents", positive_int, 512),
     ):
         p.add_argument(f"--{name}", type=typ, default=default)
     p.add_argument("--simcse-dropout", type=float, default=0.3)
-    p.add_argument("--temperature", type=float, default=0.05)
+    p.add_argument("--temperature", type=positive_float, default=0.05)
     p.add_argument(
         "--instruction", default="", help="supervised: prepended to queries, as when served"
     )
@@ -121,15 +122,22 @@ def add_clip(subparsers: Any) -> argparse.ArgumentParser:
         '"text_encoder": {"kind": "llm-text", "model": "..."}}',
     )
     defaults = Stage2Config()
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    p.add_argument("--lr", type=positive_float, default=defaults.lr)
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
-    p.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
-    p.add_argument("--unlock-vision-blocks", type=int, default=defaults.unlock_vision_blocks)
+    p.add_argument("--warmup-steps", type=non_negative_int, default=defaults.warmup_steps)
+    p.add_argument(
+        "--unlock-vision-blocks", type=non_negative_int, default=defaults.unlock_vision_blocks
+    )
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--workers", type=int, default=defaults.workers, help="image decoding processes")
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=defaults.workers,
+        help="image decoding processes",
+    )
     p.add_argument(
         "--image-cache-mb",
         type=float,
@@ -200,14 +208,14 @@ def add_eval_moee(subparsers: Any) -> None:
     p.add_argument("--data", required=True, help="text1,text2,score or query,document,relevance")
     p.add_argument("--alpha", type=float, nargs="+", default=[1.0])
     p.add_argument("--prompt", help="prompt with {text} (default PromptEOL)")
-    p.add_argument("--pooling", choices=("last_token", "mean"), default="last_token")
+    p.add_argument("--pooling", choices=MOE_POOLINGS, default="last_token")
     p.add_argument("--rw-stats", default="", help=".npz of fixed RW mean/std (optional)")
     p.add_argument(
         "--stats-corpus",
         help="text file (one passage a line): estimate the RW statistics from it once and "
         "write them to --rw-stats, then evaluate with them",
     )
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.set_defaults(func=run_eval)

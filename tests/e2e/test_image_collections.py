@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import subprocess
@@ -12,17 +11,11 @@ from pathlib import Path
 import pytest
 from veclink.service.settings import load_settings
 
+from tests.fixtures.server import RunningServer
 from veclink.client import Client
 from veclink.errors import InvalidArgument
 
 pytest.importorskip("open_clip")
-
-
-def _server_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("srv", Path(__file__).with_name("test_server.py"))
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
 
 
 def test_images_through_cli_and_grpc(tmp_path: Path) -> None:
@@ -44,7 +37,7 @@ def test_images_through_cli_and_grpc(tmp_path: Path) -> None:
             },
         },
     )
-    running = _server_module().RunningServer(settings)
+    running = RunningServer(settings)
     try:
         rng = random.Random(0)
         folder = tmp_path / "imgs"
