@@ -53,6 +53,7 @@ def _print_collection(info: Any, as_json: bool) -> None:
 
 
 def cmd_collection(args: argparse.Namespace) -> int:
+    """``veclink collection create|list|get|delete``."""
     with client(args) as c:
         if args.action == "create":
             info = c.create_collection(

@@ -80,6 +80,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_upsert(args: argparse.Namespace) -> int:
+    """``veclink upsert``: check the whole file, then stream it in batches with a bar."""
     from tqdm import tqdm
 
     from veclink.errors import VeclinkError
@@ -179,6 +180,7 @@ def query_vector(text: str, row: int | None) -> np.ndarray:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """``veclink search``: by text, ``--image`` or ``--vector``; ranked hits or JSON."""
     given = [args.query is not None, args.image is not None, args.vector is not None]
     if sum(given) != 1:
         raise InvalidArgument(
@@ -222,6 +224,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    """``veclink embed``: vectors of the texts from a served model."""
     with client(args) as c:
         vectors = c.embed(
             args.texts,
@@ -247,6 +250,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    """``veclink get``: records by id, and the ids that are missing, as JSON."""
     with client(args) as c:
         records, missing = c.get(args.collection, args.ids)
     print(
@@ -262,6 +266,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    """``veclink delete``: delete records by id."""
     with client(args) as c:
         n = c.delete(args.collection, args.ids)
     print(f"deleted {n} of {len(args.ids)} ids from {args.collection!r}")

@@ -31,6 +31,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``veclink serve``: settings from file, environment and flags; serve until stopped."""
     from veclink.service.server import build_store, serve_forever
     from veclink.service.settings import load_settings
 

@@ -71,6 +71,7 @@ def add_text_encoder(subparsers: Any) -> None:
     p.add_argument("--pooling", default="mean", choices=LLM_POOLINGS)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train_text_encoder)
 
 
@@ -99,7 +100,7 @@ def run_train_text_encoder(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         device=args.device,
     )
-    log = train_text_encoder(cfg)
+    log = train_text_encoder(cfg, progress=not args.quiet)
     first, last = log["losses"][0], log["losses"][-1]
     print(f"{cfg.objective}: loss {first:.4f} -> {last:.4f}; saved to {cfg.out}")
     print(f"serve it with the encoder spec in {Path(cfg.out) / SPEC_FILE}:")
@@ -150,6 +151,7 @@ def add_clip(subparsers: Any) -> argparse.ArgumentParser:
         help="file of the frozen LLM caption embeddings, reused by the next run",
     )
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines, only the summary")
     p.set_defaults(func=run_train_clip)
     return p
 
@@ -195,7 +197,9 @@ def run_train_clip(args: argparse.Namespace) -> int:
         config,
         captions=args.captions,
         caption_cache=args.caption_cache,
-        progress=lambda e, loss: print(f"epoch {e + 1}/{config.epochs} loss {loss:.4f}"),
+        progress=None
+        if args.quiet
+        else lambda e, loss: print(f"epoch {e + 1}/{config.epochs} loss {loss:.4f}"),
     )
     print(json.dumps(dataclasses.asdict(result)))
     return 0
