@@ -234,7 +234,7 @@ class LLM2CLIPEncoder(Encoder):
             self.adapter.load_state_dict(adapter_state)
         scale = state.get("logit_scale")
         init = scale.detach().float().reshape(()) if scale is not None else math.log(1 / 0.07)
-        # frozen for inference; clip_training unfreezes what it trains
+        # frozen for inference; veclink.training.clip unfreezes what it trains
         self.logit_scale = nn.Parameter(torch.as_tensor(init), requires_grad=False)
         self.adapter.requires_grad_(False)
         self.towers.module.eval().to(self.device, self.dtype)
