@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,44 +15,16 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from veclink.service.server import Server
-from veclink.service.settings import load_settings
 from veclink.v1 import points_pb2, points_pb2_grpc
 
+from tests.fixtures.server import RunningServer, server_settings
 from veclink.client import Client, PermissionDenied
 from veclink.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
 
 
-class RunningServer:
-    """Runs ``Server`` on its own event loop in a thread."""
-
-    def __init__(self, settings) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server: Server = asyncio.run_coroutine_threadsafe(
-            Server.start(settings), self.loop
-        ).result(timeout=120)
-        self.address = f"127.0.0.1:{self.server.port}"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(1.0), self.loop).result(timeout=60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-
-
-def _settings(data_dir: Path, **sections):
-    overrides = {
-        "server": {"port": 0, "max_message_bytes": 4 * 1024 * 1024},
-        "storage": {"data_dir": str(data_dir)},
-        **sections,
-    }
-    return load_settings(env={}, overrides=overrides)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = RunningServer(_settings(tmp_path_factory.mktemp("data")))
+    running = RunningServer(server_settings(tmp_path_factory.mktemp("data")))
     yield running
     running.stop()
 
@@ -343,7 +313,9 @@ def test_linkage_bad_input_rejected_before_work(client: Client) -> None:
 
 
 def test_api_keys(tmp_path: Path) -> None:
-    running = RunningServer(_settings(tmp_path, auth={"read_keys": ["r"], "write_keys": ["w"]}))
+    running = RunningServer(
+        server_settings(tmp_path, auth={"read_keys": ["r"], "write_keys": ["w"]})
+    )
     try:
         with grpc.insecure_channel(running.address) as ch:  # health stays open
             resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
@@ -367,7 +339,7 @@ def test_api_keys(tmp_path: Path) -> None:
 
 def _cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "veclink.service.cli", *args, "--server", server.address],
+        [sys.executable, "-m", "veclink.cli", *args, "--server", server.address],
         capture_output=True,
         text=True,
         timeout=300,
@@ -407,7 +379,7 @@ def test_demo_collection_answers_dog_query(tmp_path: Path) -> None:
     from veclink.service.domain import SearchQuery
     from veclink.service.server import build_store
 
-    store = build_store(_settings(tmp_path))
+    store = build_store(server_settings(tmp_path))
     assert load_demo(store) is True
     assert load_demo(store) is False  # idempotent
     hits = store.search(SearchQuery(collection="wordnet", text="a domestic animal that barks", k=5))
