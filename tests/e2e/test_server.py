@@ -249,7 +249,7 @@ def test_linkage_match_after_restart(tmp_path: Path) -> None:
     acm = {r["id"]: r for r in _rows("acm_sample.csv")}
     left = [dblp[g["idDBLP"]] for g in gold if g["idDBLP"] in dblp]
     right = [acm[g["idACM"]] for g in gold if g["idACM"] in acm]
-    settings = _settings(tmp_path / "data")
+    settings = server_settings(tmp_path / "data")
     newcomer, visitor = left[0], {**left[1], "id": "visitor"}
     first = RunningServer(settings)
     try:
