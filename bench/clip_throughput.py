@@ -8,7 +8,10 @@ images (bytes, as gRPC delivers them) for every row. Rows:
 - ``veclink encode(bytes)``: ``ClipImageEncoder.encode`` (limits, decode, transform, forward,
   normalise), the path a request takes.
 
-    python bench/clip_throughput.py --models ViT-B-16,ViT-L-14-336 -n 512 --device cuda \\
+Run it as a module from the repository root (it draws its images with the test
+generators in ``tests/fixtures``)::
+
+    python -m bench.clip_throughput --models ViT-B-16,ViT-L-14-336 -n 512 --device cuda \\
         --dtype bf16 --batch-size 128
 """
 
@@ -22,7 +25,8 @@ import time
 import numpy as np
 import torch
 from veclink.encoders import load_encoder
-from veclink.encoders.clip_synthetic import COLORS, SHAPES, shape_image
+
+from tests.fixtures.clip_synthetic import COLORS, SHAPES, shape_image
 
 
 def sync(device: str) -> None:

@@ -15,6 +15,7 @@ encoder a spec names through the registry.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -136,10 +137,21 @@ class Encoder(ABC):
 # ---------------------------------------------------------------------------- registry
 
 _SPECS: dict[str, type[EncoderSpec]] = {}
-_ENCODERS: dict[str, Callable[[Any], Encoder]] = {}
+#: an encoder class, or the ``"module:Class"`` path it is imported from on first use
+_ENCODERS: dict[str, Callable[[Any], Encoder] | str] = {}
 
 S = TypeVar("S", bound=EncoderSpec)
 E = TypeVar("E", bound=type)
+
+
+def _add_kind(spec_cls: type[EncoderSpec], encoder: Callable[[Any], Encoder] | str) -> None:
+    kind = spec_cls.kind
+    if not kind:
+        raise ValueError(f"{spec_cls.__name__} has no kind")
+    if kind in _SPECS:
+        raise ValueError(f"encoder kind {kind!r} is already registered")
+    _SPECS[kind] = spec_cls
+    _ENCODERS[kind] = encoder
 
 
 def register_encoder(spec_cls: type[EncoderSpec]) -> Callable[[E], E]:
@@ -150,16 +162,31 @@ def register_encoder(spec_cls: type[EncoderSpec]) -> Callable[[E], E]:
     """
 
     def deco(cls: E) -> E:
-        kind = spec_cls.kind
-        if not kind:
-            raise ValueError(f"{spec_cls.__name__} has no kind")
-        if kind in _SPECS:
-            raise ValueError(f"encoder kind {kind!r} is already registered")
-        _SPECS[kind] = spec_cls
-        _ENCODERS[kind] = cls
+        _add_kind(spec_cls, cls)
         return cls
 
     return deco
+
+
+def register_spec(spec_cls: type[EncoderSpec], encoder: str) -> None:
+    """Register ``spec_cls.kind`` with its encoder class named by ``"module:Class"``.
+
+    The module is imported when ``load_encoder`` first builds that kind, so specs can be
+    read and validated without importing the model libraries the encoder needs.
+
+    Raises:
+        ValueError: if the kind is empty or already registered.
+    """
+    _add_kind(spec_cls, encoder)
+
+
+def _encoder_class(kind: str) -> Callable[[Any], Encoder]:
+    encoder = _ENCODERS[kind]
+    if isinstance(encoder, str):
+        module, _, name = encoder.partition(":")
+        encoder = getattr(importlib.import_module(module), name)
+        _ENCODERS[kind] = encoder
+    return encoder
 
 
 def registered_kinds() -> list[str]:
@@ -229,8 +256,5 @@ def _freeze(value: Any) -> Any:
 
 def load_encoder(spec: EncoderSpec | dict[str, Any]) -> Encoder:
     """Build the encoder that ``spec`` names (a spec object or its JSON dict)."""
-    # importing the package registers the built-in kinds
-    import veclink.encoders  # noqa: F401
-
     spec = spec_from_dict(spec)
-    return _ENCODERS[spec.kind](spec)
+    return _encoder_class(spec.kind)(spec)

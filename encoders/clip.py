@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from veclink.encoders.base import Encoder, EncoderSpec, Modality, Role, register_encoder
-from veclink.encoders.clip_towers import PREFIXES, ClipTowers, load_towers
+from veclink.encoders.base import Encoder, Modality, Role
+from veclink.encoders.clip_towers import ClipTowers, load_towers
 from veclink.encoders.images import ImageLimits, decode_image, open_image
+from veclink.encoders.specs import ClipSpec
 from veclink.encoders.torch_utils import resolve_device, resolve_dtype
 
 from veclink.errors import InvalidArgument
@@ -124,48 +125,6 @@ def assemble(size: int, dim: int, parts: list[tuple[list[int], torch.Tensor | No
     return out
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ClipSpec(EncoderSpec):
-    """A CLIP model (open_clip or HF) encoding images (bytes) and texts into one space."""
-
-    kind = "clip"
-
-    #: ``open_clip:NAME`` (built-in or registered config) or ``hf:DIR`` (HF CLIP directory)
-    model: str = "open_clip:ViT-B-32"
-    #: open_clip weights: a checkpoint path or a tag from the user's cache; None = random
-    pretrained: str | None = None
-    #: seed of random weights, so that a spec always names the same model
-    seed: int = 0
-    batch_size: int = 32
-    #: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``
-    device: str = "cpu"
-    #: ``fp32``, ``fp16`` or ``bf16``
-    dtype: str = "fp32"
-    #: largest encoded image accepted (bytes) -> RESOURCE_EXHAUSTED beyond
-    max_image_bytes: int = 20 * 1024 * 1024
-    #: largest decoded image accepted (width * height) -> RESOURCE_EXHAUSTED beyond
-    max_image_pixels: int = 40_000_000
-    #: threads decoding + transforming a batch's images in ``preprocess`` (1 = inline)
-    decode_threads: int = 4
-
-    def validate(self) -> list[str]:
-        problems = []
-        if self.decode_threads < 1:
-            problems.append("spec.decode_threads: must be >= 1")
-        if not self.model.startswith(PREFIXES):
-            problems.append(f"spec.model: must start with one of {', '.join(PREFIXES)}")
-        if self.batch_size < 1:
-            problems.append("spec.batch_size: must be >= 1")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
-        return problems + self.limits.validate()
-
-    @property
-    def limits(self) -> ImageLimits:
-        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
-
-
-@register_encoder(ClipSpec)
 class ClipImageEncoder(Encoder):
     """CLIP: images (PNG/JPEG/WebP bytes) through the vision tower, texts through CLIP's text
     tower, both L2-normalised in one space (``multimodal``; ``image`` for vision-only models)."""

@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from veclink.encoders.specs import CLIP_PREFIXES as PREFIXES
 
 from veclink._optional import require
 from veclink.errors import InvalidArgument
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-PREFIXES = ("open_clip:", "hf:")
 
 
 class ClipTowers:

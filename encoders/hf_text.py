@@ -6,14 +6,14 @@ The embedded default model is ``builtin:all-MiniLM-L6-v2``, loaded from the PyPI
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from veclink.encoders.base import Encoder, EncoderSpec, Modality, Role, register_encoder
+from veclink.encoders.base import Encoder, Modality, Role
+from veclink.encoders.specs import HFTextSpec
 from veclink.encoders.torch_utils import resolve_device, resolve_dtype
 
 from veclink._optional import require
@@ -21,7 +21,6 @@ from veclink.errors import InvalidArgument
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("all-MiniLM-L6-v2",)
-POOLINGS = ("mean", "cls")
 
 
 def resolve_model_path(model: str) -> str:
@@ -38,46 +37,6 @@ def resolve_model_path(model: str) -> str:
     return os.path.expanduser(model)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class HFTextSpec(EncoderSpec):
-    """A Hugging Face encoder-only model with pooling (sentence-transformers style)."""
-
-    kind = "hf-text"
-
-    #: local HF directory, hub id (resolved from the user's cache only) or ``builtin:NAME``
-    model: str = "builtin:all-MiniLM-L6-v2"
-    #: ``mean`` over non-padding tokens, or the ``cls`` token
-    pooling: str = "mean"
-    #: L2-normalise outputs (cosine == inner product)
-    normalize: bool = True
-    #: longer inputs are truncated to this many tokens
-    max_length: int = 256
-    #: prepended to queries / documents before tokenizing (e.g. E5's ``"query: "``)
-    query_prefix: str = ""
-    document_prefix: str = ""
-    #: inputs per forward pass
-    batch_size: int = 32
-    #: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``
-    device: str = "cpu"
-    #: ``fp32``, ``fp16`` or ``bf16``
-    dtype: str = "fp32"
-
-    def validate(self) -> list[str]:
-        problems = []
-        if not self.model:
-            problems.append("spec.model: required")
-        if self.pooling not in POOLINGS:
-            problems.append(f"spec.pooling: must be one of {', '.join(POOLINGS)}")
-        if self.max_length < 1:
-            problems.append("spec.max_length: must be >= 1")
-        if self.batch_size < 1:
-            problems.append("spec.batch_size: must be >= 1")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
-        return problems
-
-
-@register_encoder(HFTextSpec)
 class HFTextEncoder(Encoder):
     """Encoder-only transformer + pooling; the default is all-MiniLM-L6-v2 (384-d)."""
 

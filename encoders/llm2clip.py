@@ -32,7 +32,6 @@ checkpoints reload through ``load_encoder`` with the same mapping.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -45,12 +44,9 @@ import torch
 from torch import nn
 from veclink.encoders.base import (
     Encoder,
-    EncoderSpec,
     Modality,
     Role,
     load_encoder,
-    register_encoder,
-    spec_from_dict,
 )
 from veclink.encoders.clip import (
     MixedBatch,
@@ -62,8 +58,8 @@ from veclink.encoders.clip import (
     seeded_towers,
     split_inputs,
 )
-from veclink.encoders.clip_towers import PREFIXES, read_state_dict
-from veclink.encoders.images import ImageLimits
+from veclink.encoders.clip_towers import read_state_dict
+from veclink.encoders.specs import LLM2CLIPSpec
 from veclink.encoders.torch_utils import resolve_device, resolve_dtype
 
 from veclink.errors import InvalidArgument
@@ -169,71 +165,6 @@ def adapter_shape(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 # -------------------------------------------------------------------------- the encoder
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class LLM2CLIPSpec(EncoderSpec):
-    """An LLM text encoder + adapter and a CLIP vision tower sharing one space."""
-
-    kind = "llm2clip"
-
-    #: spec (JSON dict) of the LLM text encoder; None = the one recorded in the checkpoint
-    text_encoder: dict[str, Any] | None = None
-    #: ``open_clip:NAME`` or ``hf:DIR``; empty = from the checkpoint
-    vision: str = ""
-    #: open_clip vision weights (path or tag); None = random (or the checkpoint's)
-    pretrained: str | None = None
-    #: a stage-2 directory (llm2clip.json + weights), a published LLM2CLIP HF directory, or
-    #: a weights file in a published layout; None = fresh adapter
-    checkpoint: str | None = None
-    #: fresh adapter shape (ignored when the checkpoint holds an adapter)
-    adapter_layers: int = 4
-    adapter_expansion: float = 2.0
-    #: seed of a fresh adapter's and of a random vision tower's initialisation
-    seed: int = 0
-    batch_size: int = 32
-    device: str = "cpu"
-    dtype: str = "fp32"
-    max_image_bytes: int = 20 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
-    #: threads decoding + transforming a batch's images in ``preprocess`` (1 = inline)
-    decode_threads: int = 4
-
-    def __hash__(self) -> int:
-        # the nested text_encoder dict is not hashable; the canonical JSON is
-        return hash(self.to_json())
-
-    @property
-    def limits(self) -> ImageLimits:
-        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
-
-    def validate(self) -> list[str]:
-        problems = []
-        if self.checkpoint is None and not (self.vision and self.text_encoder):
-            problems.append("spec.vision and spec.text_encoder: required without spec.checkpoint")
-        if self.vision and not self.vision.startswith(PREFIXES):
-            problems.append(f"spec.vision: must start with one of {', '.join(PREFIXES)}")
-        if self.text_encoder is not None:
-            if not isinstance(self.text_encoder, dict):
-                problems.append("spec.text_encoder: must be an encoder spec object")
-            elif self.text_encoder.get("kind") in ("clip", "llm2clip"):
-                problems.append("spec.text_encoder: must be a text encoder")
-            else:
-                try:
-                    spec_from_dict(self.text_encoder)
-                except InvalidArgument as exc:
-                    problems.append(f"spec.text_encoder: {exc}")
-        if self.decode_threads < 1:
-            problems.append("spec.decode_threads: must be >= 1")
-        if self.adapter_layers < 0:
-            problems.append("spec.adapter_layers: must be >= 0")
-        if self.adapter_expansion <= 0:
-            problems.append("spec.adapter_expansion: must be > 0")
-        if self.batch_size < 1:
-            problems.append("spec.batch_size: must be >= 1")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
-        return problems + self.limits.validate()
-
-
 def _resolve(spec: LLM2CLIPSpec) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
     """Vision name, text encoder spec and checkpoint weights, spec values first."""
     vision, text, state = spec.vision, spec.text_encoder, {}
@@ -258,7 +189,6 @@ def _resolve(spec: LLM2CLIPSpec) -> tuple[str, dict[str, Any], dict[str, torch.T
     return vision, dict(text), state
 
 
-@register_encoder(LLM2CLIPSpec)
 class LLM2CLIPEncoder(Encoder):
     """LLM2CLIP: texts through LLM encoder + adapter, images (bytes) through CLIP vision."""
 
@@ -304,7 +234,7 @@ class LLM2CLIPEncoder(Encoder):
             self.adapter.load_state_dict(adapter_state)
         scale = state.get("logit_scale")
         init = scale.detach().float().reshape(()) if scale is not None else math.log(1 / 0.07)
-        # frozen for inference; clip_training unfreezes what it trains
+        # frozen for inference; veclink.training.clip unfreezes what it trains
         self.logit_scale = nn.Parameter(torch.as_tensor(init), requires_grad=False)
         self.adapter.requires_grad_(False)
         self.towers.module.eval().to(self.device, self.dtype)

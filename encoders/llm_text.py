@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from veclink.encoders.base import Encoder, EncoderSpec, Modality, Role, register_encoder
+from veclink.encoders.base import Encoder, Modality, Role
 from veclink.encoders.decoder_llm import (
     TokenBatch,
     forward_hidden,
@@ -27,63 +27,9 @@ from veclink.encoders.decoder_llm import (
 )
 from veclink.encoders.latent_attention import LATENT_FILE, LatentAttentionPooling, load_latent
 from veclink.encoders.llm_layouts import load_nv_embed_latent, resolve_layout
+from veclink.encoders.specs import LLMTextSpec
 
 from veclink.errors import InvalidArgument
-
-POOLINGS = ("mean", "weighted_mean", "last_token", "bos", "latent_attention")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class LLMTextSpec(EncoderSpec):
-    """A decoder LLM used as a text encoder."""
-
-    kind = "llm-text"
-
-    #: local HF directory or hub id (resolved from the user's cache, never downloaded)
-    model: str
-    #: PEFT LoRA adapter directories merged in order (e.g. MNTP, then SimCSE/supervised)
-    adapters: tuple[str, ...] = ()
-    #: mean, weighted_mean, last_token (eos), bos, latent_attention (NV-Embed)
-    pooling: str = "mean"
-    #: bidirectional attention (LLM2Vec); False keeps the causal mask
-    bidirectional: bool = True
-    #: prepended to queries only (joined by a space) and excluded from pooling
-    instruction: str = ""
-    #: wraps instruction + text, e.g. a chat template; pooling covers the text and what
-    #: follows ``{text}`` (LLM2Vec's Llama-3-Instruct checkpoints use
-    #: ``<|start_header_id|>user<|end_header_id|>\n\n{text}<|eot_id|>``)
-    template: str = "{text}"
-    #: append the EOS token; None = only for last_token pooling (LLM2Vec's convention)
-    add_eos: bool | None = None
-    #: L2-normalise the output
-    normalize: bool = True
-    max_length: int = 512
-    batch_size: int = 16
-    dtype: str = "fp32"
-    device: str = "cpu"
-    #: latent-attention pooling: number of latents when training it; served weights come
-    #: from latent_attention.pt in the model directory (written by veclink training)
-    latents: int = 512
-
-    def validate(self) -> list[str]:
-        problems = []
-        if not self.model:
-            problems.append("spec.model: required")
-        if self.pooling not in POOLINGS:
-            problems.append(f"spec.pooling: must be one of {', '.join(POOLINGS)}")
-        if self.max_length < 4:
-            problems.append("spec.max_length: must be >= 4")
-        if self.batch_size < 1:
-            problems.append("spec.batch_size: must be >= 1")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
-        if self.latents < 1:
-            problems.append("spec.latents: must be >= 1")
-        if self.template.count("{text}") != 1:
-            problems.append("spec.template: must contain {text} exactly once")
-        if self.add_eos not in (None, True, False):
-            problems.append("spec.add_eos: must be true, false or null")
-        return problems
 
 
 def wants_eos(pooling: str, add_eos: bool | None) -> bool:
@@ -147,7 +93,6 @@ def pool(
     return latent(hidden, mask)
 
 
-@register_encoder(LLMTextSpec)
 class LLMTextEncoder(Encoder):
     """Decoder LLM + bidirectional attention + pooling, instruction-aware."""
 

@@ -15,24 +15,18 @@ estimated once per model with `estimate_rw_stats` and applied fixed.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from veclink.encoders.base import Encoder, EncoderSpec, Modality, Role, register_encoder
+from veclink.encoders.base import Encoder, Modality, Role
 from veclink.encoders.decoder_llm import TokenBatch, forward_hidden, load_decoder, tokenize
+from veclink.encoders.specs import MoERouterSpec
 
 from veclink.errors import InvalidArgument
 
-PROMPT_EOL = 'This sentence : "{text}" means in one word:"'
-OUTPUTS = ("hs", "rw", "moee")
-#: which token(s) HS and RW are read at: the prompt's last token (MoEE), or the mean over
-#: every token of the prompted text
-POOLINGS = ("last_token", "mean")
-ACTIVATIONS = ("auto", "logits", "softmax", "sigmoid")
 #: how each architecture's router turns logits into routing weights
 AUTO_ACTIVATION = {
     "olmoe": "logits",
@@ -43,54 +37,6 @@ AUTO_ACTIVATION = {
 }
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class MoERouterSpec(EncoderSpec):
-    """A mixture-of-experts LLM used through its routers (MoEE)."""
-
-    kind = "moe-router"
-
-    #: local HF directory or hub id (from the user's cache; never downloaded)
-    model: str
-    #: hs (hidden state), rw (routing weights) or moee (both, weighted by alpha)
-    output: str = "moee"
-    #: weight of the RW similarity in MoEE: <x, y> = cos(HS) + alpha * cos(RW)
-    alpha: float = 1.0
-    #: ``{text}`` is replaced by the input
-    prompt: str = PROMPT_EOL
-    #: last_token (MoEE; with PromptEOL the token that must "say" the meaning) or mean
-    pooling: str = "last_token"
-    #: auto picks per architecture (see AUTO_ACTIVATION; softmax otherwise)
-    router_activation: str = "auto"
-    #: optional .npz with fixed RW ``mean`` and ``std`` (see estimate_rw_stats)
-    rw_stats: str = ""
-    adapters: tuple[str, ...] = ()
-    max_length: int = 512
-    batch_size: int = 8
-    dtype: str = "fp32"
-    device: str = "cpu"
-
-    def validate(self) -> list[str]:
-        problems = []
-        if not self.model:
-            problems.append("spec.model: required")
-        if self.output not in OUTPUTS:
-            problems.append(f"spec.output: must be one of {', '.join(OUTPUTS)}")
-        if not isinstance(self.alpha, int | float) or self.alpha < 0:
-            problems.append("spec.alpha: must be a number >= 0")
-        if "{text}" not in self.prompt:
-            problems.append("spec.prompt: must contain {text}")
-        if self.pooling not in POOLINGS:
-            problems.append(f"spec.pooling: must be one of {', '.join(POOLINGS)}")
-        if self.router_activation not in ACTIVATIONS:
-            problems.append(f"spec.router_activation: must be one of {', '.join(ACTIVATIONS)}")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
-        if self.batch_size < 1 or self.max_length < 4:
-            problems.append("spec.batch_size must be >= 1 and spec.max_length >= 4")
-        return problems
-
-
-@register_encoder(MoERouterSpec)
 class MoERouterEncoder(Encoder):
     """HS, RW or MoEE vectors from a mixture-of-experts LLM."""
 

@@ -68,6 +68,12 @@ class PairClassifier:
             self.center = d.mean(axis=0)
             self.scale = np.where(d.std(axis=0) > 0, d.std(axis=0), 1.0)
         xx = self._prepare(x)
+        if self.kind == "gbm":
+            # scikit-learn's binning fails on a column that is missing everywhere (e.g. a
+            # field empty in the whole table); constant, it is never split on at predict
+            empty = np.isnan(xx).all(axis=0)
+            if empty.any():
+                xx = np.where(empty, 0.0, xx).astype(xx.dtype)
         if sample_weight is None:
             self.model.fit(xx, y)
         else:

@@ -1,8 +1,13 @@
 """Persistence of linkage jobs, scored pairs and entity ids (SQLAlchemy 2 typed ORM).
 
-Its own `LinkageBase` so the tables can live in the service catalog's database or any
-other: ``create_tables(engine)`` then `LinkageStore(engine)`. Results of a job are
-written in one transaction (nothing half-written); pages are read by offset.
+The tables (`veclink.linkage.store_rows`) have their own `LinkageBase`, so they can live
+in the service catalog's database or any other: ``create_tables(engine)`` then
+`LinkageStore(engine)`. Results of a job are written in one transaction (nothing
+half-written); pages are read by offset.
+
+A finished job also keeps what its incremental matcher is rebuilt from after a restart:
+named byte strings (``veclink.linkage.matcher_state``), stored in chunks, and the log of
+records `Match` assigned since, replayed in order on the rebuilt matcher.
 """
 
 from __future__ import annotations
@@ -11,89 +16,31 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    delete,
-    func,
-    insert,
-    select,
-)
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
+from veclink.linkage.store_rows import (
+    EntityRow,
+    JobRow,
+    MatcherPartRow,
+    MatchLogRow,
+    PairRow,
+    create_tables,
+    utcnow,
+)
 
 from veclink.errors import InvalidArgument, NotFound
 
 JOB_KINDS = ("link", "dedupe")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+#: bytes per stored chunk of matcher state (well under every database's value limit)
+MATCHER_CHUNK = 8 * 2**20
+_CHILDREN = (PairRow, EntityRow, MatcherPartRow, MatchLogRow)
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class LinkageBase(DeclarativeBase):
-    pass
-
-
-class JobRow(LinkageBase):
-    __tablename__ = "veclink_linkage_jobs"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), default="queued")
-    stage: Mapped[str] = mapped_column(String(32), default="")
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
-    #: the LinkageSpec as JSON
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    #: where the tables came from (paths / names), for people reading the job list
-    left_source: Mapped[str] = mapped_column(String(1024), default="")
-    right_source: Mapped[str] = mapped_column(String(1024), default="")
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    error: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-
-class PairRow(LinkageBase):
-    __tablename__ = "veclink_linkage_pairs"
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("veclink_linkage_jobs.id", ondelete="CASCADE"), index=True
-    )
-    left_id: Mapped[str] = mapped_column(String(512))
-    right_id: Mapped[str] = mapped_column(String(512))
-    score: Mapped[float] = mapped_column(Float)
-    accepted: Mapped[bool] = mapped_column(Boolean, default=False)
-
-
-class EntityRow(LinkageBase):
-    __tablename__ = "veclink_linkage_entities"
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("veclink_linkage_jobs.id", ondelete="CASCADE"), index=True
-    )
-    #: ``left`` / ``right`` for link jobs, ``left`` for dedupe
-    side: Mapped[str] = mapped_column(String(8))
-    record_id: Mapped[str] = mapped_column(String(512))
-    entity_id: Mapped[str] = mapped_column(String(600), index=True)
-
-
-def create_tables(engine: Engine) -> None:
-    """Create the linkage tables if they do not exist."""
-    LinkageBase.metadata.create_all(engine)
+__all__ = ["JobInfo", "LinkageStore", "create_tables"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +126,7 @@ class LinkageStore:
             if state is not None:
                 row.state = state
                 if state in ("succeeded", "failed", "cancelled"):
-                    row.finished_at = _utcnow()
+                    row.finished_at = utcnow()
             if stage is not None:
                 row.stage = stage
             if progress is not None:
@@ -204,8 +151,8 @@ class LinkageStore:
     def delete_job(self, job_id: str) -> None:
         with Session(self.engine) as s, s.begin():
             # children first: SQLite enforces ON DELETE CASCADE only with foreign_keys on
-            s.execute(delete(PairRow).where(PairRow.job_id == job_id))
-            s.execute(delete(EntityRow).where(EntityRow.job_id == job_id))
+            for child in _CHILDREN:
+                s.execute(delete(child).where(child.job_id == job_id))
             if s.execute(delete(JobRow).where(JobRow.id == job_id)).rowcount == 0:
                 raise NotFound(f"linkage job {job_id!r} not found", field="job_id")
 
@@ -216,12 +163,15 @@ class LinkageStore:
         pairs: Iterable[tuple[str, str, float, bool]],
         entities: Iterable[tuple[str, str, str]],
         metrics: dict[str, Any],
+        matcher: Mapping[str, bytes] | None = None,
     ) -> None:
         """Replace the job's pairs and entities and mark it succeeded, in one transaction.
 
         Args:
             pairs: ``(left_id, right_id, score, accepted)``.
             entities: ``(side, record_id, entity_id)``.
+            matcher: the state its matcher is rebuilt from (named byte strings); replaces
+                any stored before and clears the match log.
         """
         pair_rows = [
             {
@@ -241,17 +191,33 @@ class LinkageStore:
             row = s.get(JobRow, job_id)
             if row is None:
                 raise NotFound(f"linkage job {job_id!r} not found", field="job_id")
-            s.execute(delete(PairRow).where(PairRow.job_id == job_id))
-            s.execute(delete(EntityRow).where(EntityRow.job_id == job_id))
+            for child in _CHILDREN:
+                s.execute(delete(child).where(child.job_id == job_id))
             for chunk in _chunks(pair_rows, 5000):
                 s.execute(insert(PairRow), chunk)
             for chunk in _chunks(ent_rows, 5000):
                 s.execute(insert(EntityRow), chunk)
+            for name, data in (matcher or {}).items():
+                # one chunk at a time: a state of hundreds of MB is never copied whole
+                for i, start in enumerate(range(0, max(len(data), 1), MATCHER_CHUNK)):
+                    s.execute(
+                        insert(MatcherPartRow),
+                        [
+                            {
+                                "job_id": job_id,
+                                "name": name,
+                                "chunk": i,
+                                "data": bytes(data[start : start + MATCHER_CHUNK]),
+                            }
+                        ],
+                    )
             row.metrics = _jsonable(metrics)
             row.state, row.stage, row.progress = "succeeded", "done", 1.0
-            row.finished_at = _utcnow()
+            row.finished_at = utcnow()
 
-    def save_link_result(self, job_id: str, result: Any) -> None:
+    def save_link_result(
+        self, job_id: str, result: Any, *, matcher: Mapping[str, bytes] | None = None
+    ) -> None:
         """Persist a `LinkResult`: its selected pairs (accepted flagged) and entities."""
         c = result.candidates
         rows = [int(p) for p in (result.selected | result.accepted).nonzero()[0]]
@@ -264,9 +230,17 @@ class LinkageStore:
             )
             for p in rows
         ]
-        self.save_results(job_id, pairs=pairs, entities=result.entities(), metrics=result.metrics())
+        self.save_results(
+            job_id,
+            pairs=pairs,
+            entities=result.entities(),
+            metrics=result.metrics(),
+            matcher=matcher,
+        )
 
-    def save_dedupe_result(self, job_id: str, result: Any) -> None:
+    def save_dedupe_result(
+        self, job_id: str, result: Any, *, matcher: Mapping[str, bytes] | None = None
+    ) -> None:
         """Persist a `DedupeResult`: its accepted pairs and every record's entity id."""
         c = result.candidates
         ids = result.table.ids
@@ -275,7 +249,9 @@ class LinkageStore:
             for p in result.accepted.nonzero()[0]
         ]
         entities = [("left", rid, ent) for rid, ent in zip(ids, result.entity_ids(), strict=True)]
-        self.save_results(job_id, pairs=pairs, entities=entities, metrics=result.metrics())
+        self.save_results(
+            job_id, pairs=pairs, entities=entities, metrics=result.metrics(), matcher=matcher
+        )
 
     def pairs(
         self, job_id: str, *, offset: int = 0, limit: int = 1000, accepted_only: bool = True
@@ -310,6 +286,39 @@ class LinkageStore:
             q = q.where(PairRow.accepted.is_(True))
         with Session(self.engine) as s:
             return int(s.scalar(q) or 0)
+
+    def matcher_parts(self, job_id: str) -> dict[str, bytes] | None:
+        """The stored matcher state of a job (None if it has none).
+
+        Raises:
+            NotFound: no such job.
+        """
+        self.get_job(job_id)
+        q = (
+            select(MatcherPartRow.name, MatcherPartRow.data)
+            .where(MatcherPartRow.job_id == job_id)
+            .order_by(MatcherPartRow.name, MatcherPartRow.chunk)
+        )
+        parts: dict[str, list[bytes]] = {}
+        with Session(self.engine) as s:
+            for name, data in s.execute(q):
+                parts.setdefault(name, []).append(bytes(data))
+        return {name: b"".join(chunks) for name, chunks in parts.items()} or None
+
+    def log_match(self, job_id: str, record_id: str, record: Mapping[str, Any]) -> None:
+        """Append a record that `Match` assigned to the job's match log."""
+        with Session(self.engine) as s, s.begin():
+            s.add(MatchLogRow(job_id=job_id, record_id=record_id, record=_jsonable(dict(record))))
+
+    def logged_matches(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The job's match log, ``(record_id, record)`` in the order they were assigned."""
+        q = (
+            select(MatchLogRow.record_id, MatchLogRow.record)
+            .where(MatchLogRow.job_id == job_id)
+            .order_by(MatchLogRow.id)
+        )
+        with Session(self.engine) as s:
+            return [(rid, dict(rec)) for rid, rec in s.execute(q)]
 
 
 def _chunks(rows: Sequence[dict[str, Any]], n: int) -> Iterable[Sequence[dict[str, Any]]]:

@@ -3,8 +3,10 @@
 Inputs are validated (spec, tables, id columns) before a job is created, so a bad request
 fails at once with INVALID_ARGUMENT and leaves nothing behind. Jobs run on a worker thread;
 progress, results and entity ids are written to the catalog database through
-`veclink.linkage.store.LinkageStore`. A finished job keeps an incremental `Matcher` in
-memory for `Match`.
+`veclink.linkage.store.LinkageStore`. A finished job stores the state of its incremental
+`Matcher` with its results; `Match` builds the matcher from it on first use (once, however
+many calls arrive together), so it works after a restart, and replays the records earlier
+`Match` calls assigned, so a restart loses no assignment.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from veclink.linkage import Table, dedupe, link, prepare_inputs, read_table
-from veclink.linkage.matcher import MatchResult
+from veclink.linkage.matcher import Matcher, MatchResult
+from veclink.linkage.matcher_state import MatcherState, load_matcher, matcher_state
 from veclink.linkage.store import JobInfo, LinkageStore
 
 from veclink.errors import FailedPrecondition, InvalidArgument, VeclinkError
@@ -59,8 +62,9 @@ class LinkageJobs:
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="veclink-linkage")
         #: ``spec dict -> Encoder``: shares loaded models with the rest of the server
         self.encoder_for = encoder_for
-        self._matchers: dict[str, Any] = {}
-        self._match_locks: dict[str, threading.Lock] = {}
+        #: job id -> its matcher slot; the slot's lock serialises building and matching
+        self._matchers: dict[str, _MatcherSlot] = {}
+        self._slots_lock = threading.Lock()
 
     def _table(self, src: TableSource | None, side: str, id_column: str) -> Table:
         if src is None:
@@ -138,12 +142,18 @@ class LinkageJobs:
             if kind == "link":
                 assert right is not None
                 result = link(left, right, spec, encoder=encoder, progress=progress)
-                self.store.save_link_result(job_id, result)
             else:
                 result = dedupe(left, spec, encoder=encoder, progress=progress)
-                self.store.save_dedupe_result(job_id, result)
-            self._matchers[job_id] = result.matcher()
-            self._match_locks[job_id] = threading.Lock()
+            matcher = result.matcher()
+            parts = matcher_state(matcher).to_parts()
+            if kind == "link":
+                self.store.save_link_result(job_id, result, matcher=parts)
+            else:
+                self.store.save_dedupe_result(job_id, result, matcher=parts)
+            slot = self._slot(job_id)
+            with slot.lock:  # a Match may have rebuilt (and used) it from the store already
+                if slot.matcher is None:
+                    slot.matcher = matcher
         except Exception as exc:  # the job fails; the server goes on
             log.exception("linkage job %s failed", job_id)
             self.store.update_job(job_id, state="failed", error=f"{type(exc).__name__}: {exc}")
@@ -183,19 +193,73 @@ class LinkageJobs:
         return job, [], [(rid, ent) for _, rid, ent in ents], str(offset + size) if more else ""
 
     def match(self, job_id: str, record: Mapping[str, Any], k: int, assign: bool) -> MatchResult:
+        """Match one record against a finished job; an assigned record is logged.
+
+        Raises:
+            NotFound: no such job.
+            FailedPrecondition: the job has not succeeded, or its matcher cannot be rebuilt.
+            InvalidArgument: a bad record or ``k`` (see `Matcher.match`).
+        """
+        slot = self._slot(job_id)
+        with slot.lock:
+            if slot.matcher is None:
+                slot.matcher = self._rebuild(job_id)
+            result = slot.matcher.match(record, k=k or 5, assign=assign)
+            if assign:
+                try:
+                    self.store.log_match(job_id, result.record_id, record)
+                except Exception:
+                    # memory is ahead of the log: rebuild from what is stored next time
+                    slot.matcher = None
+                    raise
+            return result
+
+    def _slot(self, job_id: str) -> _MatcherSlot:
+        with self._slots_lock:
+            slot = self._matchers.get(job_id)
+        if slot is None:
+            self.store.get_job(job_id)  # NotFound: no slot for a job that does not exist
+            with self._slots_lock:
+                slot = self._matchers.setdefault(job_id, _MatcherSlot())
+        return slot
+
+    def _rebuild(self, job_id: str) -> Matcher:
+        """The job's matcher from its stored state, with the logged assignments replayed."""
         job = self.store.get_job(job_id)
-        matcher = self._matchers.get(job_id)
-        if matcher is None:
+        if job.state != "succeeded":
             raise FailedPrecondition(
-                f"job {job_id} is {job.state}"
-                + (
-                    ""
-                    if job.state != "succeeded"
-                    else " but its matcher is not loaded on this "
-                    "server (it ran before a restart): start the job again"
-                )
-                + "; Match needs a finished job",
+                f"job {job_id} is {job.state}; Match needs a job that has succeeded",
                 field="job_id",
             )
-        with self._match_locks[job_id]:
-            return matcher.match(record, k=k or 5, assign=assign)
+        parts = self.store.matcher_parts(job_id)
+        if parts is None:
+            raise FailedPrecondition(
+                f"job {job_id} has no stored matcher (it finished before matchers were "
+                "stored): run the job again to match against it",
+                field="job_id",
+            )
+        try:
+            state = MatcherState.from_parts(parts)
+            spec = state.meta["model"]["spec"]
+            encoder = self.encoder_for(spec["encoder"]) if self.encoder_for else None
+            matcher = load_matcher(state, encoder=encoder)
+            # the records earlier calls assigned, in order: the same claims as before
+            for record_id, record in self.store.logged_matches(job_id):
+                matcher.match(record, record_id=record_id, k=1, assign=True)
+        except (VeclinkError, KeyError, TypeError, OSError) as exc:
+            # a missing model directory, an unreadable or incompatible state: the job's
+            # matcher is gone, which is the job's condition, not a client mistake
+            raise FailedPrecondition(
+                f"the matcher of job {job_id} cannot be rebuilt: {type(exc).__name__}: {exc}",
+                field="job_id",
+            ) from exc
+        log.info("rebuilt the matcher of linkage job %s from the store", job_id)
+        return matcher
+
+
+@dataclasses.dataclass
+class _MatcherSlot:
+    """A job's matcher (None until built) and the lock that builds and uses it."""
+
+    matcher: Matcher | None = None
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)

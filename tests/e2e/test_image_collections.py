@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import subprocess
@@ -12,21 +11,15 @@ from pathlib import Path
 import pytest
 from veclink.service.settings import load_settings
 
+from tests.fixtures.server import RunningServer
 from veclink.client import Client
 from veclink.errors import InvalidArgument
 
 pytest.importorskip("open_clip")
 
 
-def _server_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("srv", Path(__file__).with_name("test_server.py"))
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 def test_images_through_cli_and_grpc(tmp_path: Path) -> None:
-    from veclink.encoders.clip_synthetic import (
+    from tests.fixtures.clip_synthetic import (
         register_open_clip_config,
         shape_image,
         tiny_open_clip_config,
@@ -44,7 +37,7 @@ def test_images_through_cli_and_grpc(tmp_path: Path) -> None:
             },
         },
     )
-    running = _server_module().RunningServer(settings)
+    running = RunningServer(settings)
     try:
         rng = random.Random(0)
         folder = tmp_path / "imgs"
@@ -67,7 +60,7 @@ def test_images_through_cli_and_grpc(tmp_path: Path) -> None:
         (folder / "records.jsonl").write_text("\n".join(lines))
         with Client(running.address) as c:
             c.create_collection("pics", model="tiny-clip")
-        cli = [sys.executable, "-m", "veclink.service.cli"]
+        cli = [sys.executable, "-m", "veclink.cli"]
         r = subprocess.run(
             [*cli, "upsert", "pics", str(folder / "records.jsonl"), "--server", running.address],
             capture_output=True,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from veclink.service.settings import load_settings
 
+from tests.fixtures.server import RunningServer
 from veclink.client import Client
 
 
@@ -42,10 +43,7 @@ def test_llm_model_served(tmp_path: Path) -> None:
             },
         },
     )
-    spec = importlib.util.spec_from_file_location("srv", Path(__file__).with_name("test_server.py"))
-    srv = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(srv)  # type: ignore[union-attr]
-    running = srv.RunningServer(settings)
+    running = RunningServer(settings)
     try:
         with Client(running.address) as c:
             names = {m["name"]: m for m in c.list_models()}
@@ -92,7 +90,7 @@ def test_llm_model_served(tmp_path: Path) -> None:
 
 def test_train_cli_help() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "veclink.service.cli", "train", "text-encoder", "--help"],
+        [sys.executable, "-m", "veclink.cli", "train", "text-encoder", "--help"],
         capture_output=True,
         text=True,
         timeout=120,

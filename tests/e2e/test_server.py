@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,44 +15,16 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from veclink.service.server import Server
-from veclink.service.settings import load_settings
 from veclink.v1 import points_pb2, points_pb2_grpc
 
+from tests.fixtures.server import RunningServer, server_settings
 from veclink.client import Client, PermissionDenied
 from veclink.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
 
 
-class RunningServer:
-    """Runs ``Server`` on its own event loop in a thread."""
-
-    def __init__(self, settings) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server: Server = asyncio.run_coroutine_threadsafe(
-            Server.start(settings), self.loop
-        ).result(timeout=120)
-        self.address = f"127.0.0.1:{self.server.port}"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(1.0), self.loop).result(timeout=60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-
-
-def _settings(data_dir: Path, **sections):
-    overrides = {
-        "server": {"port": 0, "max_message_bytes": 4 * 1024 * 1024},
-        "storage": {"data_dir": str(data_dir)},
-        **sections,
-    }
-    return load_settings(env={}, overrides=overrides)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = RunningServer(_settings(tmp_path_factory.mktemp("data")))
+    running = RunningServer(server_settings(tmp_path_factory.mktemp("data")))
     yield running
     running.stop()
 
@@ -272,6 +242,45 @@ def test_linkage_link_job_and_incremental_match(client: Client) -> None:
         client.match("no-such-job", newcomer)
 
 
+def test_linkage_match_after_restart(tmp_path: Path) -> None:
+    """A finished job's matcher is rebuilt from the database by a new server on the same data."""
+    gold = _rows("dblp_acm_gold.csv")[:30]
+    dblp = {r["id"]: r for r in _rows("dblp_sample.csv")}
+    acm = {r["id"]: r for r in _rows("acm_sample.csv")}
+    left = [dblp[g["idDBLP"]] for g in gold if g["idDBLP"] in dblp]
+    right = [acm[g["idACM"]] for g in gold if g["idACM"] in acm]
+    settings = server_settings(tmp_path / "data")
+    newcomer, visitor = left[0], {**left[1], "id": "visitor"}
+    first = RunningServer(settings)
+    try:
+        with Client(first.address) as c:
+            job_id = c.start_job("link", left[2:], right, spec={"precision": 0.9})
+            _wait(c, job_id)
+            assigned = c.match(job_id, newcomer, k=3, assign=True)
+            peek = c.match(job_id, visitor, k=3)
+            results = c.job_results(job_id)
+    finally:
+        first.stop()
+    want = next(g["idACM"] for g in gold if g["idDBLP"] == newcomer["id"])
+    assert want in [x["record_id"] for x in assigned["candidates"]]
+    second = RunningServer(settings)  # same data dir, same catalog database
+    try:
+        with Client(second.address) as c:
+            assert c.job_results(job_id) == results
+            assert c.match(job_id, visitor, k=3) == peek
+            # the assignment made before the restart holds: it was replayed, not forgotten
+            with pytest.raises(InvalidArgument, match="already matched"):
+                c.match(job_id, newcomer, k=3, assign=True)
+            assert (
+                c.match(job_id, {**newcomer, "id": "again"}, k=3)["candidates"]
+                == (assigned["candidates"])
+            )
+            with pytest.raises(NotFound):
+                c.match("no-such-job", newcomer)
+    finally:
+        second.stop()
+
+
 def test_linkage_dedupe_job_from_server_path(client: Client) -> None:
     job_id = client.start_job("dedupe", str(FIX / "febrl1_sample.csv"), left_id="rec_id")
     final = _wait(client, job_id)
@@ -304,7 +313,9 @@ def test_linkage_bad_input_rejected_before_work(client: Client) -> None:
 
 
 def test_api_keys(tmp_path: Path) -> None:
-    running = RunningServer(_settings(tmp_path, auth={"read_keys": ["r"], "write_keys": ["w"]}))
+    running = RunningServer(
+        server_settings(tmp_path, auth={"read_keys": ["r"], "write_keys": ["w"]})
+    )
     try:
         with grpc.insecure_channel(running.address) as ch:  # health stays open
             resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
@@ -328,7 +339,7 @@ def test_api_keys(tmp_path: Path) -> None:
 
 def _cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "veclink.service.cli", *args, "--server", server.address],
+        [sys.executable, "-m", "veclink.cli", *args, "--server", server.address],
         capture_output=True,
         text=True,
         timeout=300,
@@ -368,7 +379,7 @@ def test_demo_collection_answers_dog_query(tmp_path: Path) -> None:
     from veclink.service.domain import SearchQuery
     from veclink.service.server import build_store
 
-    store = build_store(_settings(tmp_path))
+    store = build_store(server_settings(tmp_path))
     assert load_demo(store) is True
     assert load_demo(store) is False  # idempotent
     hits = store.search(SearchQuery(collection="wordnet", text="a domestic animal that barks", k=5))

@@ -10,15 +10,15 @@ import torch
 
 pytest.importorskip("open_clip")
 from veclink.encoders import load_encoder
-from veclink.encoders.clip_data import ImageBatches, ImageFiles, caption_embeddings, load_pairs
-from veclink.encoders.clip_synthetic import (
+from veclink.training.clip import Stage2Config, train_stage2
+from veclink.training.clip_data import ImageBatches, ImageFiles, caption_embeddings, load_pairs
+
+from tests.fixtures.clip_synthetic import (
     register_open_clip_config,
     tiny_open_clip_config,
     write_shapes_dataset,
     write_tiny_text_model,
 )
-from veclink.encoders.clip_training import Stage2Config, train_stage2
-
 from veclink.errors import InvalidArgument
 
 

@@ -12,13 +12,13 @@ import torch
 
 pytest.importorskip("open_clip")
 from veclink.encoders import load_encoder
-from veclink.encoders.clip_synthetic import (
+from veclink.encoders.images import read_image_file
+
+from tests.fixtures.clip_synthetic import (
     register_open_clip_config,
     shape_image,
     tiny_open_clip_config,
 )
-from veclink.encoders.images import read_image_file
-
 from veclink.errors import InvalidArgument, ResourceExhausted
 
 

@@ -12,7 +12,13 @@ from torch import nn
 
 pytest.importorskip("open_clip")
 from veclink.encoders import load_encoder, spec_from_dict, spec_from_json
-from veclink.encoders.clip_synthetic import (
+from veclink.encoders.llm2clip import (
+    TextAdapter,
+    adapter_from_published,
+    adapter_to_published,
+)
+
+from tests.fixtures.clip_synthetic import (
     register_open_clip_config,
     register_tiny_eva_trunk,
     shape_image,
@@ -20,12 +26,6 @@ from veclink.encoders.clip_synthetic import (
     tiny_open_clip_config,
     write_tiny_text_model,
 )
-from veclink.encoders.llm2clip import (
-    TextAdapter,
-    adapter_from_published,
-    adapter_to_published,
-)
-
 from veclink.errors import InvalidArgument
 
 
@@ -264,8 +264,9 @@ def test_spec_validation_and_errors(root, tmp_path) -> None:
 
 def test_stage2_with_hf_vision_tower_reloads(root, tmp_path) -> None:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-    from veclink.encoders.clip_synthetic import write_shapes_dataset
-    from veclink.encoders.clip_training import Stage2Config, load_pairs, train_stage2
+    from veclink.training.clip import Stage2Config, load_pairs, train_stage2
+
+    from tests.fixtures.clip_synthetic import write_shapes_dataset
 
     torch.manual_seed(2)
     vision = CLIPVisionConfig(

@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 
 pytest.importorskip("open_clip")
+from veclink.cli.train import add_clip
 from veclink.encoders import load_encoder
-from veclink.encoders.clip_synthetic import (
+from veclink.training.clip import (
+    Stage2Config,
+    load_pairs,
+    train_llm2clip,
+    write_caption_pairs,
+)
+
+from tests.fixtures.clip_synthetic import (
     caption,
     register_open_clip_config,
     shape_classes,
@@ -20,14 +28,6 @@ from veclink.encoders.clip_synthetic import (
     write_shapes_dataset,
     write_tiny_text_model,
 )
-from veclink.encoders.clip_training import (
-    Stage2Config,
-    add_train_subcommand,
-    load_pairs,
-    train_llm2clip,
-    write_caption_pairs,
-)
-
 from veclink.errors import InvalidArgument
 
 
@@ -94,7 +94,7 @@ def test_pairs_from_csv_and_errors(tmp_path) -> None:
 
 
 def test_stage1_caption_pairs(tmp_path) -> None:
-    from veclink.encoders.training import read_pairs
+    from veclink.training.text_encoder import read_pairs
 
     write_shapes_dataset(str(tmp_path), per_class=1)
     (tmp_path / "multi.jsonl").write_text(
@@ -110,7 +110,7 @@ def test_stage1_caption_pairs(tmp_path) -> None:
 
 def test_cli_subcommand(setup: dict, tmp_path, capsys) -> None:
     parser = argparse.ArgumentParser(prog="veclink train")
-    add_train_subcommand(parser.add_subparsers(dest="target", required=True))
+    add_clip(parser.add_subparsers(dest="target", required=True))
     (tmp_path / "spec.json").write_text(json.dumps(setup["spec"]))
     args = parser.parse_args(
         [

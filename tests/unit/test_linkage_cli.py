@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from veclink.linkage.cli import add_subcommands, main, parse_field, terminal_ask
+from veclink.cli.linkage import add_subcommands, main, parse_field, terminal_ask
 
 from veclink.errors import InvalidArgument
 

@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import create_engine, inspect
 from veclink.linkage import LinkageSpec, link, read_table
@@ -87,3 +88,31 @@ def test_link_result_round_trip(engine) -> None:
     ents = store.entities(job, limit=10_000)
     assert len(ents) == len(left) + len(right)
     assert store.get_job(job).metrics["matches"] == len(saved)
+
+
+def test_matcher_state_and_match_log(engine, monkeypatch) -> None:
+    import veclink.linkage.store as store_module
+
+    monkeypatch.setattr(store_module, "MATCHER_CHUNK", 1000)  # several chunks per part
+    store = LinkageStore(engine)
+    job = store.create_job("link", LinkageSpec().to_dict())
+    assert store.matcher_parts(job) is None
+    rng = np.random.default_rng(0)
+    parts = {"meta.json": b'{"format": 1}', "semantic.npy": rng.bytes(4500), "empty.npy": b""}
+    store.save_results(job, pairs=[], entities=[], metrics={}, matcher=parts)
+    assert store.matcher_parts(job) == parts
+    store.log_match(job, "r1", {"id": "r1", "title": "a", "year": 1999, "x": None})
+    store.log_match(job, "r0", {"id": "r0"})
+    assert store.logged_matches(job) == [
+        ("r1", {"id": "r1", "title": "a", "year": 1999, "x": None}),
+        ("r0", {"id": "r0"}),
+    ]
+    # saving the results again replaces the state and clears the log
+    store.save_results(job, pairs=[], entities=[], metrics={}, matcher={"meta.json": b"{}"})
+    assert store.matcher_parts(job) == {"meta.json": b"{}"}
+    assert store.logged_matches(job) == []
+    store.log_match(job, "r2", {"id": "r2"})
+    store.delete_job(job)  # children go with it
+    with pytest.raises(NotFound):
+        store.matcher_parts(job)
+    assert store.logged_matches(job) == []

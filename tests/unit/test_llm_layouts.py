@@ -297,7 +297,7 @@ TOPICS = {  # queries and positives share no word: the pairing has to be learned
 
 def test_latent_pooling_trains_with_the_adapters_and_serves(tmp_path: Path) -> None:
     pytest.importorskip("peft")
-    from veclink.encoders.training import TrainConfig, train_text_encoder
+    from veclink.training.text_encoder import TrainConfig, train_text_encoder
 
     base = _fixtures().make_model("llama", tmp_path / "base")
     rng = random.Random(0)

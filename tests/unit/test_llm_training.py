@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from veclink.encoders import load_encoder
-from veclink.encoders.training import TrainConfig, train_text_encoder
+from veclink.training.text_encoder import TrainConfig, train_text_encoder
 
 from veclink.errors import InvalidArgument
 
@@ -156,7 +156,7 @@ def test_simcse_runs_and_bad_config_is_rejected(tmp_path: Path) -> None:
 def test_mntp_mask_token_without_mask_or_unk() -> None:
     from types import SimpleNamespace
 
-    from veclink.encoders.training import mask_token_id
+    from veclink.training.text_encoder import mask_token_id
 
     def tok(**ids: int | None) -> SimpleNamespace:
         base = {"mask_token_id": None, "unk_token_id": None, "pad_token_id": 0}
@@ -172,13 +172,13 @@ def test_mntp_mask_token_without_mask_or_unk() -> None:
 def test_train_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from veclink.encoders.training import add_train_subcommand
+    from veclink.cli.train import add_text_encoder
 
     base = _model(tmp_path)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(_texts(20, seed=2)))
     parser = argparse.ArgumentParser()
-    add_train_subcommand(parser.add_subparsers())
+    add_text_encoder(parser.add_subparsers())
     args = parser.parse_args(
         ["text-encoder", "--model", str(base), "--data", str(corpus), "--out",
          str(tmp_path / "out"), "--objective", "simcse", "--steps", "2", "--batch-size", "4"]

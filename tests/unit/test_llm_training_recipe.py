@@ -14,7 +14,7 @@ import pytest
 import torch
 from veclink.encoders import load_encoder
 from veclink.encoders.llm_text import build_inputs
-from veclink.encoders.training import TrainConfig, _mntp_batch, train_text_encoder
+from veclink.training.text_encoder import TrainConfig, _mntp_batch, train_text_encoder
 
 from veclink.errors import InvalidArgument
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from veclink.encoders import load_encoder
 from veclink.encoders.moe_router import estimate_rw_stats
-from veclink.encoders.moee_eval import evaluate_moee
+from veclink.training.moee_eval import evaluate_moee
 
 from veclink.errors import InvalidArgument
 
@@ -249,7 +249,7 @@ def test_evaluation_command(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "veclink.service.cli",
+            "veclink.cli",
             "eval",
             "moee",
             "--model",
@@ -268,7 +268,7 @@ def test_evaluation_command(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "| HS |" in out.stdout and "| MoEE a=1 |" in out.stdout
     # fixed statistics estimated once from a corpus, then used by the evaluation
-    from veclink.encoders.moee_eval import fit_rw_stats
+    from veclink.training.moee_eval import fit_rw_stats
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(TEXTS * 2))

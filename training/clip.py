@@ -5,15 +5,13 @@ on disk for the next run); then the vision projection (optionally the last visio
 the text adapter and the logit scale train with the symmetric CLIP contrastive loss.
 Captions that repeat inside a batch count as positives of each other, not as negatives.
 The result is a checkpoint directory that ``load_encoder({"kind": "llm2clip",
-"checkpoint": DIR})`` reloads. Data formats: ``veclink.encoders.clip_data``.
+"checkpoint": DIR})`` reloads. Data formats: ``veclink.training.clip_data``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import json
 import math
 import random
 import time
@@ -23,7 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 from veclink.encoders.base import load_encoder
-from veclink.encoders.clip_data import (
+from veclink.encoders.llm2clip import LLM2CLIPEncoder
+from veclink.training.clip_data import (
     CAPTION_FILES,
     ImageBatches,
     ImageFiles,
@@ -31,64 +30,21 @@ from veclink.encoders.clip_data import (
     load_pairs,
     write_caption_pairs,
 )
-from veclink.encoders.llm2clip import LLM2CLIPEncoder
+from veclink.training.config import SCHEDULES, Stage2Config
 
 from veclink.errors import InvalidArgument
 
 __all__ = [
     "CAPTION_FILES",
+    "SCHEDULES",
     "Stage2Config",
     "Stage2Result",
-    "add_train_subcommand",
     "clip_loss",
     "load_pairs",
-    "run_train_clip",
     "train_llm2clip",
     "train_stage2",
     "write_caption_pairs",
 ]
-
-SCHEDULES = ("constant", "cosine")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Stage2Config:
-    """Hyper-parameters of a stage-2 run."""
-
-    #: passes over the image/caption pairs
-    epochs: int = 10
-    #: pairs per contrastive batch (in-batch negatives)
-    batch_size: int = 64
-    #: AdamW peak learning rate
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    #: ``constant``, or ``cosine`` decay to 0 after ``warmup_steps`` of linear warm-up
-    schedule: str = "cosine"
-    warmup_steps: int = 0
-    #: vision blocks trained besides the projection (0 = projection only)
-    unlock_vision_blocks: int = 0
-    #: shuffling seed
-    seed: int = 0
-    #: decoded images are kept in memory when they take at most this many MiB ...
-    image_cache_mb: float = 1024.0
-    #: ... else decoded per batch by this many DataLoader worker processes (0 = inline)
-    workers: int = 0
-    #: bf16 autocast on CUDA when the encoder's weights are fp32
-    amp: bool = True
-
-    def validate(self) -> list[str]:
-        problems = []
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}: must be >= 1")
-        if self.lr <= 0:
-            problems.append("lr: must be > 0")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule: must be one of {', '.join(SCHEDULES)}")
-        for name in ("warmup_steps", "unlock_vision_blocks", "workers", "image_cache_mb"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name}: must be >= 0")
-        return problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,95 +214,3 @@ def train_llm2clip(
         caption_cache=caption_cache,
         progress=progress,
     )
-
-
-# ------------------------------------------------------------------------------- CLI
-
-
-def add_train_subcommand(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``clip`` (LLM2CLIP stage 2) to the ``veclink train`` sub-parsers."""
-    p = subparsers.add_parser(
-        "clip", help="LLM2CLIP stage 2: align a CLIP vision tower with a frozen LLM encoder"
-    )
-    p.add_argument("--data", required=True, help="folder of images + captions.jsonl/.csv")
-    p.add_argument("--captions", help="captions file (default: DATA/captions.jsonl or .csv)")
-    p.add_argument("--out", required=True, help="checkpoint directory to write")
-    p.add_argument(
-        "--spec",
-        required=True,
-        help='llm2clip spec as JSON or @file, e.g. {"vision": "open_clip:ViT-B-16", '
-        '"text_encoder": {"kind": "llm-text", "model": "..."}}',
-    )
-    defaults = Stage2Config()
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
-    p.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
-    p.add_argument("--unlock-vision-blocks", type=int, default=defaults.unlock_vision_blocks)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--workers", type=int, default=defaults.workers, help="image decoding processes")
-    p.add_argument(
-        "--image-cache-mb",
-        type=float,
-        default=defaults.image_cache_mb,
-        help="keep decoded images in memory up to this size, else decode per batch",
-    )
-    p.add_argument(
-        "--caption-cache",
-        metavar="NPY",
-        help="file of the frozen LLM caption embeddings, reused by the next run",
-    )
-    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
-    p.set_defaults(func=run_train_clip)
-    return p
-
-
-def run_train_clip(args: argparse.Namespace) -> int:
-    """Handler of ``veclink train clip``: prints progress and a JSON summary line.
-
-    Raises:
-        InvalidArgument: bad ``--spec``, config values, data folder or captions file.
-    """
-    text = args.spec
-    if text.startswith("@"):
-        try:
-            with open(text[1:]) as fh:
-                text = fh.read()
-        except OSError as exc:
-            raise InvalidArgument(f"cannot read --spec file: {exc}", field="spec") from exc
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"--spec is not valid JSON: {exc}", field="spec") from exc
-    if not isinstance(spec, dict):
-        raise InvalidArgument("--spec must be a JSON object", field="spec")
-    config = Stage2Config(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        warmup_steps=args.warmup_steps,
-        unlock_vision_blocks=args.unlock_vision_blocks,
-        seed=args.seed,
-        image_cache_mb=args.image_cache_mb,
-        workers=args.workers,
-        amp=not args.no_amp,
-    )
-    result = train_llm2clip(
-        spec,
-        args.data,
-        args.out,
-        config,
-        captions=args.captions,
-        caption_cache=args.caption_cache,
-        progress=lambda e, loss: print(f"epoch {e + 1}/{config.epochs} loss {loss:.4f}"),
-    )
-    print(json.dumps(dataclasses.asdict(result)))
-    return 0
-
-
-#: the former name of ``run_train_clip``
-cmd_train_clip = run_train_clip

@@ -10,7 +10,6 @@ Two kinds of CSV (or TSV) files:
 
 from __future__ import annotations
 
-import argparse
 import csv
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,12 @@ from veclink.encoders.base import load_encoder
 from veclink.errors import InvalidArgument
 
 
-def _read(path: str) -> tuple[str, list[dict[str, str]]]:
+def read_labelled(path: str) -> tuple[str, list[dict[str, str]]]:
+    """The kind of a labelled CSV/TSV (``sts`` or ``retrieval``) and its rows.
+
+    Raises:
+        InvalidArgument: the file is missing or has neither set of columns.
+    """
     p = Path(path)
     if not p.is_file():
         raise InvalidArgument(f"data file {path!r} does not exist", field="data")
@@ -59,7 +63,7 @@ def evaluate_moee(
     """Spearman (STS) or nDCG@10 (retrieval) for HS, RW and MoEE at each alpha."""
     from scipy.stats import spearmanr
 
-    kind, rows = _read(data)
+    kind, rows = read_labelled(data)
     enc = load_encoder(
         {"kind": "moe-router", "model": model, "output": "moee", "alpha": 1.0, **spec}
     )
@@ -101,46 +105,3 @@ def fit_rw_stats(model: str, corpus: str, out: str, **spec: Any) -> None:
     spec = {k: v for k, v in spec.items() if k != "rw_stats"}  # raw RW, not normalised
     enc = load_encoder({"kind": "moe-router", "model": model, "output": "rw", **spec})
     estimate_rw_stats(enc, texts, out)  # type: ignore[arg-type]
-
-
-def add_eval_subcommand(subparsers: Any) -> None:
-    """``veclink eval moee ...``"""
-    p = subparsers.add_parser("moee", help="HS vs RW vs MoEE on an STS or retrieval CSV")
-    p.add_argument("--model", required=True, help="MoE checkpoint directory")
-    p.add_argument("--data", required=True, help="text1,text2,score or query,document,relevance")
-    p.add_argument("--alpha", type=float, nargs="+", default=[1.0])
-    p.add_argument("--prompt", help="prompt with {text} (default PromptEOL)")
-    p.add_argument("--pooling", choices=("last_token", "mean"), default="last_token")
-    p.add_argument("--rw-stats", default="", help=".npz of fixed RW mean/std (optional)")
-    p.add_argument(
-        "--stats-corpus",
-        help="text file (one passage a line): estimate the RW statistics from it once and "
-        "write them to --rw-stats, then evaluate with them",
-    )
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
-    p.set_defaults(func=run_eval)
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    extra: dict[str, Any] = {
-        "device": args.device,
-        "dtype": args.dtype,
-        "pooling": args.pooling,
-        "rw_stats": args.rw_stats,
-        "batch_size": args.batch_size,
-    }
-    if args.prompt:
-        extra["prompt"] = args.prompt
-    kind, _ = _read(args.data)
-    if args.stats_corpus:
-        if not args.rw_stats:
-            raise InvalidArgument("--stats-corpus needs --rw-stats OUT.npz", field="rw_stats")
-        fit_rw_stats(args.model, args.stats_corpus, args.rw_stats, **extra)
-    results = evaluate_moee(args.model, args.data, args.alpha, **extra)
-    metric = "Spearman" if kind == "sts" else "nDCG@10"
-    print(f"| method | {metric} |\n|---|---|")
-    for name, value in results.items():
-        print(f"| {name} | {value:.4f} |")
-    return 0

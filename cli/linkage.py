@@ -6,7 +6,7 @@
 
 ``--fields`` entries are ``NAME``, ``NAME:TYPE``, ``LEFTCOL=RIGHTCOL`` or
 ``LEFTCOL=RIGHTCOL:TYPE`` (types: text, string, name, code, number, date, category).
-``--ask N`` asks you about up to N pairs in the terminal (active learning). The service CLI
+``--ask N`` asks you about up to N pairs in the terminal (active learning). The main CLI
 registers these subcommands with `add_subcommands`.
 """
 
@@ -19,13 +19,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from veclink.linkage.spec import FIELD_TYPES
-
 from veclink.errors import InvalidArgument, VeclinkError
 
 
 def parse_field(text: str) -> dict[str, Any]:
     """``NAME[:TYPE]`` or ``LEFT=RIGHT[:TYPE]`` -> a FieldSpec dict."""
+    from veclink.linkage.spec import FIELD_TYPES
+
     body, _, ftype = text.partition(":")
     left, eq, right = body.partition("=")
     if not left or (eq and not right):
@@ -307,7 +307,7 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m veclink.linkage.cli link ...``)."""
+    """Stand-alone entry point (``python -m veclink.cli.linkage link ...``)."""
     parser = argparse.ArgumentParser(prog="veclink")
     add_subcommands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

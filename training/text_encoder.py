@@ -14,7 +14,6 @@ tokenizer, the adapter on its own, and a ``veclink_training.json`` log) that
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -32,77 +31,13 @@ from veclink.encoders.decoder_llm import (
     set_bidirectional,
 )
 from veclink.encoders.latent_attention import LatentAttentionPooling, save_latent
-from veclink.encoders.llm_text import POOLINGS, build_inputs, checkpoint_latent, pool, wants_eos
+from veclink.encoders.llm_text import build_inputs, checkpoint_latent, pool, wants_eos
+from veclink.training.config import OBJECTIVES, SPEC_FILE, TrainConfig
 
 from veclink._optional import require
 from veclink.errors import InvalidArgument
 
-OBJECTIVES = ("mntp", "simcse", "supervised")
-#: written next to a trained model: the ``llm-text`` spec that serves it as trained
-SPEC_FILE = "encoder_spec.json"
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """One training stage."""
-
-    #: base model directory (or the output of a previous stage)
-    model: str
-    #: text file (one passage per line) for mntp/simcse; CSV/TSV/JSONL pairs for supervised
-    data: str
-    #: where the merged model is written
-    out: str
-    objective: str = "mntp"
-    steps: int = 100
-    batch_size: int = 16
-    lr: float = 1e-4
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    #: mntp: share of tokens masked
-    mask_prob: float = 0.2
-    #: simcse / supervised: softmax temperature
-    temperature: float = 0.05
-    #: simcse: attention dropout while training; the two dropout masks make the positive
-    #: pair (decoder LLMs ship with attention dropout 0, which would leave LoRA dropout only)
-    simcse_dropout: float = 0.3
-    pooling: str = "mean"
-    #: latent_attention pooling: number of latents
-    latents: int = 512
-    #: supervised: prepended to the queries only and excluded from pooling, exactly as the
-    #: served encoder's ``instruction`` (LLM2Vec trains its retrieval models this way)
-    instruction: str = ""
-    #: wraps every text, as the served encoder's ``template`` (e.g. a chat template)
-    template: str = "{text}"
-    #: append EOS to every text; None = only for last_token pooling (as the encoder)
-    add_eos: bool | None = None
-    #: recompute activations in the backward pass: less memory for real models
-    gradient_checkpointing: bool = False
-    max_length: int = 128
-    dtype: str = "fp32"
-    device: str = "cpu"
-    seed: int = 0
-
-    def validate(self) -> None:
-        problems = []
-        if self.objective not in OBJECTIVES:
-            problems.append(f"objective must be one of {', '.join(OBJECTIVES)}")
-        if self.steps < 1 or self.batch_size < 2:
-            problems.append("steps must be >= 1 and batch_size >= 2")
-        if not 0 <= self.simcse_dropout < 1:
-            problems.append("simcse_dropout must be in [0, 1)")
-        if not 0 < self.mask_prob < 1:
-            problems.append("mask_prob must be in (0, 1)")
-        if self.pooling not in POOLINGS:
-            problems.append(f"pooling must be one of {', '.join(POOLINGS)}")
-        if self.template.count("{text}") != 1:
-            problems.append("template must contain {text} exactly once")
-        if self.pooling == "latent_attention" and self.objective == "mntp":
-            problems.append("latent_attention pooling is trained by simcse or supervised, not mntp")
-        if not Path(self.data).is_file():
-            problems.append(f"data file {self.data!r} does not exist")
-        if problems:
-            raise InvalidArgument("invalid training config: " + "; ".join(problems), field="train")
+__all__ = ["OBJECTIVES", "SPEC_FILE", "TrainConfig", "serving_spec", "train_text_encoder"]
 
 
 def read_texts(path: str) -> list[str]:
@@ -334,79 +269,3 @@ def _embed(
     )
     hidden = forward_hidden(encoder, batch, device, bidirectional=True).last_hidden_state
     return torch.nn.functional.normalize(pool(hidden, batch, cfg.pooling, latent).float(), dim=-1)
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_train_subcommand(subparsers: Any) -> None:
-    """``veclink train text-encoder ...``"""
-    p = subparsers.add_parser(
-        "text-encoder", help="MNTP, then SimCSE or supervised contrastive, with LoRA"
-    )
-    p.add_argument(
-        "--model", required=True, help="base model directory (or a previous stage's output)"
-    )
-    p.add_argument(
-        "--data", required=True, help="text file (mntp, simcse) or pairs CSV/JSONL (supervised)"
-    )
-    p.add_argument("--out", required=True, help="output directory (a model load_encoder serves)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="mntp")
-    for name, typ, default in (
-        ("steps", int, 100),
-        ("batch-size", int, 16),
-        ("lr", float, 1e-4),
-        ("lora-r", int, 8),
-        ("max-length", int, 128),
-        ("latents", int, 512),
-    ):
-        p.add_argument(f"--{name}", type=typ, default=default)
-    p.add_argument("--simcse-dropout", type=float, default=0.3)
-    p.add_argument("--temperature", type=float, default=0.05)
-    p.add_argument(
-        "--instruction", default="", help="supervised: prepended to queries, as when served"
-    )
-    p.add_argument("--template", default="{text}", help="wraps every text, e.g. a chat template")
-    p.add_argument(
-        "--add-eos",
-        default=None,
-        type=lambda v: {"true": True, "false": False}[v.lower()],
-        help="true/false; default: only for last_token pooling",
-    )
-    p.add_argument(
-        "--gradient-checkpointing", action="store_true", help="less memory, slower steps"
-    )
-    p.add_argument("--pooling", default="mean", choices=POOLINGS)
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=run_train)
-
-
-def run_train(args: argparse.Namespace) -> int:
-    cfg = TrainConfig(
-        model=args.model,
-        data=args.data,
-        out=args.out,
-        objective=args.objective,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lora_r=args.lora_r,
-        max_length=args.max_length,
-        latents=args.latents,
-        simcse_dropout=args.simcse_dropout,
-        temperature=args.temperature,
-        instruction=args.instruction,
-        template=args.template,
-        add_eos=args.add_eos,
-        gradient_checkpointing=args.gradient_checkpointing,
-        pooling=args.pooling,
-        dtype=args.dtype,
-        device=args.device,
-    )
-    log = train_text_encoder(cfg)
-    first, last = log["losses"][0], log["losses"][-1]
-    print(f"{cfg.objective}: loss {first:.4f} -> {last:.4f}; saved to {cfg.out}")
-    print(f"serve it with the encoder spec in {Path(cfg.out) / SPEC_FILE}:")
-    print(json.dumps(log["spec"]))
-    return 0

@@ -1,0 +1,150 @@
+"""What the commands share: server options, argument types, optional-package checks, --quiet."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from veclink.errors import MissingDependency
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+
+def add_remote(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--server`` and ``--api-key`` (defaults from the environment) to ``p``."""
+    p.add_argument(
+        "--server",
+        default=os.environ.get("VECLINK_SERVER", DEFAULT_SERVER),
+        help=f"host:port of a veclink server (default {DEFAULT_SERVER}, or $VECLINK_SERVER)",
+    )
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("VECLINK_API_KEY"),
+        help="API key (default: $VECLINK_API_KEY)",
+    )
+    return p
+
+
+def client(args: argparse.Namespace) -> Any:
+    """A ``veclink.client.Client`` for ``args.server`` / ``args.api_key``."""
+    from veclink.client import Client
+
+    return Client(args.server, api_key=args.api_key)
+
+
+def unreachable_hint(exc: Exception, args: argparse.Namespace) -> str | None:
+    """The message for a server that cannot be reached (None for any other error)."""
+    from veclink.client import Unavailable
+
+    if not isinstance(exc, Unavailable):
+        return None
+    return (
+        f"cannot reach a veclink server at {args.server}: is `veclink serve` running there? "
+        "(choose another with --server HOST:PORT or $VECLINK_SERVER)"
+    )
+
+
+# ------------------------------------------------------------------------- argument types
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low``, else a message saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """An argparse ``type``: a JSON object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object {{...}}, got {text!r}")
+    return value
+
+
+# ------------------------------------------------------------------------- optional packages
+
+
+def need(module: str, extra: str, what: str) -> None:
+    """Raise MissingDependency now, before any work, if ``module`` is not installed.
+
+    Args:
+        module: top-level module, e.g. ``"matplotlib"``.
+        extra: the veclink extra that provides it.
+        what: the flag or input that needs it, e.g. ``"--report"``.
+    """
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependency(
+            f"{what} needs {module!r}, which is not installed; "
+            f"install it with: pip install 'veclink[{extra}]'"
+        )
+
+
+# ------------------------------------------------------------------------- --quiet
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """With ``enabled=False`` no progress bar shows, the model libraries' included.
+
+    transformers draws a bar while it loads weights; it reads the Hugging Face switch when
+    it is imported, so the switch is set here for a command's duration (and turned off in a
+    transformers that is already loaded).
+    """
+    if enabled:
+        yield
+        return
+    key = "HF_HUB_DISABLE_PROGRESS_BARS"
+    before = os.environ.get(key)
+    hf = sys.modules.get("transformers.utils.logging")
+    was_active = hf.is_progress_bar_enabled() if hf is not None else before is None
+    os.environ[key] = "1"
+    if hf is not None:
+        hf.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+        hf = sys.modules.get("transformers.utils.logging")
+        if hf is not None and was_active:
+            with warnings.catch_warnings():
+                # huggingface_hub, if imported meanwhile, keeps the switch it read then
+                warnings.simplefilter("ignore")
+                hf.enable_progress_bar()

@@ -1,0 +1,62 @@
+"""``veclink serve``: run the gRPC server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from typing import Any
+
+from veclink.cli.common import non_negative_int
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``serve`` on the top-level sub-parsers."""
+    p = sub.add_parser("serve", help="run the gRPC server")
+    p.add_argument("--config", help="TOML settings file (env VECLINK__SECTION__KEY overrides it)")
+    p.add_argument("--data-dir", help="catalog and indexes (default ./veclink-data)")
+    p.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=non_negative_int, help="port (default 50051; 0: any free port)")
+    p.add_argument(
+        "--database-url", help="SQLAlchemy URL of the catalog (default SQLite in data dir)"
+    )
+    p.add_argument("--index-kind", choices=("flat", "partitioned"), help="default index kind")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="create the 'wordnet' demo collection (4,998 glosses) if it is missing",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``veclink serve``: settings from file, environment and flags; serve until stopped."""
+    from veclink.service.server import build_store, serve_forever
+    from veclink.service.settings import load_settings
+
+    overrides: dict[str, dict[str, Any]] = {"server": {}, "storage": {}}
+    if args.host:
+        overrides["server"]["host"] = args.host
+    if args.port is not None:
+        overrides["server"]["port"] = args.port
+    if args.data_dir:
+        overrides["storage"]["data_dir"] = args.data_dir
+    if args.database_url:
+        overrides["storage"]["database_url"] = args.database_url
+    if args.index_kind:
+        overrides["storage"]["default_index_kind"] = args.index_kind
+    settings = load_settings(args.config, overrides=overrides)
+    logging.basicConfig(
+        level=os.environ.get("VECLINK_LOG_LEVEL", "INFO"),
+        format='{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", '
+        '"message": "%(message)s"}',
+    )
+    store = build_store(settings)
+    store.models.get("")  # load the default model before accepting calls
+    if args.demo:
+        from veclink.service.demo import load_demo
+
+        load_demo(store)
+    asyncio.run(serve_forever(settings, store))
+    return 0

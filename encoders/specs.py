@@ -1,0 +1,282 @@
+"""The built-in encoder specs: frozen, JSON round-trip, importable without torch.
+
+Each spec names its encoder class by import path; the registry imports that module (and
+torch with it) only when ``load_encoder`` builds an encoder. So reading, validating and
+printing a spec, as the CLI and the client do, never loads a model library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from veclink.encoders.base import EncoderSpec, register_spec, spec_from_dict
+from veclink.encoders.images import ImageLimits
+
+from veclink.errors import InvalidArgument
+
+#: model name prefixes of CLIP towers: open_clip configs or HF CLIP directories
+CLIP_PREFIXES = ("open_clip:", "hf:")
+HF_POOLINGS = ("mean", "cls")
+LLM_POOLINGS = ("mean", "weighted_mean", "last_token", "bos", "latent_attention")
+#: MoEE's prompt (PromptEOL)
+PROMPT_EOL = 'This sentence : "{text}" means in one word:"'
+MOE_OUTPUTS = ("hs", "rw", "moee")
+#: which token(s) HS and RW are read at: the prompt's last token (MoEE), or the mean over
+#: every token of the prompted text
+MOE_POOLINGS = ("last_token", "mean")
+ROUTER_ACTIVATIONS = ("auto", "logits", "softmax", "sigmoid")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HFTextSpec(EncoderSpec):
+    """A Hugging Face encoder-only model with pooling (sentence-transformers style)."""
+
+    kind = "hf-text"
+
+    #: local HF directory, hub id (resolved from the user's cache only) or ``builtin:NAME``
+    model: str = "builtin:all-MiniLM-L6-v2"
+    #: ``mean`` over non-padding tokens, or the ``cls`` token
+    pooling: str = "mean"
+    #: L2-normalise outputs (cosine == inner product)
+    normalize: bool = True
+    #: longer inputs are truncated to this many tokens
+    max_length: int = 256
+    #: prepended to queries / documents before tokenizing (e.g. E5's ``"query: "``)
+    query_prefix: str = ""
+    document_prefix: str = ""
+    #: inputs per forward pass
+    batch_size: int = 32
+    #: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``
+    device: str = "cpu"
+    #: ``fp32``, ``fp16`` or ``bf16``
+    dtype: str = "fp32"
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not self.model:
+            problems.append("spec.model: required")
+        if self.pooling not in HF_POOLINGS:
+            problems.append(f"spec.pooling: must be one of {', '.join(HF_POOLINGS)}")
+        if self.max_length < 1:
+            problems.append("spec.max_length: must be >= 1")
+        if self.batch_size < 1:
+            problems.append("spec.batch_size: must be >= 1")
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
+        return problems
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClipSpec(EncoderSpec):
+    """A CLIP model (open_clip or HF) encoding images (bytes) and texts into one space."""
+
+    kind = "clip"
+
+    #: ``open_clip:NAME`` (built-in or registered config) or ``hf:DIR`` (HF CLIP directory)
+    model: str = "open_clip:ViT-B-32"
+    #: open_clip weights: a checkpoint path or a tag from the user's cache; None = random
+    pretrained: str | None = None
+    #: seed of random weights, so that a spec always names the same model
+    seed: int = 0
+    batch_size: int = 32
+    #: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``
+    device: str = "cpu"
+    #: ``fp32``, ``fp16`` or ``bf16``
+    dtype: str = "fp32"
+    #: largest encoded image accepted (bytes) -> RESOURCE_EXHAUSTED beyond
+    max_image_bytes: int = 20 * 1024 * 1024
+    #: largest decoded image accepted (width * height) -> RESOURCE_EXHAUSTED beyond
+    max_image_pixels: int = 40_000_000
+    #: threads decoding + transforming a batch's images in ``preprocess`` (1 = inline)
+    decode_threads: int = 4
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.decode_threads < 1:
+            problems.append("spec.decode_threads: must be >= 1")
+        if not self.model.startswith(CLIP_PREFIXES):
+            problems.append(f"spec.model: must start with one of {', '.join(CLIP_PREFIXES)}")
+        if self.batch_size < 1:
+            problems.append("spec.batch_size: must be >= 1")
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
+        return problems + self.limits.validate()
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LLMTextSpec(EncoderSpec):
+    """A decoder LLM used as a text encoder."""
+
+    kind = "llm-text"
+
+    #: local HF directory or hub id (resolved from the user's cache, never downloaded)
+    model: str
+    #: PEFT LoRA adapter directories merged in order (e.g. MNTP, then SimCSE/supervised)
+    adapters: tuple[str, ...] = ()
+    #: mean, weighted_mean, last_token (eos), bos, latent_attention (NV-Embed)
+    pooling: str = "mean"
+    #: bidirectional attention (LLM2Vec); False keeps the causal mask
+    bidirectional: bool = True
+    #: prepended to queries only (joined by a space) and excluded from pooling
+    instruction: str = ""
+    #: wraps instruction + text, e.g. a chat template; pooling covers the text and what
+    #: follows ``{text}`` (LLM2Vec's Llama-3-Instruct checkpoints use
+    #: ``<|start_header_id|>user<|end_header_id|>\n\n{text}<|eot_id|>``)
+    template: str = "{text}"
+    #: append the EOS token; None = only for last_token pooling (LLM2Vec's convention)
+    add_eos: bool | None = None
+    #: L2-normalise the output
+    normalize: bool = True
+    max_length: int = 512
+    batch_size: int = 16
+    dtype: str = "fp32"
+    device: str = "cpu"
+    #: latent-attention pooling: number of latents when training it; served weights come
+    #: from latent_attention.pt in the model directory (written by veclink training)
+    latents: int = 512
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not self.model:
+            problems.append("spec.model: required")
+        if self.pooling not in LLM_POOLINGS:
+            problems.append(f"spec.pooling: must be one of {', '.join(LLM_POOLINGS)}")
+        if self.max_length < 4:
+            problems.append("spec.max_length: must be >= 4")
+        if self.batch_size < 1:
+            problems.append("spec.batch_size: must be >= 1")
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
+        if self.latents < 1:
+            problems.append("spec.latents: must be >= 1")
+        if self.template.count("{text}") != 1:
+            problems.append("spec.template: must contain {text} exactly once")
+        if self.add_eos not in (None, True, False):
+            problems.append("spec.add_eos: must be true, false or null")
+        return problems
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MoERouterSpec(EncoderSpec):
+    """A mixture-of-experts LLM used through its routers (MoEE)."""
+
+    kind = "moe-router"
+
+    #: local HF directory or hub id (from the user's cache; never downloaded)
+    model: str
+    #: hs (hidden state), rw (routing weights) or moee (both, weighted by alpha)
+    output: str = "moee"
+    #: weight of the RW similarity in MoEE: <x, y> = cos(HS) + alpha * cos(RW)
+    alpha: float = 1.0
+    #: ``{text}`` is replaced by the input
+    prompt: str = PROMPT_EOL
+    #: last_token (MoEE; with PromptEOL the token that must "say" the meaning) or mean
+    pooling: str = "last_token"
+    #: auto picks per architecture (see ``moe_router.AUTO_ACTIVATION``; softmax otherwise)
+    router_activation: str = "auto"
+    #: optional .npz with fixed RW ``mean`` and ``std`` (see estimate_rw_stats)
+    rw_stats: str = ""
+    adapters: tuple[str, ...] = ()
+    max_length: int = 512
+    batch_size: int = 8
+    dtype: str = "fp32"
+    device: str = "cpu"
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not self.model:
+            problems.append("spec.model: required")
+        if self.output not in MOE_OUTPUTS:
+            problems.append(f"spec.output: must be one of {', '.join(MOE_OUTPUTS)}")
+        if not isinstance(self.alpha, int | float) or self.alpha < 0:
+            problems.append("spec.alpha: must be a number >= 0")
+        if "{text}" not in self.prompt:
+            problems.append("spec.prompt: must contain {text}")
+        if self.pooling not in MOE_POOLINGS:
+            problems.append(f"spec.pooling: must be one of {', '.join(MOE_POOLINGS)}")
+        if self.router_activation not in ROUTER_ACTIVATIONS:
+            problems.append(
+                f"spec.router_activation: must be one of {', '.join(ROUTER_ACTIVATIONS)}"
+            )
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
+        if self.batch_size < 1 or self.max_length < 4:
+            problems.append("spec.batch_size must be >= 1 and spec.max_length >= 4")
+        return problems
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LLM2CLIPSpec(EncoderSpec):
+    """An LLM text encoder + adapter and a CLIP vision tower sharing one space."""
+
+    kind = "llm2clip"
+
+    #: spec (JSON dict) of the LLM text encoder; None = the one recorded in the checkpoint
+    text_encoder: dict[str, Any] | None = None
+    #: ``open_clip:NAME`` or ``hf:DIR``; empty = from the checkpoint
+    vision: str = ""
+    #: open_clip vision weights (path or tag); None = random (or the checkpoint's)
+    pretrained: str | None = None
+    #: a stage-2 directory (llm2clip.json + weights), a published LLM2CLIP HF directory, or
+    #: a weights file in a published layout; None = fresh adapter
+    checkpoint: str | None = None
+    #: fresh adapter shape (ignored when the checkpoint holds an adapter)
+    adapter_layers: int = 4
+    adapter_expansion: float = 2.0
+    #: seed of a fresh adapter's and of a random vision tower's initialisation
+    seed: int = 0
+    batch_size: int = 32
+    device: str = "cpu"
+    dtype: str = "fp32"
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    #: threads decoding + transforming a batch's images in ``preprocess`` (1 = inline)
+    decode_threads: int = 4
+
+    def __hash__(self) -> int:
+        # the nested text_encoder dict is not hashable; the canonical JSON is
+        return hash(self.to_json())
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.checkpoint is None and not (self.vision and self.text_encoder):
+            problems.append("spec.vision and spec.text_encoder: required without spec.checkpoint")
+        if self.vision and not self.vision.startswith(CLIP_PREFIXES):
+            problems.append(f"spec.vision: must start with one of {', '.join(CLIP_PREFIXES)}")
+        if self.text_encoder is not None:
+            if not isinstance(self.text_encoder, dict):
+                problems.append("spec.text_encoder: must be an encoder spec object")
+            elif self.text_encoder.get("kind") in ("clip", "llm2clip"):
+                problems.append("spec.text_encoder: must be a text encoder")
+            else:
+                try:
+                    spec_from_dict(self.text_encoder)
+                except InvalidArgument as exc:
+                    problems.append(f"spec.text_encoder: {exc}")
+        if self.decode_threads < 1:
+            problems.append("spec.decode_threads: must be >= 1")
+        if self.adapter_layers < 0:
+            problems.append("spec.adapter_layers: must be >= 0")
+        if self.adapter_expansion <= 0:
+            problems.append("spec.adapter_expansion: must be > 0")
+        if self.batch_size < 1:
+            problems.append("spec.batch_size: must be >= 1")
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
+        return problems + self.limits.validate()
+
+
+register_spec(HFTextSpec, "veclink.encoders.hf_text:HFTextEncoder")
+register_spec(ClipSpec, "veclink.encoders.clip:ClipImageEncoder")
+register_spec(LLMTextSpec, "veclink.encoders.llm_text:LLMTextEncoder")
+register_spec(MoERouterSpec, "veclink.encoders.moe_router:MoERouterEncoder")
+register_spec(LLM2CLIPSpec, "veclink.encoders.llm2clip:LLM2CLIPEncoder")
