@@ -2,6 +2,7 @@
 
     veclink link LEFT RIGHT --out PAIRS.csv [--left-id COL] [--right-id COL] [--fields ...]
         [--precision TAU] [--labels LABELS.csv] [--encoding ENC] [--report REPORT.html]
+        [--summary SUMMARY.json] [--assignment MODE]
     veclink dedupe TABLE --out CLUSTERS.csv [--id COL] [--fields ...] [...]
 
 ``--fields`` entries are ``NAME``, ``NAME:TYPE``, ``LEFTCOL=RIGHTCOL`` or
@@ -66,6 +67,8 @@ def build_spec(args: argparse.Namespace, *, dedupe: bool) -> dict[str, Any]:
             spec["right_id"] = args.right_id
         if args.many_to_one:
             spec["assignment"] = "many_to_one"
+        if args.assignment:
+            spec["assignment"] = args.assignment
     if args.fields:
         spec["fields"] = [parse_field(f) for f in args.fields]
     if args.precision is not None:
@@ -148,7 +151,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--precision",
         type=float,
         metavar="TAU",
-        help="precision target for the threshold (default 0.9)",
+        help="precision target for the threshold (default 0.9); 0: no constraint, the "
+        "threshold with the best estimated F1",
     )
     p.add_argument("--threshold", type=float, help="fixed score threshold instead")
     p.add_argument("--labels", metavar="LABELS.csv", help="labelled pairs: left_id,right_id,label")
@@ -159,7 +163,18 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="active learning: ask about up to N pairs in the terminal",
     )
-    p.add_argument("--encoding", default="utf-8", help="encoding of CSV / JSONL inputs")
+    p.add_argument(
+        "--encoding",
+        default=None,
+        help="encoding of CSV / JSONL inputs (default: detected per file: BOM, UTF-8, "
+        "else cp1252 / latin-1)",
+    )
+    p.add_argument(
+        "--summary",
+        metavar="SUMMARY.json",
+        help="write the job's summary as JSON: pairs or entities, threshold, estimated "
+        "precision and interval, warnings, assignment, column alignment, stage times",
+    )
     p.add_argument("--report", metavar="REPORT.html", help="write an HTML report")
     p.add_argument(
         "--gold",
@@ -185,9 +200,14 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--left-id", metavar="COL", help="id column of LEFT (default id)")
     p.add_argument("--right-id", metavar="COL", help="id column of RIGHT (default: --left-id)")
     p.add_argument(
+        "--assignment",
+        choices=("auto", "one_to_one", "one_to_many", "many_to_one", "many_to_many"),
+        help="how records pair up (default auto: each side is checked for duplicates)",
+    )
+    p.add_argument(
         "--many-to-one",
         action="store_true",
-        help="allow several left records per right record (default one-to-one)",
+        help="same as --assignment many_to_one (several left records per right record)",
     )
     _common(p)
     p.set_defaults(func=cmd_link)
@@ -245,6 +265,10 @@ def _run(args: argparse.Namespace, *, dedupe: bool) -> int:
         write_report(result, args.report, gold=gold)
     if args.database:
         _save(args, result, dedupe=dedupe)
+    if args.summary:
+        Path(args.summary).write_text(
+            json.dumps(result.summary(), indent=1, sort_keys=True) + "\n", encoding="utf-8"
+        )
     _summary(result, n, args, gold, dedupe=dedupe)
     return 0
 
@@ -276,13 +300,34 @@ def _summary(result: Any, n: int, args: argparse.Namespace, gold: Any, *, dedupe
         if dedupe
         else f"{n} pairs"
     )
-    target = "met" if c.target_met else "NOT met"
+    lo, hi = c.interval
+    if result.spec.threshold is not None:
+        target = "threshold given"
+    elif result.spec.precision == 0:
+        target = "best estimated F1, no precision target"
+    else:
+        target = f"target {result.spec.precision}: {'met' if c.target_met else 'NOT met'}"
+    trust = "" if c.reliable else " -- NOT RELIABLE, see the warnings"
     print(
-        f"wrote {what} to {args.out}; {result.mode}, threshold {c.threshold:.4g}, "
-        f"estimated precision {c.est_precision:.3f} (target {result.spec.precision}: {target}), "
-        f"{len(result.candidates)} candidate pairs",
+        f"wrote {what} to {args.out}; {result.mode}, {result.assignment.replace('_', '-')}, "
+        f"threshold {c.threshold:.4g}, estimated precision {c.est_precision:.3f} "
+        f"[{lo:.3f}, {hi:.3f}] ({target}){trust}, {len(result.candidates)} candidate pairs",
         file=sys.stderr,
     )
+    alignment = getattr(result, "alignment", None)
+    if alignment is not None and not dedupe:
+        pairs = ", ".join(f"{m.left}={m.right} ({m.type})" for m in alignment.matches)
+        print(f"columns aligned: {pairs or 'none'}", file=sys.stderr)
+        for side, cols in (("left", alignment.left_only), ("right", alignment.right_only)):
+            if cols:
+                print(
+                    f"  {side} only (compared as whole-record text): {', '.join(cols)}",
+                    file=sys.stderr,
+                )
+        for note in alignment.notes:
+            print(f"  note: {note}", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if gold is not None:
         from veclink.linkage.evaluate import cluster_pairs, pair_metrics
 

@@ -145,6 +145,8 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
             "title",
             "--precision",
             "1.5",
+            "--encoding",
+            "utf-8",
         ]
     )
     err = capsys.readouterr().err
@@ -164,3 +166,50 @@ def test_terminal_ask_reads_answers() -> None:
     assert ask(q) is None
     with pytest.raises(StopLabelling):
         ask(q)
+
+
+def test_link_with_renamed_columns_aligns_and_writes_a_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No flags but the files: columns aligned, encodings detected, summary JSON written."""
+    import json
+
+    src = list(csv.DictReader(io.StringIO((FIX / "buy_sample.csv").read_bytes().decode("latin-1"))))
+    renamed = tmp_path / "buy.csv"  # the right side's columns named differently, ';'-separated
+    with open(renamed, "w", newline="", encoding="utf-8-sig") as fh:
+        w = csv.writer(fh, delimiter=";")
+        w.writerow(["key", "product_title", "about", "maker", "cost"])
+        for r in src:
+            w.writerow([r["id"], r["name"], r["description"], r["manufacturer"], r["price"]])
+    out, summary = tmp_path / "pairs.csv", tmp_path / "summary.json"
+    rc = run(
+        [
+            "link",
+            str(FIX / "abt_sample.csv"),
+            str(renamed),
+            "--right-id",
+            "key",
+            "--out",
+            str(out),
+            "--precision",
+            "0",
+            "--summary",
+            str(summary),
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "columns aligned: name=product_title" in err
+    assert "best estimated F1" in err
+    data = json.loads(summary.read_text())
+    assert data["mode"] == "link" and data["pairs"] > 0
+    assert data["assignment"] in ("one_to_one", "one_to_many", "many_to_one", "many_to_many")
+    lo, hi = data["estimated_precision_interval"]
+    assert lo <= data["estimated_precision"] <= hi
+    aligned = {(m["left"], m["right"]) for m in data["alignment"]["matches"]}
+    assert ("name", "product_title") in aligned
+    assert data["inputs"]["right"]["delimiter"] == ";"
+    assert data["inputs"]["right"]["encoding"].startswith("utf-8")  # the BOM was seen
+    assert isinstance(data["warnings"], list)
+    assert [s["name"] for s in data["stages"]][:2] == ["align", "embed"]
