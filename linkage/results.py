@@ -147,10 +147,11 @@ class LinkResult:
         ``estimated_precision`` with its ``estimated_precision_interval`` and whether the
         estimate's assumptions held (``estimate_reliable``), ``estimated_recall`` (None when
         unknown), the precision target and whether it was met, the ``assignment`` used and
-        the ``duplicate_checks`` behind it, ``warnings`` (what the user must be told), ``scoring`` (unsupervised / supervised), the compared
-        ``fields``, the column ``alignment`` (`Alignment.to_dict`, None when the spec listed
-        the fields), ``inputs`` (how each file was read: encoding, delimiter) and
-        ``stages`` (name, seconds, peak MiB when traced).
+        the ``duplicate_checks`` behind it, ``warnings`` (what the user must be told),
+        ``scoring`` (unsupervised / supervised), the compared ``fields``, the column
+        ``alignment`` (`Alignment.to_dict`, None when the spec listed the fields),
+        ``inputs`` (how each file was read: encoding, delimiter) and ``stages`` (name,
+        seconds, peak MiB when traced).
         """
         out = {"mode": "link", "pairs": int(self.accepted.sum())}
         out.update(_summary(self, {"left": self.left, "right": self.right}))
