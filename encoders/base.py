@@ -53,8 +53,11 @@ class Encoder(ABC):
     """Turns inputs into float32 vectors ``(n, dim)``."""
 
     spec: EncoderSpec
-    #: preferred number of inputs per forward pass
+    #: most inputs per forward pass
     batch_size: int = 32
+    #: most padded tokens (rows x longest row, in ``input_lengths`` units) per forward
+    #: pass; ``None`` or 0: only ``batch_size`` limits a batch
+    batch_tokens: int | None = None
 
     @property
     @abstractmethod
@@ -112,12 +115,22 @@ class Encoder(ABC):
                     field=f"inputs[{i}]",
                 )
 
+    def input_lengths(self, inputs: Sequence[str | bytes], role: Role) -> list[int]:
+        """Cost of each input in batch-budget units (tokens for text models).
+
+        The default is the length in characters or bytes; tokenizing encoders override it
+        so that ``batch_tokens`` counts real tokens.
+        """
+        return [len(item) for item in inputs]
+
     def encode(self, inputs: Sequence[str | bytes], role: Role = "document") -> np.ndarray:
         """Encode ``inputs`` into float32 ``(len(inputs), dim)``.
 
-        Inputs are ordered by size before batching (less padding) and the rows are put
-        back in input order, so the result does not depend on batch composition beyond
-        floating-point noise.
+        Identical inputs are encoded once. Inputs are ordered by length before batching
+        (less padding) and cut into batches of at most ``batch_size`` inputs and, when
+        ``batch_tokens`` is set, at most that many padded tokens (rows x longest row); the
+        rows are put back in input order, so the result does not depend on batch
+        composition beyond floating-point noise.
         """
         if role not in ROLES:
             raise InvalidArgument(f"role must be one of {ROLES}; got {role!r}", field="role")
@@ -125,13 +138,44 @@ class Encoder(ABC):
         self.check_inputs(inputs)
         if not inputs:
             return np.zeros((0, self.dim), dtype=np.float32)
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
-        out = np.empty((len(inputs), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            batch = self.preprocess([inputs[i] for i in chunk], role)
+        unique, where = _dedupe(inputs)
+        out = np.empty((len(unique), self.dim), dtype=np.float32)
+        for chunk in self._batches(unique, role):
+            batch = self.preprocess([unique[i] for i in chunk], role)
             out[chunk] = self.postprocess(self.forward(batch), batch)
-        return out
+        return out if len(unique) == len(inputs) else out[where]
+
+    def _batches(self, inputs: list[str | bytes], role: Role) -> list[list[int]]:
+        lengths = self.input_lengths(inputs, role)
+        order = sorted(range(len(inputs)), key=lengths.__getitem__)
+        budget = self.batch_tokens or 0
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for i in order:
+            # sorted ascending, so the newest row is the longest: padded size = rows x its length
+            over = budget > 0 and (len(current) + 1) * max(lengths[i], 1) > budget
+            if current and (len(current) >= self.batch_size or over):
+                batches.append(current)
+                current = []
+            current.append(i)
+        if current:
+            batches.append(current)
+        return batches
+
+
+def _dedupe(inputs: list[str | bytes]) -> tuple[list[str | bytes], np.ndarray]:
+    """The distinct inputs (first occurrences, in order) and each input's row among them."""
+    first: dict[str | bytes, int] = {}
+    unique: list[str | bytes] = []
+    where = np.empty(len(inputs), dtype=np.int64)
+    for n, item in enumerate(inputs):
+        key = item if isinstance(item, str | bytes) else bytes(item)
+        row = first.get(key)
+        if row is None:
+            row = first[key] = len(unique)
+            unique.append(item)
+        where[n] = row
+    return unique, where
 
 
 # ---------------------------------------------------------------------------- registry

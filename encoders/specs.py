@@ -18,6 +18,10 @@ from veclink.errors import InvalidArgument
 #: model name prefixes of CLIP towers: open_clip configs or HF CLIP directories
 CLIP_PREFIXES = ("open_clip:", "hf:")
 HF_POOLINGS = ("mean", "cls")
+#: how an hf-text model runs; all but ``torch`` run on the CPU (see ``hf_fast``)
+HF_BACKENDS = ("torch", "int8", "onnx", "onnx-int8", "auto")
+CPU_BACKENDS = ("int8", "onnx", "onnx-int8")
+INT8_LAYERS = ("attention", "all")
 LLM_POOLINGS = ("mean", "weighted_mean", "last_token", "bos", "latent_attention")
 #: MoEE's prompt (PromptEOL)
 PROMPT_EOL = 'This sentence : "{text}" means in one word:"'
@@ -45,12 +49,24 @@ class HFTextSpec(EncoderSpec):
     #: prepended to queries / documents before tokenizing (e.g. E5's ``"query: "``)
     query_prefix: str = ""
     document_prefix: str = ""
-    #: inputs per forward pass
+    #: most inputs per forward pass
     batch_size: int = 32
+    #: most padded tokens (rows x longest row) per forward pass; 0: only batch_size limits
+    batch_tokens: int = 0
     #: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``
     device: str = "cpu"
     #: ``fp32``, ``fp16`` or ``bf16``
     dtype: str = "fp32"
+    #: ``torch`` (the model as loaded), ``int8`` (torch, int8 weights in the layers that
+    #: ``int8_layers`` names), ``onnx`` / ``onnx-int8`` (ONNX Runtime with fp32 weights /
+    #: int8 in those layers; extra ``fast``), or ``auto``: the first of onnx-int8, onnx,
+    #: int8 that is installed and gives cosine >= 0.99 to the torch vectors on every probe
+    #: text, else torch. The three fast paths run on the CPU only; ``auto`` on a GPU is torch.
+    backend: str = "torch"
+    #: the int8 backends' layers: ``attention`` (the square hidden x hidden projections;
+    #: the feed-forward layers stay fp32, their outlier activations do not survive int8)
+    #: or ``all`` Linear layers (faster, but cosine ~0.9 to fp32 on MiniLM)
+    int8_layers: str = "attention"
 
     def validate(self) -> list[str]:
         problems = []
@@ -62,8 +78,19 @@ class HFTextSpec(EncoderSpec):
             problems.append("spec.max_length: must be >= 1")
         if self.batch_size < 1:
             problems.append("spec.batch_size: must be >= 1")
+        if self.batch_tokens < 0:
+            problems.append("spec.batch_tokens: must be >= 0 (0: no token budget)")
         if self.dtype not in ("fp32", "fp16", "bf16"):
             problems.append("spec.dtype: must be one of fp32, fp16, bf16")
+        if self.int8_layers not in INT8_LAYERS:
+            problems.append(f"spec.int8_layers: must be one of {', '.join(INT8_LAYERS)}")
+        if self.backend not in HF_BACKENDS:
+            problems.append(f"spec.backend: must be one of {', '.join(HF_BACKENDS)}")
+        elif self.backend in CPU_BACKENDS:
+            if self.dtype != "fp32":
+                problems.append(f"spec.backend: {self.backend!r} needs dtype fp32")
+            if self.device.startswith("cuda"):
+                problems.append(f"spec.backend: {self.backend!r} runs on the CPU only")
         return problems
 
 

@@ -1,0 +1,297 @@
+"""CPU fast paths of hf-text (int8, ONNX, auto), token-budget batching and dedupe.
+
+Mechanics run on a tiny random BERT built from a config; the accuracy bar (cosine >= 0.99
+per text to the fp32 torch vectors) is checked on the real all-MiniLM-L6-v2 and real
+WordNet glosses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from veclink.encoders import HFTextSpec, hf_fast, load_encoder, spec_from_dict, spec_from_json
+from veclink.encoders.base import Encoder, Role
+
+from veclink.errors import FailedPrecondition, InvalidArgument, MissingDependency
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXTS = [
+    "the cat sat on the mat",
+    "a much longer sentence that forces a lot of padding in its batch of short ones",
+    "x",
+    "sony tv black",
+    "the cat sat on the mat",
+    "john smith springfield",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *("##" + c for c in letters)]
+    vocab_file = path / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab_file=str(vocab_file)).save_pretrained(path)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        initializer_range=0.3,  # BERT's 0.02 leaves a 2-layer model's output to its embeddings
+    )
+    BertModel(config).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(hf_fast.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+# ---------------------------------------------------------------------------- spec
+
+
+def test_spec_round_trip_with_fast_path_fields() -> None:
+    spec = HFTextSpec(backend="onnx-int8", int8_layers="all", max_length=128, batch_tokens=4096)
+    assert spec_from_json(spec.to_json()) == spec
+
+
+def test_spec_errors_listed_together() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        spec_from_dict(
+            {"kind": "hf-text", "backend": "fp8", "int8_layers": "some", "batch_tokens": -1}
+        )
+    msg = str(info.value)
+    assert "spec.backend" in msg and "spec.int8_layers" in msg and "spec.batch_tokens" in msg
+    assert "onnx-int8" in msg  # the valid options are listed
+    with pytest.raises(InvalidArgument) as info:
+        spec_from_dict({"kind": "hf-text", "backend": "onnx", "dtype": "fp16", "device": "cuda"})
+    assert "needs dtype fp32" in str(info.value) and "CPU only" in str(info.value)
+
+
+# ---------------------------------------------------------------------------- batching
+
+
+class _Recorder(Encoder):
+    """Vectors from character counts, recording every batch it is given."""
+
+    def __init__(self, batch_size: int, batch_tokens: int | None) -> None:
+        self.batch_size, self.batch_tokens = batch_size, batch_tokens
+        self.batches: list[list[str]] = []
+
+    @property
+    def dim(self) -> int:
+        return 26
+
+    @property
+    def modality(self) -> Any:
+        return "text"
+
+    def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> list[str]:
+        self.batches.append([str(t) for t in inputs])
+        return [str(t) for t in inputs]
+
+    def forward(self, batch: list[str]) -> np.ndarray:
+        return np.array(
+            [[t.count(chr(97 + c)) for c in range(26)] for t in batch], dtype=np.float32
+        )
+
+    def postprocess(self, output: np.ndarray, batch: list[str]) -> np.ndarray:
+        return output
+
+
+def test_duplicates_are_encoded_once_and_rows_keep_input_order() -> None:
+    enc = _Recorder(batch_size=2, batch_tokens=None)
+    out = enc.encode(TEXTS)
+    seen = [t for b in enc.batches for t in b]
+    assert sorted(seen) == sorted(set(TEXTS))
+    np.testing.assert_array_equal(out, enc.forward(TEXTS))
+
+
+def test_token_budget_bounds_padded_batch_size() -> None:
+    texts = ["ab" * n for n in (1, 1, 2, 3, 3, 20, 40, 2, 1)] + ["z" * 200]
+    enc = _Recorder(batch_size=4, batch_tokens=60)
+    out = enc.encode(texts)
+    for batch in enc.batches:
+        assert len(batch) <= 4
+        padded = len(batch) * max(len(t) for t in batch)
+        assert padded <= 60 or len(batch) == 1  # an input over the budget goes alone
+    assert sum(len(b) for b in enc.batches) == len(set(texts))
+    np.testing.assert_array_equal(out, enc.forward(texts))
+
+
+def test_token_budget_off_uses_batch_size_only() -> None:
+    enc = _Recorder(batch_size=3, batch_tokens=0)
+    enc.encode([f"t{'a' * i}" for i in range(7)])
+    assert [len(b) for b in enc.batches] == [3, 3, 1]
+
+
+# ---------------------------------------------------------------------------- backends
+
+
+@pytest.fixture(scope="module")
+def tiny_reference(tiny_bert: str) -> np.ndarray:
+    return load_encoder({"kind": "hf-text", "model": tiny_bert}).encode(TEXTS)
+
+
+# int8 activations are quantised with one scale per batch tensor, so a row's vector
+# depends a little on its batch: the int8 paths are batch-invariant only to ~1e-3.
+@pytest.mark.parametrize(
+    ("backend", "layers", "floor", "invariance"),
+    [
+        ("onnx", "attention", 0.9999, 0.99999),
+        ("int8", "attention", 0.99, 0.995),
+        ("int8", "all", 0.98, 0.995),
+        ("onnx-int8", "attention", 0.99, 0.995),
+        ("onnx-int8", "all", 0.98, 0.995),
+    ],
+)
+def test_backend_pools_like_torch(
+    tiny_bert: str,
+    tiny_reference: np.ndarray,
+    backend: str,
+    layers: str,
+    floor: float,
+    invariance: float,
+) -> None:
+    spec = {
+        "kind": "hf-text",
+        "model": tiny_bert,
+        "backend": backend,
+        "int8_layers": layers,
+        "batch_size": 2,
+    }
+    enc = load_encoder(spec)
+    assert enc.backend == backend and enc.model is None  # the fp32 copy is released
+    got = enc.encode(TEXTS)
+    assert got.shape == tiny_reference.shape and got.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
+    cosine = _cosines(got, tiny_reference)
+    assert cosine.min() >= floor
+    alone = enc.encode([TEXTS[3]])
+    assert _cosines(alone, got[3:4])[0] >= invariance
+
+
+def test_int8_quantizes_only_the_chosen_layers(tiny_bert: str) -> None:
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(tiny_bert).eval()
+    attention = hf_fast.quantize_int8(model, "attention")
+    fp32 = {name for name, m in attention.named_modules() if type(m) is torch.nn.Linear}
+    assert "encoder.layer.0.attention.self.query" not in fp32
+    assert "encoder.layer.0.attention.output.dense" not in fp32
+    assert "encoder.layer.0.intermediate.dense" in fp32
+    everything = hf_fast.quantize_int8(model, "all")
+    assert not any(type(m) is torch.nn.Linear for m in everything.modules())
+
+
+def test_onnx_export_is_cached_and_written_atomically(
+    tiny_bert: str, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = load_encoder({"kind": "hf-text", "model": tiny_bert, "backend": "onnx-int8"})
+    files = sorted(p.name for p in cache.rglob("*") if p.is_file())
+    assert files == ["model-int8-attention.onnx", "model.onnx"]  # no temporary left over
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("exported again despite the cache")
+
+    monkeypatch.setattr(hf_fast, "_export", refuse)
+    monkeypatch.setattr(hf_fast, "_quantize_onnx", refuse)
+    again = load_encoder({"kind": "hf-text", "model": tiny_bert, "backend": "onnx-int8"})
+    np.testing.assert_allclose(again.encode(TEXTS), first.encode(TEXTS), atol=1e-6)
+    # another max_length changes nothing in the graph; other int8 layers make a new file
+    monkeypatch.undo()
+    monkeypatch.setenv(hf_fast.CACHE_ENV, str(cache))
+    load_encoder(
+        {"kind": "hf-text", "model": tiny_bert, "backend": "onnx-int8", "int8_layers": "all"}
+    )
+    assert len(list(cache.rglob("model-int8-all.onnx"))) == 1
+
+
+def test_an_export_that_does_not_reproduce_the_model_is_refused(
+    tiny_bert: str, tmp_path: Path
+) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    model = AutoModel.from_pretrained(tiny_bert).eval()
+    batch = dict(tok(TEXTS[:2], padding=True, return_tensors="pt"))
+    hf_fast._export(model, batch, tmp_path / "m.onnx")
+    check = dict(tok(TEXTS[2:], padding=True, return_tensors="pt"))
+    hf_fast._check_export(tmp_path / "m.onnx", model, check)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)
+    with pytest.raises(FailedPrecondition) as info:
+        hf_fast._check_export(tmp_path / "m.onnx", model, batch)
+    assert info.value.field == "spec.backend"
+
+
+def _without_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = hf_fast.require
+
+    def require(module: str, extra: str) -> Any:
+        if module.startswith(("onnx", "onnxruntime")):
+            raise MissingDependency(f"{module!r} is not installed; pip install 'veclink[{extra}]'")
+        return real(module, extra)
+
+    monkeypatch.setattr(hf_fast, "require", require)
+
+
+def test_without_the_fast_extra(tiny_bert: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_onnxruntime(monkeypatch)
+    with pytest.raises(MissingDependency, match=r"veclink\[fast\]"):
+        load_encoder({"kind": "hf-text", "model": tiny_bert, "backend": "onnx"})
+    auto = load_encoder({"kind": "hf-text", "model": tiny_bert, "backend": "auto"})
+    assert auto.backend in ("int8", "torch")
+    assert auto.encode(TEXTS).shape == (len(TEXTS), 32)
+
+
+def test_auto_takes_the_first_path_that_reproduces_the_model(
+    tiny_bert: str, tiny_reference: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import veclink.encoders.hf_text as hf_text
+
+    spec = {"kind": "hf-text", "model": tiny_bert, "int8_layers": "all"}
+    int8 = load_encoder({**spec, "backend": "int8"}).encode(list(hf_fast.PROBE_TEXTS))
+    reference = load_encoder(spec).encode(list(hf_fast.PROBE_TEXTS))
+    worst = hf_fast.min_cosine(int8, reference)
+    assert worst < 0.99999
+    monkeypatch.setattr(hf_text, "AUTO_ORDER", ("int8", "onnx"))
+    monkeypatch.setattr(hf_text, "AUTO_MIN_COSINE", (worst + 1.0) / 2)  # int8 falls short
+    assert load_encoder({**spec, "backend": "auto"}).backend == "onnx"
+    monkeypatch.setattr(hf_text, "AUTO_MIN_COSINE", 1.01)  # nothing is close enough
+    auto = load_encoder({**spec, "backend": "auto"})
+    assert auto.backend == "torch" and auto.model is not None
+    np.testing.assert_allclose(auto.encode(TEXTS), tiny_reference, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- real model
+
+
+@pytest.mark.slow
+def test_fast_paths_reach_cosine_099_per_text_on_minilm() -> None:
+    lines = (ROOT / "service/demo/wordnet_glosses.tsv").read_text(encoding="utf-8").splitlines()
+    glosses = [line.split("\t", 1)[1] for line in lines[::25][:200]]
+    assert len(glosses) == 200
+    reference = load_encoder({"kind": "hf-text", "max_length": 128}).encode(glosses)
+    for backend in ("int8", "onnx", "onnx-int8"):
+        enc = load_encoder({"kind": "hf-text", "max_length": 128, "backend": backend})
+        cosine = _cosines(enc.encode(glosses), reference)
+        assert cosine.min() >= 0.99, (backend, float(cosine.min()))
