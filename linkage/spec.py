@@ -129,7 +129,11 @@ class LinkageSpec:
     cluster: str = "correlation"
     llm_judge: LLMJudgeSpec | None = None
     #: encoder spec (``veclink.encoders.load_encoder``)
-    encoder: dict[str, Any] = dataclasses.field(default_factory=lambda: {"kind": "hf-text"})
+    #: (default: all-MiniLM-L6-v2 on the fastest backend that matches torch's vectors,
+    #: cosine >= 0.99, and records cut at 128 tokens, which few records reach)
+    encoder: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"kind": "hf-text", "backend": "auto", "max_length": 128}
+    )
     seed: int = 0
 
     @classmethod
