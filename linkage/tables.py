@@ -311,7 +311,14 @@ def _read_sql(query: str, engine: Any, id_column: str, label: str) -> Table:
             records = [dict(zip(columns, row, strict=True)) for row in result]
     except SQLAlchemyError as exc:
         raise InvalidArgument(f"{label}: SQL query failed: {exc}", field=label) from exc
-    problems = check_records(records, columns, id_column, label)
+    return table_from_query(records, columns, id_column, label)
+
+
+def table_from_query(
+    records: Sequence[Mapping[str, Any]], columns: Sequence[str], id_column: str, label: str
+) -> Table:
+    """The table of a SQL query's rows, checked like any other input (see `check_records`)."""
+    problems = check_records(records, list(columns), id_column, label)
     if problems:
         raise InvalidArgument("; ".join(problems), field=label)
     table = Table.from_records(records, id_column=id_column, name=label)

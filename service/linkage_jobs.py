@@ -24,6 +24,7 @@ from veclink.linkage import Table, dedupe, link, prepare_inputs, read_table
 from veclink.linkage.matcher import Matcher, MatchResult
 from veclink.linkage.matcher_state import MatcherState, load_matcher, matcher_state
 from veclink.linkage.store import JobInfo, LinkageStore
+from veclink.service.sources import JobSources
 
 from veclink.errors import FailedPrecondition, InvalidArgument, VeclinkError
 
@@ -55,9 +56,17 @@ class TableSource:
 class LinkageJobs:
     """Starts, tracks and serves linkage jobs."""
 
-    def __init__(self, engine: Engine, encoder_for: Any = None, workers: int = 1) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        encoder_for: Any = None,
+        workers: int = 1,
+        sources: JobSources | None = None,
+    ) -> None:
         self.store = LinkageStore(engine)
         self.engine = engine
+        #: what ``sql`` and ``path`` sources may read (default: neither is allowed)
+        self.sources = sources or JobSources()
         # jobs get their own threads so a long job never starves the RPC executor
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="veclink-linkage")
         #: ``spec dict -> Encoder``: shares loaded models with the rest of the server
@@ -76,10 +85,11 @@ class LinkageJobs:
         if src.rows is not None:
             return Table.from_records(src.rows, id_column=id_column, name=side)
         if src.sql:
-            if not src.sql.lstrip().lower().startswith(("select", "with")):
-                raise InvalidArgument(f"{side}.sql must be a SELECT query", field=f"{side}.sql")
-            return read_table(src.sql, id_column=id_column, name=side, engine=self.engine)
-        return read_table(str(src.path), id_column=id_column, encoding=src.encoding, name=side)
+            return self.sources.sql_table(
+                src.sql, id_column=id_column, label=side, field=f"{side}.sql"
+            )
+        path = self.sources.path(str(src.path), f"{side}.path")
+        return read_table(path, id_column=id_column, encoding=src.encoding, name=side)
 
     def start(
         self,

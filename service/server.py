@@ -22,6 +22,7 @@ from veclink.service.servicers import (
     PointsServicer,
 )
 from veclink.service.settings import Settings
+from veclink.service.sources import JobSources
 from veclink.service.store import Limits, VectorStore
 from veclink.v1 import (
     collections_pb2,
@@ -107,7 +108,9 @@ class Server:
             CollectionsServicer(store, executor), server
         )
         points_pb2_grpc.add_PointsServicer_to_server(PointsServicer(store, executor), server)
-        jobs = LinkageJobs(store.engine, encoder_for=store.models.for_spec)
+        jobs = LinkageJobs(
+            store.engine, encoder_for=store.models.for_spec, sources=JobSources(settings.sources)
+        )
         linkage_pb2_grpc.add_LinkageServicer_to_server(LinkageServicer(jobs, executor), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -31,6 +31,7 @@ from veclink.errors import (
     InvalidArgument,
     MissingDependency,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     VeclinkError,
 )
@@ -44,6 +45,7 @@ STATUS = {
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     MissingDependency: grpc.StatusCode.FAILED_PRECONDITION,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])

@@ -23,6 +23,20 @@ ENV_PREFIX = "VECLINK__"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class TlsSettings:
+    """``[server.tls]``: PEM file paths; cert and key together turn TLS on."""
+
+    #: server certificate chain (PEM); with ``key``, the gRPC port speaks only TLS
+    cert: str = ""
+    #: private key of ``cert`` (PEM)
+    key: str = ""
+    #: CA bundle (PEM) that client certificates must chain to; set: mutual TLS
+    client_ca: str = ""
+    #: with client_ca: refuse clients without a certificate (false: check one if presented)
+    require_client_cert: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ServerSettings:
     #: interface to bind
     host: str = "127.0.0.1"
@@ -34,8 +48,12 @@ class ServerSettings:
     workers: int = 4
     #: seconds to let in-flight calls finish on shutdown
     grace_seconds: float = 5.0
-    #: port of the Prometheus /metrics HTTP endpoint (0: off)
-    metrics_port: int = 0
+    #: serve HTTP /metrics (Prometheus), /healthz and /readyz on metrics_port
+    metrics: bool = True
+    #: port of the HTTP /metrics, /healthz and /readyz endpoints, on ``host`` (0: any free one)
+    metrics_port: int = 9464
+    #: TLS for the gRPC port (off unless cert and key are set)
+    tls: TlsSettings = TlsSettings()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -59,10 +77,31 @@ class LimitSettings:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AuthSettings:
+    """API keys; kept out of ``repr`` so that logging settings never shows them."""
+
     #: API keys allowed to read (search, get, embed, list)
-    read_keys: tuple[str, ...] = ()
+    read_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     #: API keys allowed to read and write; no keys at all disables authentication
-    write_keys: tuple[str, ...] = ()
+    write_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    #: file of read keys, one a line ('#' comments); read when the server starts
+    read_keys_file: str = ""
+    #: file of read-write keys, one a line ('#' comments); read when the server starts
+    write_keys_file: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SourceSettings:
+    """Where linkage jobs may read tables from on the server; everything is off by default."""
+
+    #: SQLAlchemy URL (postgresql or sqlite) that ``sql`` job sources query; empty: refused.
+    #: Use a role that can only read: queries also run in a read-only transaction.
+    sql_url: str = dataclasses.field(default="", repr=False)
+    #: seconds one ``sql`` source query may run
+    sql_timeout_seconds: float = 60.0
+    #: most rows one ``sql`` source may return (more: RESOURCE_EXHAUSTED)
+    sql_max_rows: int = 1_000_000
+    #: directories ``path`` job sources may read under (symlinks resolved); empty: refused
+    path_dirs: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -71,6 +110,7 @@ class Settings:
     storage: StorageSettings = StorageSettings()
     limits: LimitSettings = LimitSettings()
     auth: AuthSettings = AuthSettings()
+    sources: SourceSettings = SourceSettings()
     #: served model name -> encoder spec (JSON object with "kind")
     models: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=lambda: {DEFAULT_MODEL: {"kind": "hf-text"}}
@@ -87,6 +127,7 @@ _SECTIONS = {
     "storage": StorageSettings,
     "limits": LimitSettings,
     "auth": AuthSettings,
+    "sources": SourceSettings,
 }
 
 
@@ -116,10 +157,10 @@ def load_settings(
             parsed: Any = json.loads(value)
         except json.JSONDecodeError:
             parsed = value
-        if len(parts) == 1:
-            raw[parts[0]] = parsed
-        else:
-            raw.setdefault(parts[0], {})[parts[1]] = parsed
+        target = raw
+        for part in parts[:-1]:  # VECLINK__SERVER__TLS__CERT -> raw["server"]["tls"]["cert"]
+            target = target.setdefault(part, {})
+        target[parts[-1]] = parsed
     for section, values in (overrides or {}).items():
         raw.setdefault(section, {}).update(values)
     return _build(raw)
@@ -164,6 +205,12 @@ def _section(cls: type, name: str, values: dict[str, Any], errors: list[str]) ->
             errors.append(f"{name}.{key}: unknown (valid: {', '.join(fields)})")
             continue
         default = fields[key].default
+        if dataclasses.is_dataclass(default):  # a sub-table such as [server.tls]
+            if isinstance(value, dict):
+                out[key] = _section(type(default), f"{name}.{key}", value, errors)
+            else:
+                errors.append(f"{name}.{key}: must be a table")
+            continue
         try:
             if isinstance(default, tuple):
                 value = tuple(value.split(",") if isinstance(value, str) else value)
@@ -180,6 +227,18 @@ def _section(cls: type, name: str, values: dict[str, Any], errors: list[str]) ->
             errors.append(f"{name}.{key}: {exc}")
             continue
         out[key] = value
+    if name == "server.tls":
+        _check_tls(out, errors)
+    url = str(out.get("sql_url", "")) if name == "sources" else ""
+    if url and not url.startswith(("sqlite", "postgresql")):
+        errors.append("sources.sql_url: only postgresql and sqlite URLs are supported")
     if name == "storage" and out.get("default_index_kind", "flat") not in ("flat", "partitioned"):
         errors.append("storage.default_index_kind: must be flat or partitioned")
     return cls(**out)
+
+
+def _check_tls(values: dict[str, Any], errors: list[str]) -> None:
+    if bool(values.get("cert")) != bool(values.get("key")):
+        errors.append("server.tls: cert and key go together (set both or neither)")
+    if values.get("client_ca") and not values.get("cert"):
+        errors.append("server.tls.client_ca: mutual TLS needs cert and key as well")

@@ -26,6 +26,7 @@ from veclink.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     VeclinkError,
 )
@@ -42,10 +43,6 @@ from veclink.v1 import (
     points_pb2,
     points_pb2_grpc,
 )
-
-
-class PermissionDenied(VeclinkError):
-    """The API key may not do this (or no valid key was given)."""
 
 
 class Unavailable(VeclinkError):

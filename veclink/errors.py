@@ -36,6 +36,10 @@ class ResourceExhausted(VeclinkError):
     """A request is larger than a configured limit."""
 
 
+class PermissionDenied(VeclinkError):
+    """The caller may not do this: a wrong API key, or a source the settings do not allow."""
+
+
 class FailedPrecondition(VeclinkError):
     """The system is not in a state that allows the operation (e.g. index closed)."""
 

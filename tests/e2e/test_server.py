@@ -24,7 +24,8 @@ from veclink.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExh
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = RunningServer(server_settings(tmp_path_factory.mktemp("data")))
+    data = tmp_path_factory.mktemp("data")
+    running = RunningServer(server_settings(data, sources={"path_dirs": [str(FIX)]}))
     yield running
     running.stop()
 
@@ -307,7 +308,11 @@ def test_linkage_bad_input_rejected_before_work(client: Client) -> None:
     with pytest.raises(InvalidArgument):
         client.start_job("dedupe", [])
     with pytest.raises(NotFound):
-        client.start_job("dedupe", "/no/such/file.csv")
+        client.start_job("dedupe", str(FIX / "no_such_file.csv"))
+    # path sources are confined to sources.path_dirs, however the path is spelt
+    for outside in ("/etc/passwd", str(FIX / ".." / ".." / "conftest.py")):
+        with pytest.raises(PermissionDenied, match="PERMISSION_DENIED.*sources.path_dirs"):
+            client.start_job("dedupe", outside)
     with pytest.raises(InvalidArgument, match="spec"):
         client.start_job("dedupe", [{"id": "1", "t": "a"}], spec={"precision": 7})
 
