@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from veclink.errors import MissingDependency
+from veclink.errors import InvalidArgument, MissingDependency
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -27,16 +27,55 @@ def add_remote(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--api-key",
         default=os.environ.get("VECLINK_API_KEY"),
-        help="API key (default: $VECLINK_API_KEY)",
+        help="API key (default: $VECLINK_API_KEY; prefer the variable: a flag's value "
+        "shows in `ps` to every user of the machine)",
+    )
+    p.add_argument(
+        "--tls-ca",
+        default=os.environ.get("VECLINK_TLS_CA"),
+        help="speak TLS; the server certificate must chain to this PEM CA bundle "
+        "(default: $VECLINK_TLS_CA)",
+    )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="speak TLS, checking the server certificate against the system's CAs",
+    )
+    p.add_argument(
+        "--tls-cert",
+        default=os.environ.get("VECLINK_TLS_CERT"),
+        help="client certificate (PEM) for mutual TLS (default: $VECLINK_TLS_CERT)",
+    )
+    p.add_argument(
+        "--tls-key",
+        default=os.environ.get("VECLINK_TLS_KEY"),
+        help="private key (PEM) of --tls-cert (default: $VECLINK_TLS_KEY)",
     )
     return p
 
 
 def client(args: argparse.Namespace) -> Any:
-    """A ``veclink.client.Client`` for ``args.server`` / ``args.api_key``."""
+    """A ``veclink.client.Client`` for ``args.server``, its API key and TLS files."""
     from veclink.client import Client
 
-    return Client(args.server, api_key=args.api_key)
+    def pem(flag: str) -> bytes | None:
+        path = getattr(args, flag.replace("-", "_"), None)
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as fh:
+                return fh.read()
+        except OSError as exc:
+            raise InvalidArgument(f"--{flag}: cannot read {path}: {exc.strerror}") from exc
+
+    return Client(
+        args.server,
+        api_key=args.api_key,
+        tls=bool(getattr(args, "tls", False)),
+        root_certificates=pem("tls-ca"),
+        certificate_chain=pem("tls-cert"),
+        private_key=pem("tls-key"),
+    )
 
 
 def unreachable_hint(exc: Exception, args: argparse.Namespace) -> str | None:

@@ -22,6 +22,17 @@ def add_parser(sub: Any) -> None:
         "--database-url", help="SQLAlchemy URL of the catalog (default SQLite in data dir)"
     )
     p.add_argument("--index-kind", choices=("flat", "partitioned"), help="default index kind")
+    p.add_argument("--tls-cert", help="server certificate chain (PEM): serve TLS only")
+    p.add_argument("--tls-key", help="private key (PEM) of --tls-cert")
+    p.add_argument(
+        "--tls-client-ca",
+        help="CA bundle (PEM) that client certificates must chain to: mutual TLS",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=non_negative_int,
+        help="port of HTTP /metrics, /healthz, /readyz (default 9464; 0: any free port)",
+    )
     p.add_argument(
         "--demo",
         action="store_true",
@@ -46,6 +57,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["storage"]["database_url"] = args.database_url
     if args.index_kind:
         overrides["storage"]["default_index_kind"] = args.index_kind
+    if args.metrics_port is not None:
+        overrides["server"]["metrics_port"] = args.metrics_port
+    tls = {
+        key: value
+        for key, value in (
+            ("cert", args.tls_cert),
+            ("key", args.tls_key),
+            ("client_ca", args.tls_client_ca),
+        )
+        if value
+    }
+    if tls:
+        overrides["server"]["tls"] = tls
     settings = load_settings(args.config, overrides=overrides)
     logging.basicConfig(
         level=os.environ.get("VECLINK_LOG_LEVEL", "INFO"),

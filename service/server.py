@@ -11,7 +11,7 @@ import grpc
 import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from veclink.service.auth import ApiKeyInterceptor
+from veclink.service.auth import build_auth
 from veclink.service.linkage_jobs import LinkageJobs
 from veclink.service.metrics import MetricsInterceptor
 from veclink.service.models import ModelRegistry
@@ -24,6 +24,7 @@ from veclink.service.servicers import (
 from veclink.service.settings import Settings
 from veclink.service.sources import JobSources
 from veclink.service.store import Limits, VectorStore
+from veclink.service.tls import add_port
 from veclink.v1 import (
     collections_pb2,
     collections_pb2_grpc,
@@ -88,8 +89,9 @@ class Server:
         executor = ThreadPoolExecutor(settings.server.workers, thread_name_prefix="veclink")
         size = settings.server.max_message_bytes
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
-        if settings.auth.read_keys or settings.auth.write_keys:
-            interceptors.append(ApiKeyInterceptor(settings.auth))
+        auth = build_auth(settings.auth)
+        if auth is not None:
+            interceptors.append(auth)
         if settings.server.metrics_port:
             prometheus_client.start_http_server(
                 settings.server.metrics_port, addr=settings.server.host
@@ -118,7 +120,7 @@ class Server:
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{settings.server.host}:{settings.server.port}"
-        port = server.add_insecure_port(address)
+        port = add_port(server, address, settings.server.tls)
         if port == 0:
             raise OSError(f"cannot bind {address}")
         await server.start()

@@ -161,9 +161,17 @@ def load_settings(
         for part in parts[:-1]:  # VECLINK__SERVER__TLS__CERT -> raw["server"]["tls"]["cert"]
             target = target.setdefault(part, {})
         target[parts[-1]] = parsed
-    for section, values in (overrides or {}).items():
-        raw.setdefault(section, {}).update(values)
+    _merge(raw, overrides or {})
     return _build(raw)
+
+
+def _merge(into: dict[str, Any], values: Mapping[str, Any]) -> None:
+    """Deep update: an override of ``server.tls.cert`` keeps ``server.tls.key`` from the file."""
+    for key, value in values.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
 
 
 def _build(raw: dict[str, Any]) -> Settings:

@@ -92,14 +92,47 @@ class Client:
         api_key: str | None = None,
         timeout: float | None = 60.0,
         max_message_bytes: int = 64 * 1024 * 1024,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        private_key: bytes | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
-        self.channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-            ],
-        )
+        """Open a channel to ``address`` (nothing is sent until the first call).
+
+        Args:
+            address: ``host:port`` of the server.
+            api_key: sent as ``x-api-key`` with every call.
+            timeout: seconds per call (None: no limit).
+            max_message_bytes: largest message either way.
+            tls: speak TLS; implied by any of the three PEM arguments.
+            root_certificates: PEM CA bundle that the server certificate must chain to
+                (None: the system's roots).
+            certificate_chain: PEM client certificate, for a server that wants mutual TLS.
+            private_key: PEM key of ``certificate_chain``.
+            tls_server_name: the name to check the server certificate against, when it is
+                not the host in ``address``.
+        """
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        if bool(certificate_chain) != bool(private_key):
+            raise InvalidArgument(
+                "a client certificate needs its private key (give both or neither)",
+                field="certificate_chain",
+            )
+        if tls or root_certificates or certificate_chain:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=root_certificates,
+                private_key=private_key,
+                certificate_chain=certificate_chain,
+            )
+            if tls_server_name:
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
+            self.channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self.channel = grpc.insecure_channel(address, options=options)
         self.timeout = timeout
         self.metadata = (("x-api-key", api_key),) if api_key else ()
         self.embeddings = embeddings_pb2_grpc.EmbeddingsStub(self.channel)
