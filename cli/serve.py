@@ -76,8 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         format='{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", '
         '"message": "%(message)s"}',
     )
-    store = build_store(settings)
-    store.models.get("")  # load the default model before accepting calls
+    store = build_store(settings)  # models load on first use: a start does not wait for one
     if args.demo:
         from veclink.service.demo import load_demo
 

@@ -8,13 +8,13 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from veclink.service.auth import build_auth
 from veclink.service.linkage_jobs import LinkageJobs
 from veclink.service.metrics import MetricsInterceptor
 from veclink.service.models import ModelRegistry
+from veclink.service.probes import ProbeServer, Readiness
 from veclink.service.servicers import (
     CollectionsServicer,
     EmbeddingsServicer,
@@ -82,6 +82,8 @@ class Server:
         self.executor = executor
         self.health = health_servicer
         self.jobs = jobs
+        #: the HTTP /metrics, /healthz, /readyz server (None with server.metrics off)
+        self.probes: ProbeServer | None = None
 
     @classmethod
     async def start(cls, settings: Settings, store: VectorStore | None = None) -> Server:
@@ -92,10 +94,6 @@ class Server:
         auth = build_auth(settings.auth)
         if auth is not None:
             interceptors.append(auth)
-        if settings.server.metrics_port:
-            prometheus_client.start_http_server(
-                settings.server.metrics_port, addr=settings.server.host
-            )
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[
@@ -115,6 +113,8 @@ class Server:
         )
         linkage_pb2_grpc.add_LinkageServicer_to_server(LinkageServicer(jobs, executor), server)
         health_servicer = health.aio.HealthServicer()
+        # not ready (/readyz 503) until everything below has started
+        await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -124,14 +124,26 @@ class Server:
         if port == 0:
             raise OSError(f"cannot bind {address}")
         await server.start()
+        probes = None
+        if settings.server.metrics:
+            try:
+                ready = Readiness(health_servicer, store.engine, asyncio.get_running_loop())
+                probes = ProbeServer(settings.server.host, settings.server.metrics_port, ready)
+            except OSError:
+                await server.stop(0)
+                raise
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("veclink serving on %s:%d", settings.server.host, port)
-        return cls(server, port, store, executor, health_servicer, jobs)
+        running = cls(server, port, store, executor, health_servicer, jobs)
+        running.probes = probes
+        return running
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace)
+        if self.probes is not None:
+            self.probes.close()
         self.executor.shutdown(wait=True)
         self.jobs.close()
         self.store.close()
@@ -145,6 +157,9 @@ async def serve_forever(settings: Settings, store: VectorStore | None = None) ->
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"veclink listening on {settings.server.host}:{server.port}", flush=True)
+    if server.probes is not None:
+        host, port = settings.server.host, server.probes.port
+        log.info("metrics, /healthz and /readyz on http://%s:%d", host, port)
     await stop.wait()
     log.info("shutting down")
     await server.stop(settings.server.grace_seconds)

@@ -31,7 +31,17 @@ def serve(data_dir: Path, *extra: str) -> Iterator[str]:
     port = _free_port()
     veclink = Path(sys.executable).with_name("veclink")
     proc = subprocess.Popen(
-        [str(veclink), "serve", "--data-dir", str(data_dir), "--port", str(port), *extra],
+        [
+            str(veclink),
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--metrics-port",
+            "0",
+            *extra,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
