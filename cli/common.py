@@ -84,9 +84,14 @@ def unreachable_hint(exc: Exception, args: argparse.Namespace) -> str | None:
 
     if not isinstance(exc, Unavailable):
         return None
+    tls = (
+        "check --tls-ca / --tls-cert / --tls-key against the server's TLS settings"
+        if getattr(args, "tls_ca", None) or getattr(args, "tls", False)
+        else "if it speaks TLS, add --tls-ca CA.pem (and --tls-cert/--tls-key for mutual TLS)"
+    )
     return (
         f"cannot reach a veclink server at {args.server}: is `veclink serve` running there? "
-        "(choose another with --server HOST:PORT or $VECLINK_SERVER)"
+        f"(choose another with --server HOST:PORT or $VECLINK_SERVER; {tls})"
     )
 
 

@@ -141,6 +141,9 @@ def test_cli_speaks_tls_with_key_from_environment(pki: dict[str, object], tmp_pa
         assert r.returncode == 1 and "UNAUTHENTICATED" in r.stderr
         r = cli("collection", "list", key=None)
         assert r.returncode == 1 and "missing API key" in r.stderr
+        flags[2:] = []  # plaintext to a TLS server: the hint names the TLS flags
+        r = cli("collection", "list", key="secret-write-key-123")
+        assert r.returncode == 1 and "--tls-ca" in r.stderr
     finally:
         running.stop()
 
