@@ -27,7 +27,13 @@ from veclink.linkage import Table
 from veclink.linkage.tables import table_from_query
 from veclink.service.settings import SourceSettings
 
-from veclink.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from veclink.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 
 #: longest SQL text a job may send (parsing is linear, but not free)
 MAX_SQL_CHARS = 100_000
@@ -56,6 +62,8 @@ def check_query(sql: str, field: str) -> str:
 
     if len(sql) > MAX_SQL_CHARS:
         raise InvalidArgument(f"{field} is longer than {MAX_SQL_CHARS} characters", field=field)
+    if "\x00" in sql:
+        raise InvalidArgument(f"{field} contains a NUL character", field=field)
     statements = [s for s in sqlparse.parse(sql) if str(s).strip().strip(";").strip()]
     if len(statements) != 1:
         raise InvalidArgument(
@@ -143,6 +151,7 @@ def _run_sqlite(
 def _run_postgres(
     url: str, sql: str, timeout_s: float, max_rows: int, field: str
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    import psycopg
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -173,13 +182,13 @@ def _run_postgres(
                 )
             cur.execute(sql, prepare=True)  # extended protocol: one statement, never several
             return _limited(cur, max_rows, field)
-        except PermissionDenied:
-            raise
-        except Exception as exc:  # the driver's errors; classified by SQLSTATE
-            state = getattr(exc, "sqlstate", None)
-            if state is None:
-                raise
+        except psycopg.Error as exc:  # classified by SQLSTATE
+            state = exc.sqlstate
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if state is None:  # the driver's own failure, e.g. a lost connection
+                raise FailedPrecondition(
+                    f"{field}: the database of sources.sql_url failed: {first}", field=field
+                ) from exc
             if state == _PG_TIMEOUT:
                 raise ResourceExhausted(
                     f"{field} ran longer than sources.sql_timeout_seconds={timeout_s:g}",

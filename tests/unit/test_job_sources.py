@@ -106,6 +106,13 @@ def test_statement_check_refuses_writes_and_chains(sql: str) -> None:
         check_query(sql, "left.sql")
 
 
+def test_statement_check_refuses_nul_and_huge_text() -> None:
+    with pytest.raises(InvalidArgument, match="NUL"):
+        check_query("select 1\x00", "left.sql")
+    with pytest.raises(InvalidArgument, match="longer than"):
+        check_query("select 1 " + " " * 200_000, "left.sql")
+
+
 def test_statement_check_keeps_one_select() -> None:
     assert check_query("  select ';' as id ; ", "f") == "select ';' as id"
     assert check_query("with a as (select 1 as id) select * from a", "f").startswith("with")
