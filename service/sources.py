@@ -17,6 +17,7 @@ until the settings say so (``[sources]``):
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 import urllib.parse
@@ -98,6 +99,7 @@ def run_query(
             not; or the PostgreSQL role is a superuser.
         ResourceExhausted: more than ``max_rows`` rows, or longer than ``timeout_s``.
         InvalidArgument: any other SQL error (syntax, unknown table...).
+        FailedPrecondition: the database cannot be reached or opened.
     """
     if url.startswith("sqlite"):
         return _run_sqlite(url, sql, timeout_s, max_rows, field)
@@ -129,7 +131,9 @@ def _run_sqlite(
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=timeout_s)
     except sqlite3.Error as exc:
-        raise InvalidArgument(f"{field}: cannot open the database: {exc}", field=field) from exc
+        raise FailedPrecondition(
+            f"{field}: cannot open the database of sources.sql_url: {exc}", field=field
+        ) from exc
     try:
         conn.execute("PRAGMA query_only = ON")
         # a nonzero return interrupts the statement: the timeout
@@ -164,9 +168,9 @@ def _run_postgres(
     try:
         try:
             raw = engine.raw_connection()
-        except (DBAPIError, SQLAlchemyError) as exc:
+        except (DBAPIError, SQLAlchemyError, psycopg.Error) as exc:
             reason = type(exc.__cause__ or exc).__name__  # never the URL: it may hold a password
-            raise InvalidArgument(
+            raise FailedPrecondition(
                 f"{field}: cannot connect to sources.sql_url: {reason}", field=field
             ) from exc
         try:
@@ -198,7 +202,8 @@ def _run_postgres(
                 raise PermissionDenied(f"{field} may only read: {first}", field=field) from exc
             raise InvalidArgument(f"{field}: SQL query failed: {first}", field=field) from exc
         finally:
-            raw.rollback()
+            with contextlib.suppress(Exception):  # a broken connection: nothing to undo
+                raw.rollback()
             raw.close()
     finally:
         engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -245,3 +246,17 @@ def test_sqlite_catalog_in_wal_mode_readable(tmp_path: Path) -> None:
         assert table.ids == ("1",)
     finally:
         writer.close()
+
+
+def test_unreachable_source_database_is_a_precondition(tmp_path: Path) -> None:
+    """The operator's database being away is not the caller's mistake, nor INTERNAL."""
+    from veclink.errors import FailedPrecondition
+
+    with pytest.raises(FailedPrecondition, match="sources.sql_url"):
+        _sql(_sources(f"sqlite:///{tmp_path / 'missing.db'}"), "select 1 as id")
+    assert not (tmp_path / "missing.db").exists()  # read-only: never created
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with pytest.raises(FailedPrecondition, match="cannot connect"):
+        _sql(_sources(f"postgresql+psycopg://reader@127.0.0.1:{closed}/x"), "select 1 as id")
