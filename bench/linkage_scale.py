@@ -198,12 +198,20 @@ def run_once(n: int, source: Path, trace: bool, memory_budget_mb: float | None) 
     spec: dict[str, Any] = {}
     if memory_budget_mb is not None:
         spec["memory_budget_mb"] = memory_budget_mb
+    from veclink.linkage import LinkageSpec
+    from veclink.linkage.memory import estimate_memory
+    from veclink.linkage.serialize import resolve_fields
+
+    checked = LinkageSpec.from_dict(spec)
+    encoder = HashedBowEncoder()
+    fields = resolve_fields(checked, left, right)
+    estimate = estimate_memory(checked, fields, left, right, encoder.dim)
     base = _rss_mb()
     with RssSampler() as sampler:
         if trace:
             tracemalloc.start()
         t0 = time.perf_counter()
-        res = link(left, right, spec, encoder=HashedBowEncoder(), progress=sampler.progress)
+        res = link(left, right, spec, encoder=encoder, progress=sampler.progress)
         seconds = time.perf_counter() - t0
         if trace:
             tracemalloc.stop()
@@ -220,6 +228,8 @@ def run_once(n: int, source: Path, trace: bool, memory_budget_mb: float | None) 
         "rss_before_mb": base,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "stage_rss_mb": sampler.peak,
+        "estimate_mb": estimate.total_mb,
+        "estimate_parts": estimate.parts,
         "stages": [(s.name, s.seconds, s.peak_mb) for s in res.stages],
         "candidates": len(res.candidates),
         "pc": res.candidates.pair_completeness(gold_rows),
@@ -257,12 +267,13 @@ def measure(n: int, source: Path, trace: bool, budget: float | None, timeout: fl
 def report(results: list[dict[str, Any]], trace: bool) -> str:
     lines = [
         "| N x N | candidates | pair completeness | F1 | time s | peak RSS MiB | "
+        "RSS at start MiB | estimate MiB (job's own) | "
         "peak RSS MiB by stage (traced peak MiB) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['n']:,} | failed: {r['error']} | | | | | |")
+            lines.append(f"| {r['n']:,} | failed: {r['error']} | | | | | | | |")
             continue
         parts = []
         for name, _sec, traced in r["stages"]:
@@ -271,7 +282,8 @@ def report(results: list[dict[str, Any]], trace: bool) -> str:
             parts.append(f"{name} {rss:.0f}{extra}" if rss else f"{name} -")
         lines.append(
             f"| {r['n']:,} | {r['candidates']:,} | {r['pc']:.3f} | {r['f1']:.3f} | "
-            f"{r['seconds']:.0f} | {r['peak_rss_mb']:.0f} | {', '.join(parts)} |"
+            f"{r['seconds']:.0f} | {r['peak_rss_mb']:.0f} | {r['rss_before_mb']:.0f} | "
+            f"{r.get('estimate_mb', float('nan')):.0f} | {', '.join(parts)} |"
         )
     lines.append("")
     lines.append(
