@@ -200,12 +200,9 @@ def run_once(n: int, source: Path, trace: bool, memory_budget_mb: float | None) 
         spec["memory_budget_mb"] = memory_budget_mb
     from veclink.linkage import LinkageSpec
     from veclink.linkage.memory import estimate_memory
-    from veclink.linkage.serialize import resolve_fields
 
-    checked = LinkageSpec.from_dict(spec)
     encoder = HashedBowEncoder()
-    fields = resolve_fields(checked, left, right)
-    estimate = estimate_memory(checked, fields, left, right, encoder.dim)
+    estimate = estimate_memory(LinkageSpec.from_dict(spec), left, right, encoder.dim)
     base = _rss_mb()
     with RssSampler() as sampler:
         if trace:
