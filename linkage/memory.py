@@ -8,9 +8,10 @@ grows linearly with the records. Candidate pairs are bounded before blocking run
 keeps at most ``k`` neighbours per record and direction, and each exact key is assumed to
 add at most ``k`` per left record (blocks larger than ``max_key_block`` are skipped).
 
-The per-item byte counts below were read off the measurements of
-``bench/linkage_scale.py`` (BENCHMARKS.md); they are estimates, and the pair bound makes
-the total an upper bound for most tables.
+The per-item byte counts below are rough CPython / numpy sizes, checked against
+``bench/linkage_scale.py`` (BENCHMARKS.md), where the estimate stayed above the measured
+memory; the pair bound makes the total an upper bound for most tables (the adaptive k
+usually keeps far fewer than k neighbours).
 """
 
 from __future__ import annotations
