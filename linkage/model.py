@@ -37,14 +37,10 @@ class Views:
 
     def blocking(self, spec: BlockingSpec, rows: np.ndarray | None = None) -> np.ndarray:
         """Dense unit blocking vectors of ``rows`` (all rows by default)."""
-        if rows is None:
-            return combine_views(
-                self.semantic, self.lexical, spec.lexical_weight, spec.lexical_blocking_dim
-            )
-        lex = None if self.lexical is None else self.lexical[rows]
-        return combine_views(
-            self.semantic[rows], lex, spec.lexical_weight, spec.lexical_blocking_dim
-        )
+        sem, lex = self.semantic, self.lexical
+        if rows is not None:
+            sem, lex = sem[rows], None if lex is None else lex[rows]
+        return combine_views(sem, lex, spec.lexical_weight, spec.lexical_blocking_dim)
 
     def blocking_source(self, spec: BlockingSpec) -> VectorSource:
         """The blocking vectors, made a chunk of rows at a time (see `VectorSource`)."""
