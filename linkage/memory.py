@@ -149,7 +149,7 @@ def check_memory(estimate: MemoryEstimate, budget_mb: float | None) -> None:
         return
     raise ResourceExhausted(
         f"the job needs an estimated {estimate.describe()}, more than the memory budget "
-        f"of {budget_mb:,.0f} MiB; raise spec.memory_budget_mb, lower spec.blocking.k or "
-        "spec.blocking.lexical_blocking_dim, or split the tables",
+        f"of {budget_mb:,.0f} MiB; raise spec.memory_budget_mb (--memory-budget-mb), lower "
+        "spec.blocking.k or spec.blocking.lexical_blocking_dim, or split the tables",
         field="spec.memory_budget_mb",
     )
