@@ -75,6 +75,8 @@ def build_spec(args: argparse.Namespace, *, dedupe: bool) -> dict[str, Any]:
         spec["precision"] = args.precision
     if args.threshold is not None:
         spec["threshold"] = args.threshold
+    if args.memory_budget_mb is not None:
+        spec["memory_budget_mb"] = args.memory_budget_mb
     return spec
 
 
@@ -155,6 +157,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         "threshold with the best estimated F1",
     )
     p.add_argument("--threshold", type=float, help="fixed score threshold instead")
+    p.add_argument(
+        "--memory-budget-mb",
+        type=float,
+        metavar="MIB",
+        help="refuse the job up front when its estimated memory exceeds this "
+        "(default: 90%% of the memory available)",
+    )
     p.add_argument("--labels", metavar="LABELS.csv", help="labelled pairs: left_id,right_id,label")
     p.add_argument(
         "--ask",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from veclink.linkage.spec import BlockingSpec, FieldSpec
@@ -71,6 +71,37 @@ class CandidatePairs:
         return len(gold & have) / len(gold)
 
 
+#: rows per kNN query batch: the score / id matrices of a batch are QUERY_CHUNK x k
+QUERY_CHUNK = 8192
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorSource:
+    """Unit blocking vectors of ``n`` records, made on demand for any rows.
+
+    Blocking reads them a chunk at a time (index build, query batches, key-pair scores),
+    so a side's dense vectors never need to exist all at once.
+    """
+
+    n: int
+    dim: int
+    #: rows (int64 array) -> float32 ``(len(rows), dim)``
+    take: Callable[[np.ndarray], np.ndarray]
+
+    @classmethod
+    def of(cls, vectors: np.ndarray | VectorSource) -> VectorSource:
+        if isinstance(vectors, VectorSource):
+            return vectors
+        arr = np.ascontiguousarray(vectors, dtype=np.float32)
+        return cls(len(arr), arr.shape[1], lambda rows: arr[rows])
+
+    def chunks(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row, vectors)`` per chunk of ``size`` (`QUERY_CHUNK`) consecutive rows."""
+        size = size or QUERY_CHUNK
+        for start in range(0, self.n, size):
+            yield start, self.take(np.arange(start, min(start + size, self.n)))
+
+
 def _adaptive(scores: np.ndarray, ids: np.ndarray, spec: BlockingSpec) -> np.ndarray:
     """Boolean mask of the neighbours kept per row (ids == -1 are never kept)."""
     valid = ids >= 0
@@ -81,48 +112,42 @@ def _adaptive(scores: np.ndarray, ids: np.ndarray, spec: BlockingSpec) -> np.nda
 
 
 def knn_pairs(
-    left_vecs: np.ndarray,
-    right_vecs: np.ndarray | None,
+    left_vecs: np.ndarray | VectorSource,
+    right_vecs: np.ndarray | VectorSource | None,
     spec: BlockingSpec,
     index_factory: IndexFactory = default_index_factory,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """kNN pairs ``(left rows, right rows, scores, cutoffs)`` both ways.
 
     ``right_vecs=None`` means dedupe. ``cutoffs`` holds, per querying side (left, then
-    right; one array for dedupe), the lowest score each record kept.
+    right; one array for dedupe), the lowest score each record kept. Queries run in
+    batches of `QUERY_CHUNK`, so memory beyond the index is that of the pairs kept.
     """
+    left = VectorSource.of(left_vecs)
+    directions = (
+        [(left, left, False)]
+        if right_vecs is None
+        else [(left, VectorSource.of(right_vecs), False), (VectorSource.of(right_vecs), left, True)]
+    )
     out_l, out_r, out_s, cutoffs = [], [], [], []
-    if right_vecs is None:
-        index = _build(index_factory, spec.index_kind, left_vecs)
-        k = min(spec.k + 1, len(left_vecs))
-        scores, ids = index.search(left_vecs, k)  # type: ignore[attr-defined]
-        rows = np.repeat(np.arange(len(left_vecs)), k).reshape(-1, k)
-        not_self = ids != rows
-        # drop self and shift so rank 0 is the nearest other record
-        scores = np.where(not_self, scores, -np.inf)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, : spec.k]
-        scores = np.take_along_axis(scores, order, 1)
-        ids = np.where(np.isfinite(scores), np.take_along_axis(ids, order, 1), -1)
-        keep = _adaptive(scores, ids, spec)
-        cutoffs.append(_cutoff(scores, keep))
-        a, b = rows[:, : ids.shape[1]][keep], ids[keep]
-        out_l.append(np.minimum(a, b))
-        out_r.append(np.maximum(a, b))
-        out_s.append(scores[keep])
+    for queries, base, flip in directions:
+        index = _build(index_factory, spec.index_kind, base)
+        parts = [
+            _query_chunk(index, start, q, spec, right_vecs is None, base.n)
+            for start, q in queries.chunks()
+        ]
         _close(index)
-    else:
-        for queries, base, flip in ((left_vecs, right_vecs, False), (right_vecs, left_vecs, True)):
-            index = _build(index_factory, spec.index_kind, base)
-            k = min(spec.k, len(base))
-            scores, ids = index.search(queries, k)  # type: ignore[attr-defined]
-            keep = _adaptive(scores, ids, spec)
-            cutoffs.append(_cutoff(scores, keep))
-            q = np.repeat(np.arange(len(queries)), k).reshape(-1, k)[keep]
-            n = ids[keep]
-            out_l.append(n if flip else q)
-            out_r.append(q if flip else n)
-            out_s.append(scores[keep])
-            _close(index)
+        cutoffs.append(
+            np.concatenate([c for _, _, _, c in parts]) if parts else np.zeros(0, np.float32)
+        )
+        q_rows = [a for a, _, _, _ in parts]
+        n_rows = [b for _, b, _, _ in parts]
+        out_l += n_rows if flip else q_rows
+        out_r += q_rows if flip else n_rows
+        out_s += [sc for _, _, sc, _ in parts]
+    if not out_l:
+        z = np.zeros(0, np.int64)
+        return z, z, np.zeros(0, np.float32), cutoffs
     return (
         np.concatenate(out_l).astype(np.int64),
         np.concatenate(out_r).astype(np.int64),
@@ -131,13 +156,38 @@ def knn_pairs(
     )
 
 
+def _query_chunk(
+    index: object, start: int, queries: np.ndarray, spec: BlockingSpec, dedupe: bool, n_base: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Kept ``(query rows, neighbour rows, scores)`` and the cutoffs of one query batch."""
+    rows = np.arange(start, start + len(queries))[:, None]
+    if dedupe:
+        k = min(spec.k + 1, n_base)
+        scores, ids = index.search(queries, k)  # type: ignore[attr-defined]
+        # drop self and shift so rank 0 is the nearest other record
+        scores = np.where(ids != rows, scores, -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : spec.k]
+        scores = np.take_along_axis(scores, order, 1)
+        ids = np.where(np.isfinite(scores), np.take_along_axis(ids, order, 1), -1)
+    else:
+        scores, ids = index.search(queries, min(spec.k, n_base))  # type: ignore[attr-defined]
+    keep = _adaptive(scores, ids, spec)
+    q = np.broadcast_to(rows, ids.shape)[keep]
+    n = ids[keep]
+    if dedupe:
+        q, n = np.minimum(q, n), np.maximum(q, n)
+    return q, n, scores[keep].astype(np.float32), _cutoff(scores, keep)
+
+
 def _cutoff(scores: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return np.where(keep, scores, np.inf).min(axis=1).astype(np.float32)
 
 
-def _build(factory: IndexFactory, kind: str, vectors: np.ndarray) -> object:
-    index = factory(kind, vectors.shape[1], "ip")
-    index.add(np.arange(len(vectors), dtype=np.int64), vectors)  # type: ignore[attr-defined]
+def _build(factory: IndexFactory, kind: str, vectors: VectorSource) -> object:
+    index = factory(kind, vectors.dim, "ip")
+    for start, chunk in vectors.chunks():
+        ids = np.arange(start, start + len(chunk), dtype=np.int64)
+        index.add(ids, chunk)  # type: ignore[attr-defined]
     return index
 
 
@@ -203,11 +253,13 @@ def key_pairs(
     for i, keys in enumerate(left_keys):
         for k in keys:
             lblocks[k].append(i)
-    pairs: set[tuple[int, int]] = set()
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
     if right_keys is None:
         for rows in lblocks.values():
             if 1 < len(rows) <= max_block:
-                pairs.update((a, b) for x, a in enumerate(rows) for b in rows[x + 1 :])
+                r = np.asarray(rows, np.int64)  # ascending: records were visited in order
+                i, j = np.triu_indices(len(r), 1)
+                parts.append((r[i], r[j]))
     else:
         rblocks: dict[str, list[int]] = defaultdict(list)
         for j, keys in enumerate(right_keys):
@@ -216,11 +268,16 @@ def key_pairs(
         for k, lrows in lblocks.items():
             rrows = rblocks.get(k)
             if rrows and len(lrows) <= max_block and len(rrows) <= max_block:
-                pairs.update((a, b) for a in lrows for b in rrows)
-    if not pairs:
+                a, b = np.asarray(lrows, np.int64), np.asarray(rrows, np.int64)
+                parts.append((np.repeat(a, len(b)), np.tile(b, len(a))))
+    if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    arr = np.array(sorted(pairs), dtype=np.int64)
-    return arr[:, 0], arr[:, 1]
+    a = np.concatenate([p[0] for p in parts])
+    b = np.concatenate([p[1] for p in parts])
+    # unique pairs sorted by (left, right)
+    width = int(b.max()) + 1
+    code = np.unique(a * width + b)
+    return code // width, code % width
 
 
 def table_keys(
@@ -237,8 +294,8 @@ def table_keys(
 
 
 def block(
-    left_vecs: np.ndarray,
-    right_vecs: np.ndarray | None,
+    left_vecs: np.ndarray | VectorSource,
+    right_vecs: np.ndarray | VectorSource | None,
     spec: BlockingSpec,
     *,
     left_keys: Sequence[list[set[str]]] = (),
@@ -248,33 +305,44 @@ def block(
     """Candidate pairs: adaptive kNN both ways over ``index_factory`` indexes, plus key pairs.
 
     Args:
-        left_vecs, right_vecs: unit blocking vectors; ``right_vecs=None`` for dedupe.
+        left_vecs, right_vecs: unit blocking vectors (arrays, or a `VectorSource` that makes
+            them a chunk at a time); ``right_vecs=None`` for dedupe.
         left_keys, right_keys: per blocking key, the key values of every record.
     """
     dedupe = right_vecs is None
-    ls, rs, ss, cutoffs = knn_pairs(left_vecs, right_vecs, spec, index_factory)
-    other = left_vecs if dedupe else right_vecs
+    left = VectorSource.of(left_vecs)
+    other = left if right_vecs is None else VectorSource.of(right_vecs)
+    ls, rs, ss, cutoffs = knn_pairs(left, None if dedupe else other, spec, index_factory)
     for i, lk in enumerate(left_keys):
         kl, kr = key_pairs(lk, None if dedupe else right_keys[i], spec.max_key_block)
         if kl.size:
-            ks = np.einsum("ij,ij->i", left_vecs[kl], other[kr]).astype(np.float32)  # type: ignore[index]
             ls, rs, ss = (
                 np.concatenate([ls, kl]),
                 np.concatenate([rs, kr]),
-                np.concatenate([ss, ks]),
+                np.concatenate([ss, _pair_scores(left, other, kl, kr)]),
             )
-    n_right = len(left_vecs) if dedupe else len(right_vecs)  # type: ignore[arg-type]
     if ls.size:
-        code = ls * n_right + rs
+        code = ls * other.n + rs
         _, first = np.unique(code, return_index=True)
         ls, rs, ss = ls[first], rs[first], ss[first]
     return CandidatePairs(
         left=ls,
         right=rs,
         score=ss,
-        n_left=len(left_vecs),
-        n_right=n_right,
+        n_left=left.n,
+        n_right=other.n,
         dedupe=dedupe,
         left_cutoff=cutoffs[0],
         right_cutoff=cutoffs[0] if dedupe else cutoffs[1],
     )
+
+
+def _pair_scores(
+    left: VectorSource, right: VectorSource, lrows: np.ndarray, rrows: np.ndarray
+) -> np.ndarray:
+    """Inner products of the pairs ``(lrows[i], rrows[i])``, a chunk of pairs at a time."""
+    out = np.empty(len(lrows), np.float32)
+    for s in range(0, len(lrows), QUERY_CHUNK):
+        a, b = left.take(lrows[s : s + QUERY_CHUNK]), right.take(rrows[s : s + QUERY_CHUNK])
+        out[s : s + QUERY_CHUNK] = np.einsum("ij,ij->i", a, b)
+    return out

@@ -21,6 +21,9 @@ import numpy as np
 from veclink._optional import require
 from veclink.errors import InvalidArgument
 
+#: rows scored at a time by `PairClassifier.score`
+SCORE_CHUNK = 65536
+
 
 def _design(x: np.ndarray) -> np.ndarray:
     """Impute NaN with 0 and append missing indicators (for linear models)."""
@@ -114,7 +117,13 @@ class PairClassifier:
             raise RuntimeError("PairClassifier.score called before fit")
         if len(x) == 0:
             return np.zeros(0)
-        p = self.model.predict_proba(self._prepare(x))[:, 1].astype(np.float64)
+        # a chunk of rows at a time: the design matrix (imputed + indicators, standardised)
+        # is several copies of the features, which must not exist for all pairs at once
+        p = np.empty(len(x), np.float64)
+        for s in range(0, len(x), SCORE_CHUNK):
+            p[s : s + SCORE_CHUNK] = self.model.predict_proba(
+                self._prepare(x[s : s + SCORE_CHUNK])
+            )[:, 1]
         if self.platt is not None:
             a, b = self.platt
             p = 1.0 / (1.0 + np.exp(-(a * _logit(p) + b)))

@@ -23,6 +23,8 @@ from veclink.linkage.tables import Table
 
 from veclink._optional import require
 
+#: pairs compared at a time (bounds the temporaries of `Comparator.compare`)
+COMPARE_CHUNK = 16384
 _WORD_CLEAN = re.compile(r"[^0-9a-z\s]+")
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
 
@@ -132,30 +134,39 @@ class Comparator:
             left_views, right_views: (embeddings, lexical vectors or None) per table.
             right_side: ``"left"`` when ``right`` is the left table again (dedupe).
         """
-        cols: list[np.ndarray] = []
         sem_l, lex_l = left_views
         sem_r, lex_r = right_views
-        cols.append(np.einsum("ij,ij->i", sem_l[left_rows], sem_r[right_rows]))
-        if lex_l is not None and lex_r is not None:
-            cols.append(np.einsum("ij,ij->i", lex_l[left_rows], lex_r[right_rows]))
-        else:
-            cols.append(np.full(len(left_rows), np.nan, np.float32))
         lw = [words(t) for t in left_texts]
         rw = lw if right_texts is left_texts else [words(t) for t in right_texts]
-        cols.append(self._word_overlap(lw, rw, left_rows, right_rows))
         lc = [code_tokens(t) for t in left_texts]
         rc = lc if right_texts is left_texts else [code_tokens(t) for t in right_texts]
-        cols.append(_code_similarity(lc, rc, left_rows, right_rows))
-        for f in self.fields:
-            if not f.compare:
-                continue
-            lv = field_values(left, f, "left")
-            rv = field_values(right, f, right_side)
-            a = [lv[i] for i in left_rows.tolist()]
-            b = [rv[j] for j in right_rows.tolist()]
-            cols += _field_features(f, a, b)
-        values = np.column_stack(cols).astype(np.float32) if cols else np.zeros((0, 0), np.float32)
-        return Features(self.names, values)
+        fields = [
+            (f, field_values(left, f, "left"), field_values(right, f, right_side))
+            for f in self.fields
+            if f.compare
+        ]
+        names = self.names
+        values = np.empty((len(left_rows), len(names)), np.float32)
+        # a chunk of pairs at a time: temporaries (gathered vectors, per-pair strings) stay
+        # bounded by the chunk, the only per-pair allocation is the feature matrix
+        for s in range(0, len(left_rows), COMPARE_CHUNK):
+            a, b = left_rows[s : s + COMPARE_CHUNK], right_rows[s : s + COMPARE_CHUNK]
+            out = values[s : s + COMPARE_CHUNK]
+            out[:, 0] = np.einsum("ij,ij->i", sem_l[a], sem_r[b])
+            if lex_l is not None and lex_r is not None:
+                out[:, 1] = np.asarray(lex_l[a].multiply(lex_r[b]).sum(axis=1)).ravel()
+            else:
+                out[:, 1] = np.nan
+            out[:, 2] = self._word_overlap(lw, rw, a, b)
+            out[:, 3] = _code_similarity(lc, rc, a, b)
+            col = 4
+            for f, lv, rv in fields:
+                al = [lv[i] for i in a.tolist()]
+                bl = [rv[j] for j in b.tolist()]
+                for v in _field_features(f, al, bl):
+                    out[:, col] = v
+                    col += 1
+        return Features(names, values)
 
     def _word_overlap(
         self, lw: list[set[str]], rw: list[set[str]], lrows: np.ndarray, rrows: np.ndarray
@@ -200,6 +211,8 @@ _METHODS: dict[str, tuple[str, ...]] = {
     "date": ("closeness", "exact", "levenshtein"),
     "category": ("exact", "jaro_winkler"),
 }
+#: the most comparison features one field gives, over the field types
+MAX_FEATURES_PER_FIELD = max(len(m) for m in _METHODS.values())
 
 
 def _field_features(f: FieldSpec, a: list[str | None], b: list[str | None]) -> list[np.ndarray]:

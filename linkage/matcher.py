@@ -86,8 +86,7 @@ class Matcher:
             if cutoffs is None
             else np.asarray(cutoffs, np.float32).copy()
         )
-        w = self.spec.blocking.lexical_weight
-        vecs = self.views.blocking(w)
+        vecs = self.views.blocking(self.spec.blocking)
         self.index = index_factory(self.spec.blocking.index_kind, vecs.shape[1], "ip")
         self.index.add(np.arange(len(self.ids), dtype=np.int64), vecs)  # type: ignore[attr-defined]
         self._key_blocks = self._build_key_blocks()
@@ -200,7 +199,7 @@ class Matcher:
 
     def _candidates(self, query: Table, qv: Views) -> np.ndarray:
         spec = self.spec.blocking
-        vec = qv.blocking(spec.lexical_weight)
+        vec = qv.blocking(spec)
         n = len(self.ids)
         k = min(n, max(spec.k * 3, spec.k + 10))
         if k == 0:
@@ -288,7 +287,7 @@ class Matcher:
         spec = self.spec.blocking
         kept = np.sort(scores)[::-1][: spec.k]
         self.cutoffs = np.append(self.cutoffs, np.float32(kept[-1]) if kept.size else np.inf)
-        self.index.add(np.array([row], np.int64), qv.blocking(spec.lexical_weight))  # type: ignore[attr-defined]
+        self.index.add(np.array([row], np.int64), qv.blocking(spec))  # type: ignore[attr-defined]
         for key_index, blocks in enumerate(self._key_blocks):
             for value in self._record_keys(query, key_index):
                 blocks.setdefault(value, []).append(row)

@@ -12,12 +12,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+from veclink.linkage.blocking import VectorSource
 from veclink.linkage.classifier import PairClassifier
 from veclink.linkage.compare import Comparator, Features
 from veclink.linkage.lexical import LexicalVectorizer, combine_views
 from veclink.linkage.scoring import AveragedClassifier, initial_scores
 from veclink.linkage.serialize import serialize
-from veclink.linkage.spec import FieldSpec, LinkageSpec
+from veclink.linkage.spec import BlockingSpec, FieldSpec, LinkageSpec
 from veclink.linkage.tables import Table
 
 Progress = Callable[[str, float], None]
@@ -31,17 +33,26 @@ class Views:
     texts: list[str]  # embedded text (``embed`` fields, then unaligned columns)
     full_texts: list[str]  # every non-id column: lexical view, word and model-number overlap
     semantic: np.ndarray  # unit embeddings
-    lexical: np.ndarray | None  # unit char 3-gram TF-IDF vectors
+    lexical: sp.csr_matrix | None  # unit char 3-gram TF-IDF vectors (sparse)
 
-    def blocking(self, lexical_weight: float) -> np.ndarray:
-        return combine_views(self.semantic, self.lexical, lexical_weight)
+    def blocking(self, spec: BlockingSpec, rows: np.ndarray | None = None) -> np.ndarray:
+        """Dense unit blocking vectors of ``rows`` (all rows by default)."""
+        sem, lex = self.semantic, self.lexical
+        if rows is not None:
+            sem, lex = sem[rows], None if lex is None else lex[rows]
+        return combine_views(sem, lex, spec.lexical_weight, spec.lexical_blocking_dim)
+
+    def blocking_source(self, spec: BlockingSpec) -> VectorSource:
+        """The blocking vectors, made a chunk of rows at a time (see `VectorSource`)."""
+        first = self.blocking(spec, np.zeros(0, np.int64))
+        return VectorSource(len(self.semantic), first.shape[1], lambda r: self.blocking(spec, r))
 
     def extend(self, other: Views) -> None:
         self.texts += other.texts
         self.full_texts += other.full_texts
         self.semantic = np.vstack([self.semantic, other.semantic])
         if self.lexical is not None and other.lexical is not None:
-            self.lexical = np.vstack([self.lexical, other.lexical])
+            self.lexical = sp.vstack([self.lexical, other.lexical], format="csr")
 
 
 @dataclasses.dataclass

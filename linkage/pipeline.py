@@ -48,6 +48,7 @@ from veclink.linkage.inputs import (
     prepare_inputs,
 )
 from veclink.linkage.labels import LabelledPair
+from veclink.linkage.memory import check_memory, estimate_memory, memory_budget_mb
 from veclink.linkage.model import LinkModel, Progress, Views
 from veclink.linkage.results import DedupeResult, LinkResult, StageStats, StageTimer
 from veclink.linkage.scoring import (
@@ -101,6 +102,8 @@ def link(
 
     Raises:
         InvalidArgument: bad spec, tables, fields or labels (before any work starts).
+        ResourceExhausted: the job's estimated memory exceeds ``spec.memory_budget_mb``
+            (before any work starts).
     """
     spec, lt, rt = prepare_inputs(spec or {}, left, right, labels=labels, encoding=encoding)
     job = _Job(spec, lt, rt, encoder, index_factory, progress)
@@ -159,6 +162,9 @@ class _Job:
             from veclink.encoders import load_encoder
 
             encoder = load_encoder(spec.encoder)
+        # refuse a job that cannot fit before any stage runs
+        estimate = estimate_memory(spec, lt, rt, int(encoder.dim))
+        check_memory(estimate, memory_budget_mb(spec))
         self.alignment: Alignment | None = None
         if not spec.fields:  # the spec's fields override the alignment
             # names, words, number magnitudes and shapes; without the embedding signal,
@@ -344,7 +350,6 @@ class _Job:
 
     def _block(self) -> CandidatePairs:
         spec, fields = self.spec, self.model.fields
-        w = spec.blocking.lexical_weight
         keys_l = [table_keys(self.lt, fields, k, "left") for k in spec.blocking.keys]
         keys_r = (
             []
@@ -352,8 +357,8 @@ class _Job:
             else [table_keys(self.rt, fields, k, "right") for k in spec.blocking.keys]
         )
         return block(
-            self.lv.blocking(w),
-            None if self.dedupe else self.rv.blocking(w),
+            self.lv.blocking_source(spec.blocking),
+            None if self.dedupe else self.rv.blocking_source(spec.blocking),
             spec.blocking,
             left_keys=keys_l,
             right_keys=keys_r,

@@ -68,8 +68,12 @@ class BlockingSpec:
     margin: float = 0.1
     #: weight of the character n-gram view in the blocking vector (0: embedding only)
     lexical_weight: float = 0.7
-    #: dimension of the hashed character 3-gram view
+    #: buckets of the hashed character 3-gram view (held sparse; its cosine is a feature)
     lexical_dim: int = 4096
+    #: dimension the 3-gram view is projected to (signed hashing) in the dense blocking
+    #: vectors; blocking memory and time grow with embedding dim + this. >= lexical_dim:
+    #: no projection (the blocking vectors then hold lexical_dim floats per record)
+    lexical_blocking_dim: int = 512
     #: exact blocking keys: each key is a list of field names whose values must all be equal
     keys: tuple[tuple[str, ...], ...] = ()
     #: a key value shared by more records than this on one side is ignored (stop-values)
@@ -135,6 +139,9 @@ class LinkageSpec:
         default_factory=lambda: {"kind": "hf-text", "backend": "auto", "max_length": 128}
     )
     seed: int = 0
+    #: memory (MiB) the job may add to its process; a job whose up-front estimate exceeds
+    #: it is refused before it starts. None: 90% of the memory available when it starts
+    memory_budget_mb: float | None = None
 
     @classmethod
     def _legacy(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -217,8 +224,12 @@ class LinkageSpec:
             out.append("spec.blocking.lexical_weight: must be in [0, 1]")
         if b.lexical_dim < 16:
             out.append("spec.blocking.lexical_dim: must be >= 16")
+        if b.lexical_blocking_dim < 16:
+            out.append("spec.blocking.lexical_blocking_dim: must be >= 16")
         if b.max_key_block < 1:
             out.append("spec.blocking.max_key_block: must be >= 1")
+        if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
+            out.append("spec.memory_budget_mb: must be > 0")
         for i, key in enumerate(b.keys):
             if not key:
                 out.append(f"spec.blocking.keys[{i}]: empty key")

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from veclink.linkage.blocking import block, code_tokens, key_pairs, key_values
-from veclink.linkage.lexical import LexicalVectorizer, combine_views
+from veclink.linkage import blocking
+from veclink.linkage.blocking import VectorSource, block, code_tokens, key_pairs, key_values
+from veclink.linkage.lexical import LexicalVectorizer, combine_views, project
 from veclink.linkage.spec import BlockingSpec
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
@@ -90,10 +91,65 @@ def test_lexical_view_survives_punctuation_and_is_unit_norm() -> None:
     vec = LexicalVectorizer(dim=512).fit(
         ["Sony PS-LX350H turntable", "Sony PSLX350H", "Bose speaker"]
     )
-    x = vec.transform(["Sony PS-LX350H turntable", "Sony PSLX350H", "Bose speaker"])
+    xs = vec.transform(["Sony PS-LX350H turntable", "Sony PSLX350H", "Bose speaker"])
+    assert xs.dtype == np.float32 and xs.shape == (3, 512)
+    x = xs.toarray()
     assert np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5)
     assert x[0] @ x[1] > 0.5 > x[0] @ x[2]
     sem = _unit(np.random.default_rng(0).normal(size=(3, 16)))
-    both = combine_views(sem, x, 0.7)
+    both = combine_views(sem, xs, 0.7, 512)  # no projection: blocking dim >= buckets
     assert np.allclose(both @ both.T, 0.3 * sem @ sem.T + 0.7 * x @ x.T, atol=1e-5)
     assert np.allclose(np.linalg.norm(both, axis=1), 1, atol=1e-5)
+
+
+def test_lexical_projection_keeps_cosines_in_expectation() -> None:
+    rng = np.random.default_rng(3)
+    words = ["".join(rng.choice(list("abcdefghij"), size=6)) for _ in range(60)]
+    texts = [" ".join(rng.choice(words, size=5)) for _ in range(200)]
+    vec = LexicalVectorizer(dim=4096).fit(texts)
+    xs = vec.transform(texts)
+    exact = (xs @ xs.T).toarray()
+    small = project(xs, 256)
+    assert small.shape == (200, 256) and small.dtype == np.float32
+    assert np.allclose(np.linalg.norm(small, axis=1), 1, atol=1e-5)
+    err = small @ small.T - exact
+    assert abs(float(err.mean())) < 0.02 and float(np.abs(err).mean()) < 0.08
+    # chunks of rows project to the rows of the whole (the projection is per record)
+    assert np.array_equal(project(xs[50:80], 256), small[50:80])
+
+
+def test_blocking_in_query_chunks_equals_one_batch(monkeypatch) -> None:
+    rng = np.random.default_rng(4)
+    left, right = _unit(rng.normal(size=(45, 8))), _unit(rng.normal(size=(38, 8)))
+    spec = BlockingSpec(k=4, min_k=2, margin=0.3)
+    factory = _support().exact_index_factory
+    whole = block(left, right, spec, index_factory=factory)
+    dd_whole = block(left, None, spec, index_factory=factory)
+    monkeypatch.setattr(blocking, "QUERY_CHUNK", 7)
+    parts = block(left, right, spec, index_factory=factory)
+    dd_parts = block(left, None, spec, index_factory=factory)
+    for a, b in ((whole, parts), (dd_whole, dd_parts)):
+        assert np.array_equal(a.left, b.left) and np.array_equal(a.right, b.right)
+        assert np.allclose(a.score, b.score) and np.allclose(a.left_cutoff, b.left_cutoff)
+        assert np.allclose(a.right_cutoff, b.right_cutoff)
+
+
+def test_vector_source_is_read_a_chunk_at_a_time(monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    left, right = _unit(rng.normal(size=(30, 6))), _unit(rng.normal(size=(25, 6)))
+    monkeypatch.setattr(blocking, "QUERY_CHUNK", 8)
+    sizes: list[int] = []
+
+    def source(x: np.ndarray) -> VectorSource:
+        def take(rows: np.ndarray) -> np.ndarray:
+            sizes.append(len(rows))
+            return x[rows]
+
+        return VectorSource(len(x), x.shape[1], take)
+
+    spec = BlockingSpec(k=3, min_k=1, margin=0.2)
+    factory = _support().exact_index_factory
+    got = block(source(left), source(right), spec, index_factory=factory)
+    want = block(left, right, spec, index_factory=factory)
+    assert np.array_equal(got.left, want.left) and np.array_equal(got.right, want.right)
+    assert max(sizes) <= 8

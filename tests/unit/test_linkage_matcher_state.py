@@ -77,11 +77,14 @@ def test_loaded_model_computes_the_same_features_and_probabilities(linked) -> No
     # the reference views: texts and embeddings stored, lexical vectors recomputed exactly
     assert loaded.views.texts == linked.right_views.texts
     np.testing.assert_array_equal(loaded.views.semantic, linked.right_views.semantic)
-    np.testing.assert_array_equal(loaded.views.lexical, linked.right_views.lexical)
+    # (sparse matrices: compare them dense)
+    np.testing.assert_array_equal(
+        loaded.views.lexical.toarray(), linked.right_views.lexical.toarray()
+    )
     # every candidate pair of the job: same features, same probabilities
     c = linked.candidates
     lv = loaded.model.views(left, "left")
-    np.testing.assert_array_equal(lv.lexical, linked.left_views.lexical)
+    np.testing.assert_array_equal(lv.lexical.toarray(), linked.left_views.lexical.toarray())
     feats = loaded.model.features(left, right, lv, loaded.views, c.left, c.right)
     assert feats.names == linked.features.names
     np.testing.assert_array_equal(feats.values, linked.features.values)  # NaN == NaN here

@@ -173,7 +173,11 @@ def test_incremental_matcher_equals_batch(dblp, dblp_result) -> None:
     incremental = [(rid, ent.split(":", 1)[1]) for rid, ent in matcher.assignments().items()]
     batch = pair_metrics([(a, b) for a, b, _ in result.matches()], gold)
     inc = pair_metrics(incremental, gold)
-    assert abs(inc.f1 - batch.f1) <= 0.005
+    # batch scores are cross-fitted (each pair by the fold model that did not train on its
+    # record), incremental ones by the fold average: a borderline pair may land on the other
+    # side of the threshold. On 120 gold pairs one record is 0.0042 of F1; allow two
+    # (full-size gaps are in BENCHMARKS.md)
+    assert abs(inc.f1 - batch.f1) <= 0.0085
     with pytest.raises(InvalidArgument, match="already matched"):
         matcher.match({"id": left.ids[0], **left.record(0)})
     peek = matcher.match({"title": "A brand new paper"}, record_id="new", assign=False)
