@@ -23,7 +23,9 @@ from veclink.linkage.spec import BlockingSpec, FieldSpec, LinkageSpec
 from veclink.linkage.tables import Table
 
 Progress = Callable[[str, float], None]
-EMBED_CHUNK = 256
+#: texts per encoder call: large, so that the encoder's length sorting and dedupe of
+#: identical texts work across many records (padding is most of a CPU forward's waste)
+EMBED_CHUNK = 4096
 
 
 @dataclasses.dataclass
