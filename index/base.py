@@ -92,6 +92,12 @@ def check_metric(metric: str) -> str:
     return metric
 
 
+def check_k(k: int) -> int:
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise InvalidArgument(f"k must be a positive integer; got {k!r}", field="k")
+    return int(k)
+
+
 def check_ids(ids: Any) -> np.ndarray:
     """Validate and convert ids to a 1-D int64 array of non-negative, distinct values."""
     arr = np.asarray(ids)

@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import threading
-from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
-from veclink.index.base import (
-    VectorIndex,
-    check_ids,
-    check_metric,
-    check_vectors,
-    normalize_rows,
-)
+from veclink.index.base import check_ids, check_k, check_vectors, normalize_rows
+from veclink.index.durable import WalIndex
 from veclink.index.registry import register_index
-from veclink.index.wal import OP_ADD, OP_REMOVE, WriteAheadLog, fsync_dir
 
-from veclink.errors import FailedPrecondition, InvalidArgument, NotFound
-
-META = "meta.json"
-SNAPSHOT = "flat.faiss"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a mix."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def check_k(k: int) -> int:
-    if not isinstance(k, int | np.integer) or k < 1:
-        raise InvalidArgument(f"k must be a positive integer; got {k!r}", field="k")
-    return int(k)
+from veclink.errors import InvalidArgument, NotFound
 
 
 def finish_scores(scores: np.ndarray, ids: np.ndarray, metric: str) -> np.ndarray:
@@ -51,59 +21,21 @@ def finish_scores(scores: np.ndarray, ids: np.ndarray, metric: str) -> np.ndarra
 
 
 @register_index
-class FlatIndex(VectorIndex):
+class FlatIndex(WalIndex):
     """Exact inner-product / cosine / L2 search over every live vector."""
 
     kind = "flat"
+    snapshot_name = "flat.faiss"
 
-    def __init__(self, dim: int, metric: str = "ip", path: str | None = None) -> None:
-        if not isinstance(dim, int) or dim < 1:
-            raise InvalidArgument(f"dim must be a positive integer; got {dim!r}", field="dim")
-        self.dim = dim
-        self.metric = check_metric(metric)
-        self.path = Path(path) if path else None
-        self._lock = threading.RLock()
+    def _init_state(self) -> None:
         self._index = self._empty()
         self._present: set[int] = set()
-        self._wal: WriteAheadLog | None = None
-        self._closed = False
-        if self.path is not None:
-            if (self.path / META).exists():
-                raise InvalidArgument(f"an index already exists at {self.path}", field="path")
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._wal = WriteAheadLog(self.path / "wal")
-            self._write_meta(0)
 
     def _empty(self) -> faiss.IndexIDMap2:
         base = faiss.IndexFlatL2(self.dim) if self.metric == "l2" else faiss.IndexFlatIP(self.dim)
         return faiss.IndexIDMap2(base)
 
-    def _write_meta(self, lsn: int) -> None:
-        assert self.path is not None
-        meta = {"kind": self.kind, "dim": self.dim, "metric": self.metric, "snapshot_lsn": lsn}
-        write_atomic(self.path / META, json.dumps(meta).encode())
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise FailedPrecondition("the index is closed")
-
     # --------------------------------------------------------------- mutations
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = check_ids(ids)
-        vectors = check_vectors(vectors, self.dim, ids.size)
-        if self.metric == "cosine":
-            vectors = normalize_rows(vectors)
-        if not ids.size:
-            return
-        with self._lock:
-            self._check_open()
-            # WAL order == apply order (both under the lock); the fsync happens after the
-            # lock is released so that concurrent writers share it (group commit)
-            lsn = self._wal.write(OP_ADD, ids, vectors) if self._wal is not None else 0
-            self._apply_add(ids, vectors)
-        if self._wal is not None:
-            self._wal.sync(lsn)
 
     def _apply_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         replaced = [i for i in ids.tolist() if i in self._present]
@@ -111,17 +43,6 @@ class FlatIndex(VectorIndex):
             self._index.remove_ids(np.array(replaced, dtype=np.int64))
         self._index.add_with_ids(vectors, ids)
         self._present.update(ids.tolist())
-
-    def remove(self, ids: np.ndarray) -> int:
-        ids = check_ids(ids)
-        with self._lock:
-            self._check_open()
-            wal = self._wal if ids.size else None
-            lsn = wal.write(OP_REMOVE, ids) if wal is not None else 0
-            removed = self._apply_remove(ids)
-        if wal is not None:
-            wal.sync(lsn)
-        return removed
 
     def _apply_remove(self, ids: np.ndarray) -> int:
         present = np.array([i for i in ids.tolist() if i in self._present], dtype=np.int64)
@@ -140,7 +61,7 @@ class FlatIndex(VectorIndex):
         q = check_vectors(queries, self.dim, field="queries")
         if self.metric == "cosine":
             q = normalize_rows(q)
-        with self._lock:
+        with self.lock:
             self._check_open()
             if self._index.ntotal == 0:
                 return (
@@ -152,7 +73,7 @@ class FlatIndex(VectorIndex):
 
     def get(self, ids: np.ndarray) -> np.ndarray:
         ids = check_ids(ids)
-        with self._lock:
+        with self.lock:
             missing = [i for i in ids.tolist() if i not in self._present]
             if missing:
                 raise NotFound(f"ids not in the index: {missing[:10]}", field="ids")
@@ -162,7 +83,7 @@ class FlatIndex(VectorIndex):
             return out
 
     def ids(self) -> np.ndarray:
-        with self._lock:
+        with self.lock:
             return np.fromiter(self._present, dtype=np.int64, count=len(self._present))
 
     def __len__(self) -> int:
@@ -170,55 +91,9 @@ class FlatIndex(VectorIndex):
 
     # --------------------------------------------------------------- persistence
 
-    def flush(self) -> None:
-        if self.path is None or self._wal is None:
-            return
-        with self._lock:
-            self._check_open()
-            lsn = self._wal.last_lsn
-            write_atomic(self.path / SNAPSHOT, faiss.serialize_index(self._index).tobytes())
-            self._write_meta(lsn)
-            self._wal.rotate(lsn)
+    def _snapshot_bytes(self) -> bytes:
+        return bytes(faiss.serialize_index(self._index).tobytes())
 
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self.flush()
-            if self._wal is not None:
-                self._wal.close()
-            self._closed = True
-
-    @classmethod
-    def open(cls, path: str) -> FlatIndex:
-        root = Path(path)
-        try:
-            meta = json.loads((root / META).read_text())
-        except FileNotFoundError:
-            raise NotFound(f"no index at {path}", field="path") from None
-        self = cls.__new__(cls)
-        self.dim, self.metric, self.path = int(meta["dim"]), meta["metric"], root
-        self._lock = threading.RLock()
-        self._closed = False
-        snap = root / SNAPSHOT
-        if snap.exists():
-            self._index = faiss.deserialize_index(np.frombuffer(snap.read_bytes(), dtype=np.uint8))
-            self._present = set(faiss.vector_to_array(self._index.id_map).tolist())
-        else:
-            self._index = self._empty()
-            self._present = set()
-        self._wal = WriteAheadLog(root / "wal", start_lsn=int(meta["snapshot_lsn"]))
-        # replay is idempotent: add is an upsert, remove of a missing id is a no-op
-        for rec in self._wal.replay(after=int(meta["snapshot_lsn"])):
-            if rec.op == OP_ADD:
-                assert rec.vectors is not None
-                self._apply_add(rec.ids, rec.vectors)
-            elif rec.op == OP_REMOVE:
-                self._apply_remove(rec.ids)
-        return self
-
-    def stats(self) -> dict[str, Any]:
-        stats = super().stats()
-        if self._wal is not None:
-            stats["wal_lsn"] = self._wal.last_lsn
-        return stats
+    def _load_snapshot(self, data: bytes) -> None:
+        self._index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        self._present = set(faiss.vector_to_array(self._index.id_map).tolist())

@@ -17,26 +17,21 @@ re-derives the rebalancing, which only moves vectors, never changes the live set
 
 from __future__ import annotations
 
-import json
-import threading
-from pathlib import Path
+import io
 from typing import Any
 
 import numpy as np
-from veclink.index.base import VectorIndex, check_ids, check_metric, check_vectors, normalize_rows
+from veclink.index.base import check_ids, check_k, check_vectors, normalize_rows
 from veclink.index.centroids import CentroidTable
-from veclink.index.flat import check_k, write_atomic
+from veclink.index.durable import WalIndex
 from veclink.index.postings import Posting, VersionMap
 from veclink.index.rebalance import Rebalancer, centroid_rows
 from veclink.index.registry import register_index
-from veclink.index.wal import OP_ADD, OP_REMOVE, WriteAheadLog
 
-from veclink.errors import FailedPrecondition, InvalidArgument, NotFound
+from veclink.errors import InvalidArgument, NotFound
 
 #: compact a posting once more than 1 / STALE_SHARE of its entries are known stale
 STALE_SHARE = 8
-META = "meta.json"
-SNAPSHOT = "partitioned.npz"
 
 DEFAULTS: dict[str, Any] = {
     "split_limit": 128,  # a posting above this many entries is split
@@ -56,16 +51,19 @@ DEFAULTS: dict[str, Any] = {
 
 
 @register_index
-class PartitionedIndex(VectorIndex):
+class PartitionedIndex(WalIndex):
     """Partitioned ANN index updated in place (SPFresh / LIRE)."""
 
     kind = "partitioned"
+    snapshot_name = "partitioned.npz"
 
     def __init__(
         self, dim: int, metric: str = "ip", path: str | None = None, **options: Any
     ) -> None:
-        if not isinstance(dim, int) or dim < 1:
-            raise InvalidArgument(f"dim must be a positive integer; got {dim!r}", field="dim")
+        self._restore_options(options)
+        super().__init__(dim, metric, path)
+
+    def _restore_options(self, options: dict[str, Any]) -> None:
         unknown = sorted(set(options) - set(DEFAULTS))
         if unknown:
             raise InvalidArgument(
@@ -74,31 +72,23 @@ class PartitionedIndex(VectorIndex):
             )
         self.options = {**DEFAULTS, **options}
         _check_options(self.options)
-        self.dim = dim
-        self.metric = check_metric(metric)
-        self.path = Path(path) if path else None
-        self._init_state()
-        if self.path is not None:
-            if (self.path / META).exists():
-                raise InvalidArgument(f"an index already exists at {self.path}", field="path")
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._wal = WriteAheadLog(self.path / "wal")
-            self._write_meta(0)
-        self._start_worker()
+
+    def _options(self) -> dict[str, Any]:
+        return dict(self.options)
 
     def _init_state(self) -> None:
-        self.lock = threading.RLock()
         self.parts: dict[int, Posting] = {}
         self.centroids = CentroidTable(self.dim)
         self.next_pid = 0
         self.versions = VersionMap()
-        self._wal: WriteAheadLog | None = None
-        self._closed = False
         self.scanned_total = 0
         self.queries_total = 0
 
-    def _start_worker(self) -> None:
+    def _start_background(self) -> None:
         self.rebalancer = Rebalancer(self, background=bool(self.options["background"]))
+
+    def _stop_background(self) -> None:
+        self.rebalancer.stop()
 
     # ------------------------------------------------------------------ centroids
     # `veclink.index.centroids.CentroidTable` holds them; these name what the rest uses.
@@ -134,22 +124,6 @@ class PartitionedIndex(VectorIndex):
         return self.centroids.nearest(vecs, k, by_ip)
 
     # ------------------------------------------------------------------ mutations
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = check_ids(ids)
-        vectors = check_vectors(vectors, self.dim, ids.size)
-        if self.metric == "cosine":
-            vectors = normalize_rows(vectors)
-        if not ids.size:
-            return
-        with self.lock:
-            self._check_open()
-            # WAL order == apply order (both under the lock); the fsync happens after the
-            # lock is released so that concurrent writers share it (group commit)
-            lsn = self._wal.write(OP_ADD, ids, vectors) if self._wal is not None else 0
-            self._apply_add(ids, vectors)
-        if self._wal is not None:
-            self._wal.sync(lsn)
 
     def _apply_add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         vm = self.versions
@@ -217,17 +191,6 @@ class PartitionedIndex(VectorIndex):
             part = self.parts.get(pid)
             if part is not None:
                 part.stale += c
-
-    def remove(self, ids: np.ndarray) -> int:
-        ids = check_ids(ids)
-        with self.lock:
-            self._check_open()
-            wal = self._wal if ids.size else None
-            lsn = wal.write(OP_REMOVE, ids) if wal is not None else 0
-            removed = self._apply_remove(ids)
-        if wal is not None:
-            wal.sync(lsn)
-        return removed
 
     def _apply_remove(self, ids: np.ndarray) -> int:
         vm = self.versions
@@ -342,106 +305,52 @@ class PartitionedIndex(VectorIndex):
 
     # ------------------------------------------------------------------ persistence
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise FailedPrecondition("the index is closed")
-
-    def _write_meta(self, lsn: int) -> None:
-        assert self.path is not None
-        meta = {
-            "kind": self.kind,
-            "dim": self.dim,
-            "metric": self.metric,
-            "options": self.options,
-            "snapshot_lsn": lsn,
+    def _snapshot_bytes(self) -> bytes:
+        pids = sorted(self.parts)
+        sizes = np.array([self.parts[p].n for p in pids], dtype=np.int64)
+        views = [self.parts[p].view() for p in pids]
+        arrays = {
+            "pids": np.array(pids, dtype=np.int64),
+            "sizes": sizes,
+            "ids": np.concatenate([v[0] for v in views]) if views else np.zeros(0, np.int64),
+            "ver": np.concatenate([v[1] for v in views]) if views else np.zeros(0, np.uint32),
+            "vecs": np.concatenate([v[2] for v in views])
+            if views
+            else np.zeros((0, self.dim), np.float32),
+            "stale": np.array([self.parts[p].stale for p in pids], dtype=np.int64),
+            "cent_pid": self.cent_pid.copy(),
+            "cents": self.cents.copy(),
+            **self.versions.to_arrays(),
+            "scalars": np.array([self.next_pid, self.versions.count], dtype=np.int64),
         }
-        write_atomic(self.path / META, json.dumps(meta).encode())
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
 
-    def flush(self) -> None:
-        if self.path is None or self._wal is None:
-            return
-        with self.lock:
-            self._check_open()
-            lsn = self._wal.last_lsn
-            pids = sorted(self.parts)
-            sizes = np.array([self.parts[p].n for p in pids], dtype=np.int64)
-            views = [self.parts[p].view() for p in pids]
-            arrays = {
-                "pids": np.array(pids, dtype=np.int64),
-                "sizes": sizes,
-                "ids": np.concatenate([v[0] for v in views]) if views else np.zeros(0, np.int64),
-                "ver": np.concatenate([v[1] for v in views]) if views else np.zeros(0, np.uint32),
-                "vecs": np.concatenate([v[2] for v in views])
-                if views
-                else np.zeros((0, self.dim), np.float32),
-                "stale": np.array([self.parts[p].stale for p in pids], dtype=np.int64),
-                "cent_pid": self.cent_pid.copy(),
-                "cents": self.cents.copy(),
-                **self.versions.to_arrays(),
-                "scalars": np.array([self.next_pid, self.versions.count], dtype=np.int64),
-            }
-            import io
+    def _load_snapshot(self, data: bytes) -> None:
+        with np.load(io.BytesIO(data)) as z:
+            offsets = np.concatenate([[0], np.cumsum(z["sizes"])])
+            for i, pid in enumerate(z["pids"].tolist()):
+                a, b = offsets[i], offsets[i + 1]
+                part = Posting(self.dim, max(int(b - a), 32))
+                part.append(z["ids"][a:b], z["ver"][a:b], z["vecs"][a:b])
+                part.stale = int(z["stale"][i])
+                self.parts[pid] = part
+            self.set_centroids(z["cent_pid"], z["cents"])
+            next_pid, count = (int(x) for x in z["scalars"])
+            self.next_pid = next_pid
+            self.versions = VersionMap.from_arrays(z, count)
 
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            write_atomic(self.path / SNAPSHOT, buf.getvalue())
-            self._write_meta(lsn)
-            self._wal.rotate(lsn)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self.rebalancer.stop()
-        with self.lock:
-            self.flush()
-            if self._wal is not None:
-                self._wal.close()
-            self._closed = True
-
-    @classmethod
-    def open(cls, path: str) -> PartitionedIndex:
-        root = Path(path)
-        try:
-            meta = json.loads((root / META).read_text())
-        except FileNotFoundError:
-            raise NotFound(f"no index at {path}", field="path") from None
-        self = cls.__new__(cls)
-        self.dim, self.metric, self.path = int(meta["dim"]), meta["metric"], root
-        self.options = {**DEFAULTS, **meta.get("options", {})}
-        self._init_state()
-        snap = root / SNAPSHOT
-        if snap.exists():
-            with np.load(snap) as z:
-                offsets = np.concatenate([[0], np.cumsum(z["sizes"])])
-                for i, pid in enumerate(z["pids"].tolist()):
-                    a, b = offsets[i], offsets[i + 1]
-                    part = Posting(self.dim, max(int(b - a), 32))
-                    part.append(z["ids"][a:b], z["ver"][a:b], z["vecs"][a:b])
-                    part.stale = int(z["stale"][i])
-                    self.parts[pid] = part
-                self.set_centroids(z["cent_pid"], z["cents"])
-                next_pid, count = (int(x) for x in z["scalars"])
-                self.next_pid = next_pid
-                self.versions = VersionMap.from_arrays(z, count)
-        self._start_worker()
-        self._wal = WriteAheadLog(root / "wal", start_lsn=int(meta["snapshot_lsn"]))
-        with self.lock:
-            for rec in self._wal.replay(after=int(meta["snapshot_lsn"])):
-                if rec.op == OP_ADD:
-                    assert rec.vectors is not None
-                    self._apply_add(rec.ids, rec.vectors)
-                elif rec.op == OP_REMOVE:
-                    self._apply_remove(rec.ids)
-            # work the previous process left pending (it is not in the snapshot)
-            o = self.options
-            self.rebalancer.schedule(
-                pid
-                for pid, p in self.parts.items()
-                if p.n > o["split_limit"]
-                or p.n - p.stale < o["merge_limit"]
-                or STALE_SHARE * p.stale > p.n
-            )
-        return self
+    def _after_replay(self) -> None:
+        # work the previous process left pending (it is not in the snapshot)
+        o = self.options
+        self.rebalancer.schedule(
+            pid
+            for pid, p in self.parts.items()
+            if p.n > o["split_limit"]
+            or p.n - p.stale < o["merge_limit"]
+            or STALE_SHARE * p.stale > p.n
+        )
 
 
 def _check_options(o: dict[str, Any]) -> None:

@@ -34,8 +34,12 @@ def create_index(kind: str, dim: int, metric: str = "ip", path: str | None = Non
     return cls(dim, metric=metric, path=path, **options)
 
 
-def open_index(path: str):  # type: ignore[no-untyped-def]
-    """Reopen a persisted index; its kind comes from the metadata in ``path``."""
+def open_index(path: str, committed: int | None = None):  # type: ignore[no-untyped-def]
+    """Reopen a persisted index; its kind comes from the metadata in ``path``.
+
+    ``committed``: the caller's last commit stamp; later stamped writes are rolled back
+    (see `veclink.index.durable`).
+    """
     meta_path = Path(path) / "meta.json"
     try:
         kind = json.loads(meta_path.read_text())["kind"]
@@ -43,4 +47,4 @@ def open_index(path: str):  # type: ignore[no-untyped-def]
         raise NotFound(f"no index at {path}", field="path") from None
     if kind not in INDEX_KINDS:
         raise InvalidArgument(f"index at {path} has unknown kind {kind!r}", field="index_kind")
-    return INDEX_KINDS[kind].open(path)
+    return INDEX_KINDS[kind].open(path, committed=committed)

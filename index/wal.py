@@ -3,7 +3,13 @@
 A log is a directory of segment files ``wal-<first lsn>.log``. Each record is::
 
     u32 length of body | u32 crc32 of body | body
-    body = u64 lsn | u8 op | u32 n | u32 dim | int64 ids[n] | float32 vectors[n * dim]
+    body = u64 lsn | u8 op | u32 n | u32 dim | [u64 stamp] | int64 ids[n] | float32 vectors[n * dim]
+
+``stamp`` is the owner's commit number (present when bit 0x80 of ``op`` is set; logs written
+before stamps existed have none, which reads as 0). Stamps never decrease along the log.
+An owner that commits elsewhere after the WAL (the service's catalog) opens the log with
+``max_stamp`` = its last commit: the first record stamped above it, and everything after
+it, was never acknowledged and is cut off, exactly like a torn tail.
 
 ``append`` returns once the record is on disk (fsync). It is ``write`` (assign the LSN,
 buffer the record) followed by ``sync`` (wait until it is on disk); callers that must order
@@ -31,8 +37,10 @@ import numpy as np
 
 OP_ADD = 1
 OP_REMOVE = 2
+_STAMPED = 0x80
 _HEAD = struct.Struct("<II")
 _BODY = struct.Struct("<QBII")
+_STAMP = struct.Struct("<Q")
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class WalRecord:
     op: int
     ids: np.ndarray
     vectors: np.ndarray | None
+    #: the owner's commit number the record belongs to (0: unstamped)
+    stamp: int = 0
 
 
 def _segments(path: Path) -> list[tuple[int, Path]]:
@@ -64,13 +74,22 @@ def fsync_dir(path: Path) -> None:
 class WriteAheadLog:
     """Append-only, checksummed, fsynced log with rotation after snapshots."""
 
-    def __init__(self, path: str | Path, start_lsn: int = 0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        start_lsn: int = 0,
+        start_stamp: int = 0,
+        max_stamp: int | None = None,
+    ) -> None:
         """Open (or create) the log in directory ``path``.
 
         Args:
             path: the log's directory.
             start_lsn: the highest LSN already covered elsewhere (the owner's snapshot);
                 new records are numbered above it even if no segment holds a record.
+            start_stamp: the highest stamp already covered elsewhere (the owner's snapshot).
+            max_stamp: the owner's last commit; records stamped above it are cut off.
+                None keeps every record.
         """
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -80,9 +99,16 @@ class WriteAheadLog:
         # segment may be empty: its name (first lsn) still says where numbering stands, and
         # a snapshot's lsn bounds it too, so records written now are never <= a snapshot's.
         self.last_lsn = max(start_lsn, 0)
-        for record in self.replay(after=-1):
+        self.last_stamp = max(start_stamp, 0)
+        #: records a reopen would replay, and the bytes of the segments on disk
+        self.records = 0
+        self.size_bytes = 0
+        for record in self._scan(after=-1, max_stamp=max_stamp):
             self.last_lsn = max(self.last_lsn, record.lsn)
+            self.last_stamp = max(self.last_stamp, record.stamp)
+            self.records += record.lsn > start_lsn
         segs = _segments(self.path)
+        self.size_bytes = sum(seg.stat().st_size for _, seg in segs)
         if segs:
             self.last_lsn = max(self.last_lsn, segs[-1][0] - 1)
             self._file = open(segs[-1][1], "ab")  # noqa: SIM115
@@ -97,14 +123,29 @@ class WriteAheadLog:
         fsync_dir(self.path)
         return f
 
-    def append(self, op: int, ids: np.ndarray, vectors: np.ndarray | None = None) -> int:
+    def append(
+        self,
+        op: int,
+        ids: np.ndarray,
+        vectors: np.ndarray | None = None,
+        stamp: int | None = None,
+    ) -> int:
         """Write one record durably; returns its LSN."""
-        lsn = self.write(op, ids, vectors)
+        lsn = self.write(op, ids, vectors, stamp)
         self.sync(lsn)
         return lsn
 
-    def write(self, op: int, ids: np.ndarray, vectors: np.ndarray | None = None) -> int:
-        """Buffer one record and return its LSN; it is durable only after ``sync(lsn)``."""
+    def write(
+        self,
+        op: int,
+        ids: np.ndarray,
+        vectors: np.ndarray | None = None,
+        stamp: int | None = None,
+    ) -> int:
+        """Buffer one record and return its LSN; it is durable only after ``sync(lsn)``.
+
+        ``stamp`` (default: the last one written) must not be below the last one written.
+        """
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         dim = 0 if vectors is None else int(vectors.shape[1])
         payload = ids.tobytes()
@@ -113,10 +154,17 @@ class WriteAheadLog:
         with self._write_lock:
             if self._file.closed:
                 raise ValueError("the write-ahead log is closed")
+            stamp = self.last_stamp if stamp is None else int(stamp)
+            if stamp < self.last_stamp:
+                raise ValueError(f"WAL stamp {stamp} is below the last one, {self.last_stamp}")
             lsn = self.last_lsn + 1
-            body = _BODY.pack(lsn, op, ids.size, dim) + payload
-            self._file.write(_HEAD.pack(len(body), zlib.crc32(body)) + body)
+            body = _BODY.pack(lsn, op | _STAMPED, ids.size, dim) + _STAMP.pack(stamp) + payload
+            record = _HEAD.pack(len(body), zlib.crc32(body)) + body
+            self._file.write(record)
             self.last_lsn = lsn
+            self.last_stamp = stamp
+            self.records += 1
+            self.size_bytes += len(record)
         return lsn
 
     def sync(self, lsn: int) -> None:
@@ -140,14 +188,18 @@ class WriteAheadLog:
 
     def replay(self, after: int) -> Iterator[WalRecord]:
         """Yield records with lsn > ``after`` in order; truncates a torn tail."""
+        return self._scan(after, None)
+
+    def _scan(self, after: int, max_stamp: int | None) -> Iterator[WalRecord]:
         segs = _segments(self.path)
         for n, (_, seg) in enumerate(segs):
             data = seg.read_bytes()
             pos = 0
             while pos < len(data):
                 record, end = _decode(data, pos)
-                if record is None:
-                    # torn tail: only possible in the last segment, after the last ack
+                if record is None or (max_stamp is not None and record.stamp > max_stamp):
+                    # torn tail (only possible in the last segment, after the last ack), or
+                    # the first record of a write its owner never committed: cut both off
                     with open(seg, "r+b") as f:
                         f.truncate(pos)
                         f.flush()
@@ -173,6 +225,9 @@ class WriteAheadLog:
                 if next_first <= covered_lsn + 1:
                     seg.unlink()
             fsync_dir(self.path)
+            kept = _segments(self.path)
+            self.size_bytes = sum(seg.stat().st_size for _, seg in kept)
+            self.records = max(self.last_lsn - covered_lsn, 0)
 
     def close(self) -> None:
         with self._sync_lock, self._write_lock:
@@ -193,6 +248,11 @@ def _decode(data: bytes, pos: int) -> tuple[WalRecord | None, int]:
         return None, pos
     lsn, op, n, dim = _BODY.unpack_from(body)
     off = _BODY.size
+    stamp = 0
+    if op & _STAMPED:
+        op &= ~_STAMPED
+        (stamp,) = _STAMP.unpack_from(body, off)
+        off += _STAMP.size
     ids = np.frombuffer(body, dtype=np.int64, count=n, offset=off).copy()
     off += 8 * n
     vectors = None
@@ -200,4 +260,4 @@ def _decode(data: bytes, pos: int) -> tuple[WalRecord | None, int]:
         vectors = (
             np.frombuffer(body, dtype=np.float32, count=n * dim, offset=off).reshape(n, dim).copy()
         )
-    return WalRecord(lsn, op, ids, vectors), start + length
+    return WalRecord(lsn, op, ids, vectors, stamp), start + length
