@@ -77,9 +77,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         '"message": "%(message)s"}',
     )
     store = build_store(settings)  # models load on first use: a start does not wait for one
-    if args.demo:
-        from veclink.service.demo import load_demo
 
-        load_demo(store)
-    asyncio.run(serve_forever(settings, store))
+    def prepare() -> None:  # after the port is bound, before SERVING
+        if args.demo:
+            from veclink.service.demo import load_demo
+
+            load_demo(store)
+
+    asyncio.run(serve_forever(settings, store, prepare))
     return 0

@@ -21,6 +21,7 @@ be a write that was never acknowledged.
 
 LSNs never go back, even when rotation has left no record on disk: a segment's name holds
 its first LSN, and the owner passes the LSN its snapshot covers (``start_lsn``).
+(Records cut for their stamp give their LSNs back: no snapshot can cover them.)
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -51,6 +53,8 @@ class CollectionRow(Base):
     index_dir: Mapped[str] = mapped_column(String(64), unique=True)
     #: next int64 vector id to hand out; ids are never reused within a collection
     next_vector_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: stamp of the last committed write; the index rolls back writes stamped above it
+    write_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
 
 
@@ -95,4 +99,18 @@ def open_catalog(url: str) -> tuple[Engine, sessionmaker]:
     """Connect and create the catalog tables if they do not exist."""
     engine = make_engine(url)
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a catalog created by an earlier version up to date (columns added since)."""
+    have = {c["name"] for c in inspect(engine).get_columns(CollectionRow.__tablename__)}
+    if "write_version" not in have:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"ALTER TABLE {CollectionRow.__tablename__} "
+                    "ADD COLUMN write_version BIGINT NOT NULL DEFAULT 0"
+                )
+            )

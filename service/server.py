@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import signal
+import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from veclink.index import CheckpointPolicy
 from veclink.service.auth import build_auth
 from veclink.service.linkage_jobs import LinkageJobs
 from veclink.service.metrics import MetricsInterceptor
@@ -36,6 +41,8 @@ from veclink.v1 import (
     points_pb2_grpc,
 )
 
+from veclink.errors import FailedPrecondition
+
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
@@ -61,7 +68,27 @@ def build_store(settings: Settings) -> VectorStore:
             max_text_chars=lim.max_text_chars,
             max_ids=lim.max_ids,
         ),
+        checkpoints=CheckpointPolicy(
+            records=settings.storage.checkpoint_records,
+            wal_bytes=settings.storage.checkpoint_wal_bytes,
+            seconds=settings.storage.checkpoint_seconds,
+        ),
     )
+
+
+def bind_error(address: str) -> FailedPrecondition:
+    """The error for an address gRPC could not bind, with the operating system's reason."""
+    host, _, port = address.rpartition(":")
+    reason = "the address is not available"
+    try:
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host.strip("[]"), int(port)))
+    except OSError as exc:
+        reason = "another process is listening there" if exc.errno == errno.EADDRINUSE else str(exc)
+    except ValueError:
+        reason = "it is not a valid host:port"
+    return FailedPrecondition(f"cannot listen on {address}: {reason}", field="server.port")
 
 
 class Server:
@@ -75,6 +102,7 @@ class Server:
         executor: ThreadPoolExecutor,
         health_servicer: health.aio.HealthServicer,
         jobs: LinkageJobs,
+        checkpoints: asyncio.Task[None] | None = None,
     ) -> None:
         self.grpc_server = server
         self.port = port
@@ -84,9 +112,20 @@ class Server:
         self.jobs = jobs
         #: the HTTP /metrics, /healthz, /readyz server (None with server.metrics off)
         self.probes: ProbeServer | None = None
+        self.checkpoints = checkpoints
 
     @classmethod
-    async def start(cls, settings: Settings, store: VectorStore | None = None) -> Server:
+    async def start(
+        cls,
+        settings: Settings,
+        store: VectorStore | None = None,
+        prepare: Callable[[], object] | None = None,
+    ) -> Server:
+        """Bind, replay every collection's index, run ``prepare``, then report SERVING.
+
+        The port is bound first, so a busy port fails at once (no SO_REUSEPORT: a second
+        server never shares it); health says NOT_SERVING until the indexes are replayed.
+        """
         store = store or build_store(settings)
         executor = ThreadPoolExecutor(settings.server.workers, thread_name_prefix="veclink")
         size = settings.server.max_message_bytes
@@ -99,6 +138,7 @@ class Server:
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
+                ("grpc.so_reuseport", 0),
             ],
         )
         embeddings_pb2_grpc.add_EmbeddingsServicer_to_server(
@@ -120,9 +160,14 @@ class Server:
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{settings.server.host}:{settings.server.port}"
-        port = add_port(server, address, settings.server.tls)
+        try:
+            port = add_port(server, address, settings.server.tls)
+        except RuntimeError:  # grpcio >= 1.56 raises; older ones return 0
+            port = 0
         if port == 0:
-            raise OSError(f"cannot bind {address}")
+            executor.shutdown(wait=False)
+            jobs.close()
+            raise bind_error(address)
         await server.start()
         probes = None
         if settings.server.metrics:
@@ -133,14 +178,33 @@ class Server:
                 await server.stop(0)
                 raise
         for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+        def replay_and_prepare() -> None:
+            store.open_all()
+            if prepare is not None:
+                prepare()
+
+        await asyncio.get_running_loop().run_in_executor(executor, replay_and_prepare)
+        for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("veclink serving on %s:%d", settings.server.host, port)
-        running = cls(server, port, store, executor, health_servicer, jobs)
+        every = settings.storage.checkpoint_seconds
+        checkpoints = (
+            asyncio.create_task(_checkpoint_loop(store, executor, max(1.0, min(every / 2, 30.0))))
+            if every
+            else None
+        )
+        running = cls(server, port, store, executor, health_servicer, jobs, checkpoints)
         running.probes = probes
         return running
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.checkpoints is not None:
+            self.checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.checkpoints
         await self.grpc_server.stop(grace)
         if self.probes is not None:
             self.probes.close()
@@ -149,9 +213,27 @@ class Server:
         self.store.close()
 
 
-async def serve_forever(settings: Settings, store: VectorStore | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then drain in-flight calls and close the store cleanly."""
-    server = await Server.start(settings, store)
+async def _checkpoint_loop(store: VectorStore, executor: ThreadPoolExecutor, every: float) -> None:
+    """Snapshot collections whose WAL is due although no write comes to trigger it."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await loop.run_in_executor(executor, store.checkpoint_idle)
+        except Exception:  # keep checking; the next write or tick tries again
+            log.exception("periodic checkpoint failed")
+
+
+async def serve_forever(
+    settings: Settings,
+    store: VectorStore | None = None,
+    prepare: Callable[[], object] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, then drain in-flight calls and close the store cleanly.
+
+    ``prepare`` runs after the port is bound and before the server reports SERVING.
+    """
+    server = await Server.start(settings, store, prepare)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

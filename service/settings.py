@@ -64,6 +64,12 @@ class StorageSettings:
     database_url: str = ""
     #: index kind of collections created without one: flat or partitioned
     default_index_kind: str = "partitioned"
+    #: snapshot a collection's index (and truncate its WAL) after this many writes (0: off)
+    checkpoint_records: int = 10_000
+    #: ... or once its WAL holds this many bytes (0: off)
+    checkpoint_wal_bytes: int = 64 * 1024 * 1024
+    #: ... or this many seconds after the last snapshot, once the WAL holds anything (0: off)
+    checkpoint_seconds: float = 300.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

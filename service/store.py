@@ -1,10 +1,26 @@
 """VectorStore: the catalog, one vector index per collection, and the served models.
 
 Write path (per collection, serialised by a lock): validate the whole batch, embed it, stage
-the catalog rows, write the index (WAL, durable on return), then commit the catalog. A
-crash between the last two leaves index entries the catalog does not know; opening a
-collection reconciles both sides, so nothing acknowledged is lost and nothing half-written
-is ever returned.
+the catalog rows, write the index (WAL, durable on return), then commit the catalog, which
+is the commit point.
+
+Atomicity rests on one number per collection, ``write_version`` in its catalog row. Every
+write takes the next one: the catalog transaction stores it and the index WAL record carries
+it as its stamp. A crash after the WAL fsync but before the catalog commit leaves a WAL
+record stamped above the catalog's ``write_version``; opening the collection reopens the
+index with ``committed=write_version``, which cuts that record (and nothing else) from the
+WAL before replay. So the index comes back exactly as the last committed write left it:
+vectors, texts and payloads of an acknowledged write survive together, and an
+unacknowledged replacement or delete leaves no trace, torn or whole. A write whose index
+step or commit fails in a running process takes the same road: the collection's index is
+abandoned (no snapshot) and reopened from disk on the next call.
+
+Checkpoints: after a commit, under the collection's write lock, the index is snapshotted
+and its WAL truncated when the `CheckpointPolicy` says so (records, bytes, age); the server
+also checks idle collections periodically. Snapshots are therefore only taken when every
+stamped index write is committed, which the index checks on open. Readers (Get, Search)
+share a readers-writer lock whose write side covers only index write + commit, so no
+reader sees a vector its catalog row does not yet have.
 """
 
 from __future__ import annotations
@@ -14,7 +30,7 @@ import logging
 import shutil
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +39,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from veclink.encoders import Encoder
-from veclink.index import VectorIndex, create_index, open_index
+from veclink.index import CheckpointPolicy, WalIndex, create_index, open_index
 from veclink.index.base import check_metric, normalize_rows
 from veclink.service.catalog import CollectionRow, RecordRow, open_catalog
 from veclink.service.domain import (
@@ -36,6 +52,7 @@ from veclink.service.domain import (
     check_collection_name,
 )
 from veclink.service.models import ModelRegistry
+from veclink.service.rwlock import ReadWriteLock
 
 from veclink.errors import (
     AlreadyExists,
@@ -63,13 +80,16 @@ class Limits:
 
 
 class _Open:
-    """An open collection: its catalog row snapshot, index, encoder and write lock."""
+    """An open collection: its catalog row snapshot, index, encoder and locks."""
 
-    def __init__(self, row: CollectionRow, index: VectorIndex, encoder: Encoder | None) -> None:
+    def __init__(self, row: CollectionRow, index: WalIndex, encoder: Encoder | None) -> None:
         self.row = row
         self.index = index
         self.encoder = encoder
+        #: serialises writers from catalog read to commit
         self.lock = threading.Lock()
+        #: exclusive over index write + catalog commit; readers share it
+        self.visible = ReadWriteLock()
 
 
 class VectorStore:
@@ -83,6 +103,7 @@ class VectorStore:
         database_url: str | None = None,
         default_index_kind: str = "partitioned",
         limits: Limits = Limits(),
+        checkpoints: CheckpointPolicy | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +113,7 @@ class VectorStore:
         self.models = models
         self.default_index_kind = default_index_kind
         self.limits = limits
+        self.checkpoints = checkpoints or CheckpointPolicy()
         self._open: dict[str, _Open] = {}
         self._lock = threading.RLock()
         self._remove_orphan_index_dirs()
@@ -156,7 +178,7 @@ class VectorStore:
 
     def _create_index(
         self, kind: str, dim: int, metric: str, path: Path, options: dict[str, Any]
-    ) -> VectorIndex:
+    ) -> WalIndex:
         try:
             return create_index(kind, dim, metric=metric, path=str(path), **options)
         except VeclinkError:
@@ -198,7 +220,7 @@ class VectorStore:
         self,
         session: Session,
         row: CollectionRow,
-        index: VectorIndex | None,
+        index: WalIndex | None,
         count: int | None = None,
     ) -> CollectionInfo:
         """Describe a collection; index statistics only when ``index`` is given."""
@@ -230,15 +252,31 @@ class VectorStore:
                 row = session.scalar(select(CollectionRow).where(CollectionRow.name == name))
                 if row is None:
                     raise NotFound(f"collection {name!r} does not exist", field="collection")
-                index = open_index(str(self.data_dir / "indexes" / row.index_dir))
+                index = open_index(
+                    str(self.data_dir / "indexes" / row.index_dir), committed=row.write_version
+                )
                 self._reconcile(session, row, index)
             encoder = self.models.for_spec(row.encoder_spec) if row.encoder_spec else None
             coll = _Open(row, index, encoder)
             self._open[name] = coll
             return coll
 
-    def _reconcile(self, session: Session, row: CollectionRow, index: VectorIndex) -> None:
-        """Make the catalog and the index agree after a crash between their two commits."""
+    def open_all(self) -> None:
+        """Open every collection now (index replay and reconciliation), not on first use."""
+        with self.sessions() as session:
+            names = list(session.scalars(select(CollectionRow.name)))
+        for name in names:
+            try:
+                self._collection(name)
+            except VeclinkError as exc:  # the collection's calls report it; serve the others
+                log.error("collection %s cannot be opened: %s", name, exc)
+
+    def _reconcile(self, session: Session, row: CollectionRow, index: WalIndex) -> None:
+        """Check that the catalog and the index agree, and repair what cannot be rolled back.
+
+        Stamps make both sides agree after any crash; a difference here comes from an index
+        written before stamps existed.
+        """
         catalog_ids = np.fromiter(
             session.scalars(select(RecordRow.vector_id).where(RecordRow.collection_id == row.id)),
             dtype=np.int64,
@@ -247,7 +285,7 @@ class VectorStore:
         orphans = np.setdiff1d(index_ids, catalog_ids)
         if orphans.size:
             log.warning("collection %s: removing %d unacknowledged vectors", row.name, orphans.size)
-            index.remove(orphans)
+            index.remove(orphans, stamp=row.write_version)
         missing = np.setdiff1d(catalog_ids, index_ids)
         if missing.size:
             # only a delete interrupted after its index write leaves these: finish it
@@ -315,22 +353,52 @@ class VectorStore:
                     old.text = rec.text
                     old.payload = rec.payload
             row.next_vector_id = next_id
-            session.flush()
-            replaced = vector_ids[[rec.id in existing for rec in records]]
-            previous = coll.index.get(replaced) if replaced.size else None
-            coll.index.add(vector_ids, vectors)
-            try:
-                session.commit()
-            except Exception:
-                # undo the index write so the index matches the unchanged catalog
-                created = np.setdiff1d(vector_ids, replaced)
-                if created.size:
-                    coll.index.remove(created)
-                if previous is not None:
-                    coll.index.add(replaced, previous)
-                raise
+            self._commit_write(
+                coll, session, row, lambda stamp: coll.index.add(vector_ids, vectors, stamp=stamp)
+            )
             coll.row.next_vector_id = next_id
         return len(records), len(records) - len(existing)
+
+    def _commit_write(
+        self,
+        coll: _Open,
+        session: Session,
+        row: CollectionRow,
+        write_index: Callable[[int], object],
+    ) -> None:
+        """Stamp the staged catalog changes, write the index, commit (see the module notes)."""
+        stamp = row.write_version + 1
+        row.write_version = stamp
+        session.flush()
+        try:
+            with coll.visible.write():
+                write_index(stamp)
+                session.commit()
+        except BaseException:
+            # the index may hold a write the catalog does not: drop it from memory and let
+            # the next call reopen the index up to the catalog's last commit
+            log.warning("collection %s: write failed, reopening its index", coll.row.name)
+            if self._open.get(coll.row.name) is coll:
+                self._open.pop(coll.row.name, None)
+            coll.index.abandon()
+            raise
+        coll.row.write_version = stamp
+        if coll.index.checkpoint_due(self.checkpoints):
+            coll.index.flush()
+
+    def checkpoint_idle(self) -> int:
+        """Snapshot the collections whose WAL is due and that no writer holds; returns how many."""
+        done = 0
+        for coll in list(self._open.values()):
+            if not coll.lock.acquire(blocking=False):
+                continue  # its writer checks after its commit
+            try:
+                if coll.index.checkpoint_due(self.checkpoints):
+                    coll.index.flush()
+                    done += 1
+            finally:
+                coll.lock.release()
+        return done
 
     def _record_vectors(self, coll: _Open, records: Sequence[RecordIn]) -> np.ndarray:
         """Validate every record, then embed/collect their vectors (float32 (n, dim))."""
@@ -417,12 +485,14 @@ class VectorStore:
             )
             if not rows:
                 return 0
+            row = session.get(CollectionRow, coll.row.id, with_for_update=True)
+            assert row is not None  # held by coll.lock
             for r in rows:
                 session.delete(r)
-            session.flush()
-            coll.index.remove(np.array([r.vector_id for r in rows], dtype=np.int64))
-            # a crash here is finished by _reconcile on the next open
-            session.commit()
+            vector_ids = np.array([r.vector_id for r in rows], dtype=np.int64)
+            self._commit_write(
+                coll, session, row, lambda stamp: coll.index.remove(vector_ids, stamp=stamp)
+            )
             return len(rows)
 
     def get(
@@ -433,7 +503,7 @@ class VectorStore:
             raise ResourceExhausted(
                 f"{len(ids)} ids in one request; the limit is {self.limits.max_ids}", field="ids"
             )
-        with self.sessions() as session:
+        with coll.visible.read(), self.sessions() as session:
             rows = {
                 r.external_id: r
                 for r in session.scalars(
@@ -443,12 +513,12 @@ class VectorStore:
                     )
                 )
             }
-        found = [rows[i] for i in ids if i in rows]
-        vecs = (
-            coll.index.get(np.array([r.vector_id for r in found], dtype=np.int64))
-            if with_vectors and found
-            else None
-        )
+            found = [rows[i] for i in ids if i in rows]
+            vecs = (
+                coll.index.get(np.array([r.vector_id for r in found], dtype=np.int64))
+                if with_vectors and found
+                else None
+            )
         records = [
             StoredRecord(
                 id=r.external_id,
@@ -471,8 +541,9 @@ class VectorStore:
         size = len(coll.index)
         fetch = q.k if q.filter is None else min(max(4 * q.k, 64), max(size, 1))
         while True:
-            scores, vids = coll.index.search(query, min(fetch, max(size, 1)), **params)
-            hits = self._hits(coll, scores[0], vids[0], q)
+            with coll.visible.read():
+                scores, vids = coll.index.search(query, min(fetch, max(size, 1)), **params)
+                hits = self._hits(coll, scores[0], vids[0], q)
             if len(hits) >= q.k or fetch >= size:
                 return hits[: q.k]
             fetch *= 4  # the filter rejected too many: look deeper
@@ -588,7 +659,8 @@ class VectorStore:
     def close(self) -> None:
         with self._lock:
             for coll in self._open.values():
-                coll.index.close()
+                with coll.lock:
+                    coll.index.close()
             self._open.clear()
             self.engine.dispose()
 

@@ -1,12 +1,18 @@
-"""The write-ahead log: framing, torn tails, rotation, LSN continuity, group commit."""
+"""The write-ahead log: framing, torn tails, rotation, LSN continuity, group commit, stamps."""
 
 from __future__ import annotations
 
+import struct
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
+from veclink.index import create_index, open_index
 from veclink.index.wal import OP_ADD, OP_REMOVE, WriteAheadLog
+
+from veclink.errors import FailedPrecondition
 
 
 def vecs(n: int, seed: int = 0) -> np.ndarray:
@@ -117,3 +123,70 @@ def test_one_fsync_covers_every_record_written_before_it(tmp_path: Path) -> None
     wal.sync(lsns[0])  # already covered by the group's fsync: no second one
     assert wal.syncs == 1
     wal.close()
+
+
+def test_stamps_round_trip_and_never_decrease(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path)
+    wal.append(OP_ADD, np.array([1]), vecs(1), stamp=3)
+    wal.append(OP_REMOVE, np.array([1]))  # no stamp: the last one
+    with pytest.raises(ValueError, match="below"):
+        wal.write(OP_ADD, np.array([2]), vecs(1), stamp=2)
+    wal.close()
+    wal = WriteAheadLog(tmp_path)
+    assert [(r.lsn, r.stamp) for r in wal.replay(after=0)] == [(1, 3), (2, 3)]
+    assert wal.last_stamp == 3
+    wal.close()
+
+
+def test_records_stamped_above_the_owners_commit_are_cut(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path)
+    for stamp in (1, 2, 2, 3, 4):
+        wal.append(OP_ADD, np.array([stamp]), vecs(1, stamp), stamp=stamp)
+    wal.close()
+    wal = WriteAheadLog(tmp_path, max_stamp=2)  # the owner committed up to 2
+    assert [r.stamp for r in wal.replay(after=0)] == [1, 2, 2]
+    assert wal.last_stamp == 2 and wal.records == 3
+    # numbering goes on after the last kept record: no snapshot can cover a cut one
+    assert wal.append(OP_REMOVE, np.array([1]), stamp=3) == 4
+    wal.close()
+    assert [(r[0], r[1]) for r in records(tmp_path)] == [
+        (1, OP_ADD),
+        (2, OP_ADD),
+        (3, OP_ADD),
+        (4, OP_REMOVE),
+    ]
+
+
+def test_records_written_before_stamps_read_as_stamp_0(tmp_path: Path) -> None:
+    # the record layout of earlier versions: no stamp flag, no stamp field
+    ids, v = np.array([5], np.int64), vecs(1)
+    body = struct.pack("<QBII", 1, OP_ADD, 1, 4) + ids.tobytes() + v.tobytes()
+    (tmp_path / f"wal-{1:020d}.log").write_bytes(
+        struct.pack("<II", len(body), zlib.crc32(body)) + body
+    )
+    wal = WriteAheadLog(tmp_path, max_stamp=0)
+    (got,) = list(wal.replay(after=0))
+    assert (got.lsn, got.op, got.stamp, got.ids.tolist()) == (1, OP_ADD, 0, [5])
+    np.testing.assert_array_equal(got.vectors, v)
+    wal.close()
+
+
+@pytest.mark.parametrize("kind", ["flat", "partitioned"])
+def test_open_rolls_back_to_the_committed_stamp(tmp_path: Path, kind: str) -> None:
+    path = str(tmp_path / "idx")
+    index = create_index(kind, 4, metric="ip", path=path)
+    index.add(np.arange(3), vecs(3), stamp=1)
+    index.flush()  # snapshot at stamp 1
+    index.add(np.array([1]), np.full((1, 4), 9, np.float32), stamp=2)
+    index.remove(np.array([0]), stamp=3)
+    index.add(np.array([7]), vecs(1, 7), stamp=3)
+    index.abandon()  # as a kill would leave it
+    again = open_index(path, committed=2)
+    assert sorted(again.ids().tolist()) == [0, 1, 2]
+    np.testing.assert_array_equal(again.get(np.array([1]))[0], np.full(4, 9, np.float32))
+    again.abandon()
+    again = open_index(path, committed=1)  # the records of stamp 2 are gone for good
+    np.testing.assert_array_equal(again.get(np.array([1]))[0], vecs(3)[1])
+    again.close()
+    with pytest.raises(FailedPrecondition, match="cannot be rolled back"):
+        open_index(path, committed=0)  # the snapshot holds stamp 1
