@@ -261,15 +261,18 @@ class VectorStore:
             self._open[name] = coll
             return coll
 
-    def open_all(self) -> None:
-        """Open every collection now (index replay and reconciliation), not on first use."""
+    def open_all(self) -> int:
+        """Open every collection now (index replay, reconciliation); returns how many opened."""
         with self.sessions() as session:
             names = list(session.scalars(select(CollectionRow.name)))
+        opened = 0
         for name in names:
             try:
                 self._collection(name)
+                opened += 1
             except VeclinkError as exc:  # the collection's calls report it; serve the others
                 log.error("collection %s cannot be opened: %s", name, exc)
+        return opened
 
     def _reconcile(self, session: Session, row: CollectionRow, index: WalIndex) -> None:
         """Check that the catalog and the index agree, and repair what cannot be rolled back.
