@@ -86,7 +86,7 @@ def bind_error(address: str) -> FailedPrecondition:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.bind((host.strip("[]"), int(port)))
     except OSError as exc:
-        reason = "another process is listening there" if exc.errno == errno.EADDRINUSE else str(exc)
+        reason = "the address is in use" if exc.errno == errno.EADDRINUSE else str(exc)
     except ValueError:
         reason = "it is not a valid host:port"
     return FailedPrecondition(f"cannot listen on {address}: {reason}", field="server.port")
