@@ -380,10 +380,11 @@ class VectorStore:
         except BaseException:
             # the index may hold a write the catalog does not: drop it from memory and let
             # the next call reopen the index up to the catalog's last commit
+            # (files closed first, so that the reopen is the only writer of the WAL)
             log.warning("collection %s: write failed, reopening its index", coll.row.name)
+            coll.index.abandon()
             if self._open.get(coll.row.name) is coll:
                 self._open.pop(coll.row.name, None)
-            coll.index.abandon()
             raise
         coll.row.write_version = stamp
         if coll.index.checkpoint_due(self.checkpoints):

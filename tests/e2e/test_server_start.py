@@ -1,5 +1,6 @@
-"""A second server on a port that is taken fails at once with the address in the error,
-instead of sharing the port (SO_REUSEPORT) and silently splitting the traffic."""
+"""Starting a server: indexes are replayed before health reports SERVING; a second server on
+a port that is taken fails at once with the address in the error, instead of sharing the
+port (SO_REUSEPORT) and silently splitting the traffic."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from veclink.service.server import Server
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from veclink.service.domain import RecordIn
+from veclink.service.server import Server, build_store
 from veclink.service.settings import load_settings
 
 from veclink.client import Client
@@ -67,3 +71,46 @@ def test_veclink_serve_on_a_busy_port_exits_with_a_clear_error(tmp_path: Path) -
     assert proc.returncode == 1
     assert f"error: cannot listen on 127.0.0.1:{port}: the address is in use" in proc.stderr
     assert "loading encoder" not in proc.stderr  # it failed before loading any model
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _health(address: str) -> int:
+    with Client(address) as c:
+        stub = health_pb2_grpc.HealthStub(c.channel)
+        return int(stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status)
+
+
+def test_indexes_are_replayed_before_health_says_serving(tmp_path: Path) -> None:
+    port = _free_port()
+    settings = _settings(tmp_path / "data", port)
+    store = build_store(settings)
+    store.create_collection("c", dim=4, metric="ip", index_kind="flat")
+    store.upsert("c", [RecordIn(id="a", vector=np.ones(4, np.float32), text="t")])
+    for coll in store._open.values():  # as after a kill: no snapshot, the WAL holds the write
+        coll.index.abandon()
+    store.engine.dispose()
+    store = build_store(settings)
+    seen: dict[str, object] = {}
+
+    def prepare() -> None:  # runs after the bind, after the replay, before SERVING
+        seen["replayed"] = "c" in store._open and len(store._open["c"].index) == 1
+        seen["health"] = _health(f"127.0.0.1:{port}")
+
+    async def run() -> None:
+        server = await Server.start(settings, store, prepare)
+        try:
+            seen["after"] = await asyncio.to_thread(_health, f"127.0.0.1:{port}")
+        finally:
+            await server.stop(0)
+
+    asyncio.run(run())
+    assert seen == {
+        "replayed": True,
+        "health": health_pb2.HealthCheckResponse.NOT_SERVING,
+        "after": health_pb2.HealthCheckResponse.SERVING,
+    }
