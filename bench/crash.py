@@ -2,8 +2,9 @@
 
 Runs tests/e2e/crash_harness.py (the suite's crash test) with many more kills per
 configuration and prints one table row per configuration: kills, operations acknowledged,
-lost, torn, resurrected and phantom records, the largest WAL seen after a kill and the
-longest index replay the restarted server logged.
+lost, torn, resurrected and phantom records, the batches a kill caught unacknowledged (and
+how many of them had been applied: either is fine, half is not), the largest WAL seen after a
+kill and the longest index replay the restarted server logged.
 
     python bench/crash.py                                   # 13 kills x 4 configurations
     python bench/crash.py --kills 5 --no-postgres           # quick, SQLite only
@@ -93,13 +94,13 @@ def main() -> None:
                 print(f"  {kind}/{db}: {line}", file=sys.stderr)
     head = (
         "| index | catalog | kills | ops acknowledged | lost | torn | resurrected | phantom "
-        "| WAL bytes max | replay s max |"
+        "| in flight (applied) | WAL bytes max | replay s max |"
     )
     print(
         f"\n`python bench/crash.py {' '.join(sys.argv[1:])}` ({time.monotonic() - began:.0f} s)\n"
     )
     print(head)
-    print("|" + "---|" * 10)
+    print("|" + "---|" * 11)
     total = [0] * 6
     for kind, db, r in rows:
         cells = [r.kills, r.acknowledged, r.lost, r.torn, r.resurrected, r.phantom]
@@ -107,9 +108,10 @@ def main() -> None:
         print(
             f"| {kind} | {db} | "
             + " | ".join(str(c) for c in cells)
+            + f" | {r.in_flight} ({r.in_flight_applied})"
             + f" | {r.wal_bytes_max:,} | {r.replay_seconds_max:.3f} |"
         )
-    print("| **all** | | " + " | ".join(f"**{c}**" for c in total) + " | | |")
+    print("| **all** | | " + " | ".join(f"**{c}**" for c in total) + " | | | |")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ class CrashReport:
     torn: int = 0
     resurrected: int = 0
     phantom: int = 0
+    #: unacknowledged batches cut off by a kill, and how many of them had happened
+    in_flight: int = 0
+    in_flight_applied: int = 0
     wal_bytes_max: int = 0
     replay_seconds_max: float = 0.0
     #: one line per violation or unexpected error
@@ -296,6 +299,9 @@ def _compare(client: Client, ledger: Ledger, config: CrashConfig, report: CrashR
         if len(happened) > 1:
             report.torn += 1
             report.problems.append(f"half of an unacknowledged batch is visible: {batch}")
+        elif happened:
+            report.in_flight += 1
+            report.in_flight_applied += happened == {True}
     present = {rid for rid, obs in seen.items() if obs is not None}
     count = client.get_collection(COLLECTION).count
     if count != len(present):
