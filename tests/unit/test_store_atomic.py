@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from veclink.index import CheckpointPolicy
+from veclink.service.catalog import CollectionRow, open_catalog
 from veclink.service.domain import RecordIn, SearchQuery
 from veclink.service.models import ModelRegistry
 from veclink.service.store import VectorStore
@@ -131,3 +133,17 @@ def test_idle_collections_are_checkpointed_by_age(tmp_path: Path, models: ModelR
     assert index.stats()["wal_records"] == 0
     assert store.checkpoint_idle() == 0  # nothing left to snapshot
     store.close()
+
+
+def test_a_catalog_from_before_write_versions_is_upgraded(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    engine, _ = open_catalog(url)
+    with engine.begin() as conn:  # the table as earlier versions created it
+        conn.execute(text("ALTER TABLE veclink_collections DROP COLUMN write_version"))
+    engine.dispose()
+    engine, sessions = open_catalog(url)
+    with sessions() as session:
+        session.add(CollectionRow(name="c", dim=4, metric="ip", index_kind="flat", index_dir="d"))
+        session.commit()
+        assert session.scalar(select(CollectionRow.write_version)) == 0
+    engine.dispose()
