@@ -109,6 +109,8 @@ class ServerProcess:
             str(port),
             "--index-kind",
             self.config.kind,
+            "--metrics-port",
+            "0",
         ]
         if self.config.database_url:
             cmd += ["--database-url", self.config.database_url]

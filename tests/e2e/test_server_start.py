@@ -23,7 +23,11 @@ from veclink.errors import FailedPrecondition
 
 def _settings(data_dir: Path, port: int):  # type: ignore[no-untyped-def]
     return load_settings(
-        env={}, overrides={"server": {"port": port}, "storage": {"data_dir": str(data_dir)}}
+        env={},
+        overrides={
+            "server": {"port": port, "metrics_port": 0},
+            "storage": {"data_dir": str(data_dir)},
+        },
     )
 
 
@@ -63,6 +67,8 @@ def test_veclink_serve_on_a_busy_port_exits_with_a_clear_error(tmp_path: Path) -
                 str(tmp_path / "data"),
                 "--port",
                 str(port),
+                "--metrics-port",
+                "0",
             ],
             capture_output=True,
             text=True,
