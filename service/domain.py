@@ -16,10 +16,22 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MAX_ID_LENGTH = 512
 
 
+#: characters of a client's value an error message quotes at most
+QUOTE_CHARS = 64
+
+
+def quote(value: str, limit: int = QUOTE_CHARS) -> str:
+    """``repr`` of at most ``limit`` characters of ``value``, saying how long it was."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
 def check_collection_name(name: str, field: str = "name") -> str:
-    if not NAME_RE.match(name or ""):
+    if not NAME_RE.fullmatch(name or ""):
         raise InvalidArgument(
-            f"{field} must be 1-128 characters of letters, digits, '_', '-', '.'; got {name!r}",
+            f"{field} must be 1-128 characters of letters, digits, '_', '-', '.'; "
+            f"got {quote(name or '')}",
             field=field,
         )
     return name

@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from veclink.index import CheckpointPolicy
 from veclink.service.auth import build_auth
+from veclink.service.decoding import DecodeErrorInterceptor
 from veclink.service.linkage_jobs import LinkageJobs
 from veclink.service.metrics import MetricsInterceptor
 from veclink.service.models import ModelRegistry
@@ -134,6 +135,8 @@ class Server:
         auth = build_auth(settings.auth)
         if auth is not None:
             interceptors.append(auth)
+        # innermost: undecodable requests answer INVALID_ARGUMENT, counted by the metrics
+        interceptors.append(DecodeErrorInterceptor())
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[
@@ -143,16 +146,20 @@ class Server:
             ],
         )
         embeddings_pb2_grpc.add_EmbeddingsServicer_to_server(
-            EmbeddingsServicer(store, executor), server
+            EmbeddingsServicer(store, executor, settings.limits), server
         )
         collections_pb2_grpc.add_CollectionsServicer_to_server(
-            CollectionsServicer(store, executor), server
+            CollectionsServicer(store, executor, settings.limits), server
         )
-        points_pb2_grpc.add_PointsServicer_to_server(PointsServicer(store, executor), server)
+        points_pb2_grpc.add_PointsServicer_to_server(
+            PointsServicer(store, executor, settings.limits), server
+        )
         jobs = LinkageJobs(
             store.engine, encoder_for=store.models.for_spec, sources=JobSources(settings.sources)
         )
-        linkage_pb2_grpc.add_LinkageServicer_to_server(LinkageServicer(jobs, executor), server)
+        linkage_pb2_grpc.add_LinkageServicer_to_server(
+            LinkageServicer(jobs, executor, settings.limits), server
+        )
         health_servicer = health.aio.HealthServicer()
         # not ready (/readyz 503) until everything below has started
         await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)

@@ -12,8 +12,11 @@ from typing import Any, TypeVar
 
 import grpc
 from veclink.service import convert
+from veclink.service.domain import quote
 from veclink.service.linkage_jobs import FINAL_STATES, LinkageJobs
+from veclink.service.settings import LimitSettings
 from veclink.service.store import VectorStore
+from veclink.service.validate import RequestValidator
 from veclink.v1 import (
     collections_pb2,
     collections_pb2_grpc,
@@ -49,6 +52,8 @@ STATUS = {
 }
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+#: longest status message sent: a reply must never fail for its own size
+MAX_MESSAGE_CHARS = 1_000
 
 
 def status_of(exc: VeclinkError) -> grpc.StatusCode:
@@ -56,6 +61,16 @@ def status_of(exc: VeclinkError) -> grpc.StatusCode:
         if cls in STATUS:
             return STATUS[cls]
     return grpc.StatusCode.INTERNAL
+
+
+async def abort_with(context: grpc.aio.ServicerContext, method: str, exc: VeclinkError) -> None:
+    """Answer a domain error: its status code and a bounded message, logged as one line."""
+    code = status_of(exc)
+    message = str(exc)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "..."
+    log.info("%s: %s (%s): %s", method, code.name, exc.field or "-", message[:200])
+    await context.abort(code, message)
 
 
 def _rpc(fn: F) -> F:
@@ -66,7 +81,7 @@ def _rpc(fn: F) -> F:
         try:
             return await fn(self, request, context)
         except VeclinkError as exc:
-            await context.abort(status_of(exc), str(exc))
+            await abort_with(context, fn.__name__, exc)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
         except Exception:
@@ -77,9 +92,12 @@ def _rpc(fn: F) -> F:
 
 
 class _Base:
-    def __init__(self, store: VectorStore, executor: Executor) -> None:
+    def __init__(
+        self, store: VectorStore, executor: Executor, limits: LimitSettings | None = None
+    ) -> None:
         self.store = store
         self.executor = executor
+        self.check = RequestValidator(limits or LimitSettings())
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -89,6 +107,7 @@ class _Base:
 class EmbeddingsServicer(_Base, embeddings_pb2_grpc.EmbeddingsServicer):
     @_rpc
     async def Embed(self, request: embeddings_pb2.EmbedRequest, context: Any) -> Any:
+        self.check.embed(request)
         inputs = [
             convert.content_to_python(c, f"inputs[{i}]") for i, c in enumerate(request.inputs)
         ]
@@ -129,6 +148,7 @@ class EmbeddingsServicer(_Base, embeddings_pb2_grpc.EmbeddingsServicer):
 class CollectionsServicer(_Base, collections_pb2_grpc.CollectionsServicer):
     @_rpc
     async def CreateCollection(self, request: Any, context: Any) -> Any:
+        self.check.create_collection(request)
         info = await self.run(
             self.store.create_collection,
             request.name,
@@ -144,6 +164,7 @@ class CollectionsServicer(_Base, collections_pb2_grpc.CollectionsServicer):
 
     @_rpc
     async def GetCollection(self, request: Any, context: Any) -> Any:
+        self.check.collection(request.name, "name")
         info = await self.run(self.store.get_collection, request.name)
         return collections_pb2.GetCollectionResponse(collection=convert.collection_to_proto(info))
 
@@ -156,12 +177,14 @@ class CollectionsServicer(_Base, collections_pb2_grpc.CollectionsServicer):
 
     @_rpc
     async def DeleteCollection(self, request: Any, context: Any) -> Any:
+        self.check.collection(request.name, "name")
         await self.run(self.store.delete_collection, request.name)
         return collections_pb2.DeleteCollectionResponse(deleted=True)
 
 
 class PointsServicer(_Base, points_pb2_grpc.PointsServicer):
     async def _upsert(self, request: points_pb2.UpsertRequest) -> tuple[int, int]:
+        self.check.upsert(request)
         records = [convert.record_from_proto(r) for r in request.records]
         return await self.run(self.store.upsert, request.collection, records)  # type: ignore[no-any-return]
 
@@ -182,8 +205,8 @@ class PointsServicer(_Base, points_pb2_grpc.PointsServicer):
                     collection = request.collection
                 elif request.collection and request.collection != collection:
                     raise InvalidArgument(
-                        f"message {batch} names collection {request.collection!r}; this stream "
-                        f"writes to {collection!r}",
+                        f"message {batch} names collection {quote(request.collection)}; this "
+                        f"stream writes to {quote(collection)}",
                         field="collection",
                     )
                 request.collection = collection
@@ -197,7 +220,9 @@ class PointsServicer(_Base, points_pb2_grpc.PointsServicer):
                 created += c
                 batch += 1
         except VeclinkError as exc:
-            await context.abort(status_of(exc), str(exc))
+            await abort_with(context, "UpsertStream", exc)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
         except Exception:
             log.exception("UpsertStream failed")
             await context.abort(grpc.StatusCode.INTERNAL, "UpsertStream failed; see server log")
@@ -205,11 +230,13 @@ class PointsServicer(_Base, points_pb2_grpc.PointsServicer):
 
     @_rpc
     async def Delete(self, request: points_pb2.DeleteRequest, context: Any) -> Any:
+        self.check.delete(request)
         n = await self.run(self.store.delete, request.collection, list(request.ids))
         return points_pb2.DeleteResponse(deleted=n)
 
     @_rpc
     async def Get(self, request: points_pb2.GetRequest, context: Any) -> Any:
+        self.check.get(request)
         records, missing = await self.run(
             self.store.get, request.collection, list(request.ids), request.with_vectors
         )
@@ -219,6 +246,7 @@ class PointsServicer(_Base, points_pb2_grpc.PointsServicer):
 
     @_rpc
     async def Search(self, request: points_pb2.SearchRequest, context: Any) -> Any:
+        self.check.search(request)
         hits = await self.run(self.store.search, convert.search_from_proto(request))
         return points_pb2.SearchResponse(hits=[convert.hit_to_proto(h) for h in hits])
 
@@ -226,9 +254,12 @@ class PointsServicer(_Base, points_pb2_grpc.PointsServicer):
 class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
     """Linkage jobs: start in the background, watch, page results, match one record."""
 
-    def __init__(self, jobs: LinkageJobs, executor: Executor) -> None:
+    def __init__(
+        self, jobs: LinkageJobs, executor: Executor, limits: LimitSettings | None = None
+    ) -> None:
         self.jobs = jobs
         self.executor = executor
+        self.check = RequestValidator(limits or LimitSettings())
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -236,6 +267,7 @@ class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
 
     @_rpc
     async def StartJob(self, request: linkage_pb2.StartJobRequest, context: Any) -> Any:
+        self.check.start_job(request)
         kind = convert.job_kind_from_proto(request.kind)
         job_id = await self.run(
             self.jobs.start,
@@ -250,6 +282,7 @@ class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
 
     @_rpc
     async def GetJob(self, request: linkage_pb2.GetJobRequest, context: Any) -> Any:
+        self.check.job_id(request.job_id)
         job = await self.run(self.jobs.get, request.job_id)
         return linkage_pb2.GetJobResponse(job=convert.job_to_proto(job))
 
@@ -257,6 +290,7 @@ class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
         """Stream the job whenever its stage, progress or state changes, until it ends."""
         last = None
         try:
+            self.check.job_id(request.job_id)
             while True:
                 job = await self.run(self.jobs.get, request.job_id)
                 seen = (job.state, job.stage, round(job.progress, 3))
@@ -267,10 +301,11 @@ class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
                     return
                 await asyncio.sleep(0.2)
         except VeclinkError as exc:
-            await context.abort(status_of(exc), str(exc))
+            await abort_with(context, "WatchJob", exc)
 
     @_rpc
     async def GetResults(self, request: linkage_pb2.GetResultsRequest, context: Any) -> Any:
+        self.check.get_results(request)
         _, pairs, entities, token = await self.run(
             self.jobs.results, request.job_id, request.page_size, request.page_token
         )
@@ -282,8 +317,7 @@ class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
 
     @_rpc
     async def Match(self, request: linkage_pb2.MatchRequest, context: Any) -> Any:
-        if not request.HasField("record"):
-            raise InvalidArgument("record is required", field="record")
+        self.check.match(request)
         result = await self.run(
             self.jobs.match,
             request.job_id,

@@ -74,11 +74,44 @@ class StorageSettings:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LimitSettings:
+    """Bounds every request is checked against before any work (see service/validate.py)."""
+
+    #: records per Upsert message / stream batch
     max_batch: int = 10_000
+    #: inputs per Embed request
     max_embed_inputs: int = 2_048
+    #: largest k a search or Match may ask for
     max_k: int = 1_000
+    #: characters in one text (record text, search text, Embed input, instruction)
     max_text_chars: int = 100_000
+    #: ids per Get / Delete request
     max_ids: int = 10_000
+    #: largest vector dimension of a collection (and of any vector sent)
+    max_dimensions: int = 65_536
+    #: largest euclidean norm of a sent vector, so scores (<= 4 * norm^2) stay finite
+    max_vector_norm: float = 1e9
+    #: characters in a record id
+    max_id_chars: int = 512
+    #: characters in a collection, model, job or column name and a payload key
+    max_name_chars: int = 128
+    #: bytes of one encoded image
+    max_image_bytes: int = 16 * 1024 * 1024
+    #: encoded bytes of one JSON object (payload, record, row, index options)
+    max_struct_bytes: int = 1024 * 1024
+    #: encoded bytes of a linkage spec (it may carry labelled pairs)
+    max_spec_bytes: int = 8 * 1024 * 1024
+    #: nesting depth of any JSON value (objects and lists)
+    max_struct_depth: int = 32
+    #: conditions in a search filter
+    max_filter_conditions: int = 64
+    #: values in one any_of condition
+    max_filter_values: int = 1_024
+    #: inline rows of one linkage table
+    max_rows: int = 1_000_000
+    #: characters of a linkage job's SQL source
+    max_sql_chars: int = 100_000
+    #: partitions a search may ask to probe
+    max_nprobe: int = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
