@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from veclink.index import CheckpointPolicy
 from veclink.service.auth import build_auth
 from veclink.service.decoding import DecodeErrorInterceptor
+from veclink.service.health import HealthServicer
 from veclink.service.linkage_jobs import LinkageJobs
 from veclink.service.metrics import MetricsInterceptor
 from veclink.service.models import ModelRegistry
@@ -160,7 +161,7 @@ class Server:
         linkage_pb2_grpc.add_LinkageServicer_to_server(
             LinkageServicer(jobs, executor, settings.limits), server
         )
-        health_servicer = health.aio.HealthServicer()
+        health_servicer = HealthServicer()
         # not ready (/readyz 503) until everything below has started
         await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
