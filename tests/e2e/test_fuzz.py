@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.fixtures.fuzz import FuzzTarget, all_methods, request_strategy
+from tests.fixtures.fuzz import FuzzTarget, Method, all_methods, request_strategy
 from tests.fixtures.server import RunningServer, server_settings
 
 METHODS = all_methods()
@@ -35,7 +35,7 @@ def test_methods_cover_every_rpc() -> None:
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
-def test_fuzz_rpc(target: FuzzTarget, method, data_strategy=None) -> None:  # type: ignore[no-untyped-def]
+def test_fuzz_rpc(target: FuzzTarget, method: Method) -> None:
     @settings(
         max_examples=25,
         deadline=None,
