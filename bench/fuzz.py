@@ -80,6 +80,7 @@ def main() -> None:
         try:
             for i, method in enumerate(methods):
                 fuzz_method(target, method, per_method, args.seed + i)
+                print(f"{method.path}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
         finally:
             elapsed = time.perf_counter() - start
             target.close()
