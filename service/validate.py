@@ -252,7 +252,7 @@ class RequestValidator:
             self.name(src.encoding, f"{side}.encoding")
             try:
                 codecs.lookup(src.encoding)
-            except LookupError:
+            except (LookupError, ValueError):  # ValueError: a NUL in the name
                 raise InvalidArgument(
                     f"{side}.encoding {quote(src.encoding)} is not a known text encoding",
                     field=f"{side}.encoding",

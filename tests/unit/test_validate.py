@@ -98,10 +98,10 @@ def test_linkage_requests() -> None:
     assert err.value.field == "left.path" and len(str(err.value)) < 250
     with pytest.raises(InvalidArgument, match="NUL"):
         CHECK.start_job(linkage_pb2.StartJobRequest(left=linkage_pb2.TableSource(path="a\0b")))
-    with pytest.raises(InvalidArgument, match="encoding"):
-        CHECK.start_job(
-            linkage_pb2.StartJobRequest(left=linkage_pb2.TableSource(path="a", encoding="nope"))
-        )
+    for encoding in ("nope", "utf\x008"):
+        with pytest.raises(InvalidArgument, match="encoding"):
+            src = linkage_pb2.TableSource(path="a", encoding=encoding)
+            CHECK.start_job(linkage_pb2.StartJobRequest(left=src))
     req = linkage_pb2.StartJobRequest()
     req.left.inline.rows.add().update({"id": "1", "x": math.nan})
     with pytest.raises(InvalidArgument, match=r"left.inline.rows\[0\]\['x'\]"):
