@@ -311,6 +311,14 @@ class _Job:
                 scores[selected], null, choice.threshold, seed=self.spec.seed
             )
         for d in duplicates:
+            excess = d.observed - d.expected
+            if not d.flagged and excess > max(5.0, 3 * (d.expected + 1) ** 0.5):
+                warnings.append(
+                    f"the {d.side} table may hold some duplicates or look-alike records: "
+                    f"{d.observed} records of the other table have several {d.side} candidates "
+                    f"above the match threshold ({d.expected:.0f} the other way round); too few "
+                    "to leave one-to-one, so some true pairs may be missing"
+                )
             if d.flagged:
                 warnings.append(
                     f"the {d.side} table appears to hold duplicates: {d.observed} records of the "
