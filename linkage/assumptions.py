@@ -30,7 +30,7 @@ MIN_SELF_LABELS = 20
 
 @dataclasses.dataclass(frozen=True)
 class SideDuplicates:
-    """Outcome of the within-side duplicate check of one side of a link job."""
+    """Outcome of the duplicate check of one side of a link job."""
 
     side: str  # "left" | "right"
     records: int
