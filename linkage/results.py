@@ -129,7 +129,7 @@ class LinkResult:
     judged_rows: np.ndarray | None = None
     #: what the user must be told about the estimates (broken assumptions, uncertainty)
     warnings: tuple[str, ...] = ()
-    #: the within-side duplicate check of each side (link jobs)
+    #: the duplicate check of each side (link jobs; see veclink.linkage.assumptions)
     duplicates: tuple[SideDuplicates, ...] = ()
     #: how records paired up: one_to_one, one_to_many, many_to_one, many_to_many, dedupe
     assignment: str = "one_to_one"
@@ -237,7 +237,7 @@ class DedupeResult:
     judged_rows: np.ndarray | None = None
     #: what the user must be told about the estimates (broken assumptions, uncertainty)
     warnings: tuple[str, ...] = ()
-    #: the within-side duplicate check of each side (link jobs)
+    #: the duplicate check of each side (link jobs; see veclink.linkage.assumptions)
     duplicates: tuple[SideDuplicates, ...] = ()
     #: how records paired up: one_to_one, one_to_many, many_to_one, many_to_many, dedupe
     assignment: str = "one_to_one"
