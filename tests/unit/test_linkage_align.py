@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
 from veclink.linkage import Table, read_table
 from veclink.linkage.align import align_columns, identity_alignment, name_similarity, name_tokens
 from veclink.linkage.profile import infer_type, profile_column
+
+from tests.fixtures.linkage import support
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
 
@@ -20,15 +20,6 @@ LAST = ["meyer", "rossi", "novak", "garcia", "schmidt", "dubois", "kowalski", "s
 ITEMS = ["lamp", "chair", "table", "kettle", "router", "camera", "phone", "speaker", "drill"]
 BRANDS = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka"]
 CITIES = ["berlin", "paris", "rome", "madrid", "vienna", "oslo", "lisbon", "prague"]
-
-
-def _support():
-    if "linkage_test_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("linkage_test_support", FIX / "support.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["linkage_test_support"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["linkage_test_support"]
 
 
 def _products(n: int, seed: int) -> list[dict[str, str]]:
@@ -189,7 +180,7 @@ def test_no_alignment_says_so() -> None:
 
 
 def test_encoder_signal_only_adds_evidence() -> None:
-    enc = _support().HashEncoder(dim=64)
+    enc = support.HashEncoder(dim=64)
     left = _table(_products(150, 12), {"title": "title", "contact": "person"}, "l")
     right = _table(_products(150, 13), {"contact": "who", "title": "label"}, "r")
     plain = align_columns(left, right)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +15,12 @@ from veclink.linkage.assumptions import (
 )
 from veclink.linkage.tables import Table
 
+from tests.fixtures.linkage import support
+
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
 
 
-def _support():
-    if "linkage_test_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("linkage_test_support", FIX / "support.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["linkage_test_support"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["linkage_test_support"]
-
-
-S = _support()
+S = support
 
 
 def test_assignment_follows_the_sides_with_duplicates() -> None:

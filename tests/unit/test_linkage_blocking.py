@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +10,9 @@ from veclink.linkage.blocking import VectorSource, block, code_tokens, key_pairs
 from veclink.linkage.lexical import LexicalVectorizer, combine_views, project
 from veclink.linkage.spec import BlockingSpec
 
+from tests.fixtures.linkage import support
+
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
-
-
-def _support():
-    if "linkage_test_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("linkage_test_support", FIX / "support.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["linkage_test_support"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["linkage_test_support"]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -32,7 +23,7 @@ def test_knn_both_directions_equals_brute_force() -> None:
     rng = np.random.default_rng(0)
     left, right = _unit(rng.normal(size=(40, 8))), _unit(rng.normal(size=(30, 8)))
     spec = BlockingSpec(k=3, min_k=3, margin=0.0)
-    pairs = block(left, right, spec, index_factory=_support().exact_index_factory)
+    pairs = block(left, right, spec, index_factory=support.exact_index_factory)
     s = left @ right.T
     expect = {(i, int(j)) for i in range(40) for j in np.argsort(-s[i])[:3]}
     expect |= {(int(i), j) for j in range(30) for i in np.argsort(-s[:, j])[:3]}
@@ -47,7 +38,7 @@ def test_adaptive_k_keeps_close_neighbours_only() -> None:
     left = _unit(np.array([[1.0, 0.0], [0.0, 1.0]]))
     right = _unit(np.array([[1.0, 0.01], [1.0, 0.02], [0.6, 1.0], [0.0, 1.0]]))
     spec = BlockingSpec(k=4, min_k=1, margin=0.01)
-    pairs = block(left, right, spec, index_factory=_support().exact_index_factory)
+    pairs = block(left, right, spec, index_factory=support.exact_index_factory)
     from_left0 = {int(b) for a, b in zip(pairs.left, pairs.right, strict=True) if a == 0}
     assert {0, 1} <= from_left0 and 2 not in from_left0
 
@@ -60,7 +51,7 @@ def test_dedupe_blocking_excludes_self_and_orders_pairs() -> None:
         vecs,
         None,
         BlockingSpec(k=2, min_k=1, margin=0.0),
-        index_factory=_support().exact_index_factory,
+        index_factory=support.exact_index_factory,
     )
     assert pairs.dedupe and (pairs.left < pairs.right).all()
     gold = {(i, i + 10) for i in range(10)}
@@ -122,7 +113,7 @@ def test_blocking_in_query_chunks_equals_one_batch(monkeypatch) -> None:
     rng = np.random.default_rng(4)
     left, right = _unit(rng.normal(size=(45, 8))), _unit(rng.normal(size=(38, 8)))
     spec = BlockingSpec(k=4, min_k=2, margin=0.3)
-    factory = _support().exact_index_factory
+    factory = support.exact_index_factory
     whole = block(left, right, spec, index_factory=factory)
     dd_whole = block(left, None, spec, index_factory=factory)
     monkeypatch.setattr(blocking, "QUERY_CHUNK", 7)
@@ -148,7 +139,7 @@ def test_vector_source_is_read_a_chunk_at_a_time(monkeypatch) -> None:
         return VectorSource(len(x), x.shape[1], take)
 
     spec = BlockingSpec(k=3, min_k=1, margin=0.2)
-    factory = _support().exact_index_factory
+    factory = support.exact_index_factory
     got = block(source(left), source(right), spec, index_factory=factory)
     want = block(left, right, spec, index_factory=factory)
     assert np.array_equal(got.left, want.left) and np.array_equal(got.right, want.right)

@@ -4,31 +4,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import io
-import sys
 from pathlib import Path
 
 import pytest
 from veclink.cli.linkage import add_subcommands, main, parse_field, terminal_ask
 
+from tests.fixtures.linkage import support
 from veclink.errors import InvalidArgument
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
 
 
-def _support():
-    if "linkage_test_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("linkage_test_support", FIX / "support.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["linkage_test_support"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["linkage_test_support"]
-
-
 def run(argv: list[str]) -> int:
     """Parse like the veclink CLI, then inject the tiny encoder and the test index."""
-    s = _support()
+    s = support
     parser = argparse.ArgumentParser(prog="veclink")
     add_subcommands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -5,8 +5,6 @@ a job whose matcher cannot be rebuilt gets a precise error naming it."""
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,21 +14,13 @@ from sqlalchemy import create_engine
 from veclink.linkage import LinkageSpec
 from veclink.service.linkage_jobs import LinkageJobs, TableSource
 
+from tests.fixtures.linkage import support
 from veclink.errors import FailedPrecondition, InvalidArgument, NotFound
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
 
 
-def _support():
-    if "linkage_test_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("linkage_test_support", FIX / "support.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["linkage_test_support"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["linkage_test_support"]
-
-
-S = _support()
+S = support
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

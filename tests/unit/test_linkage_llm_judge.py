@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +9,10 @@ import pytest
 from veclink.linkage import LLMJudgeSpec, link, read_table
 from veclink.linkage.llm_judge import PROMPT, LLMJudge, blend, borderline
 
+from tests.fixtures.linkage import support
 from veclink.errors import InvalidArgument
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
-
-
-def _support():
-    if "linkage_test_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("linkage_test_support", FIX / "support.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["linkage_test_support"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["linkage_test_support"]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +72,7 @@ def test_borderline_selection_and_blend() -> None:
 
 
 def test_link_with_judge_rescoring(tiny_lm: str) -> None:
-    s = _support()
+    s = support
     left = read_table(FIX / "dblp_sample.csv", encoding="latin-1")
     right = read_table(FIX / "acm_sample.csv", encoding="latin-1")
     spec = {"fields": s.DBLP_FIELDS, "llm_judge": {"model": tiny_lm, "band": 1.0, "max_pairs": 6}}

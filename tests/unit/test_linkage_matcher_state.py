@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +11,13 @@ from veclink.linkage import Table, dedupe, link, read_table
 from veclink.linkage.classifier_state import TreeEnsemble
 from veclink.linkage.matcher_state import MatcherState, load_matcher, matcher_state
 
+from tests.fixtures.linkage import support
 from veclink.errors import InvalidArgument
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
 
 
-def _support():
-    if "linkage_test_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("linkage_test_support", FIX / "support.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["linkage_test_support"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["linkage_test_support"]
-
-
-S = _support()
+S = support
 
 
 @pytest.fixture(scope="module")

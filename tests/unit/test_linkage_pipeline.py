@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +17,13 @@ from veclink.linkage import (
     read_table,
 )
 
+from tests.fixtures.linkage import support
 from veclink.errors import InvalidArgument
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
 
 
-def _support():
-    if "linkage_test_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("linkage_test_support", FIX / "support.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["linkage_test_support"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["linkage_test_support"]
-
-
-S = _support()
+S = support
 FEBRL_TYPES = {
     "given_name": "name",
     "surname": "name",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +10,10 @@ from sqlalchemy import create_engine, inspect
 from veclink.linkage import LinkageSpec, link, read_table
 from veclink.linkage.store import LinkageStore, create_tables
 
+from tests.fixtures.linkage import support
 from veclink.errors import InvalidArgument, NotFound
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
-
-
-def _support():
-    if "linkage_test_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("linkage_test_support", FIX / "support.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["linkage_test_support"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["linkage_test_support"]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -70,7 +60,7 @@ def test_job_lifecycle_and_pages(engine) -> None:
 
 
 def test_link_result_round_trip(engine) -> None:
-    s = _support()
+    s = support
     left = read_table(FIX / "dblp_sample.csv", encoding="latin-1")
     right = read_table(FIX / "acm_sample.csv", encoding="latin-1")
     result = link(
