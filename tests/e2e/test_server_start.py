@@ -17,6 +17,7 @@ from veclink.service.domain import RecordIn
 from veclink.service.server import Server, build_store
 from veclink.service.settings import load_settings
 
+from tests.fixtures.server import on_server_loop
 from veclink.client import Client
 from veclink.errors import FailedPrecondition
 
@@ -45,7 +46,7 @@ def test_a_second_server_on_the_same_port_is_refused(tmp_path: Path) -> None:
         finally:
             await first.stop(0)
 
-    asyncio.run(run())
+    on_server_loop(run())
 
 
 def _list_collections(address: str) -> None:
@@ -114,7 +115,7 @@ def test_indexes_are_replayed_before_health_says_serving(tmp_path: Path) -> None
         finally:
             await server.stop(0)
 
-    asyncio.run(run())
+    on_server_loop(run())
     assert seen == {
         "replayed": True,
         "health": health_pb2.HealthCheckResponse.NOT_SERVING,
