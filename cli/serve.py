@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 from typing import Any
 
@@ -43,8 +42,14 @@ def add_parser(sub: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``veclink serve``: settings from file, environment and flags; serve until stopped."""
+    from veclink.service.logs import configure_logging
     from veclink.service.server import build_store, serve_forever
     from veclink.service.settings import load_settings
+
+    # before anything logs: JSON lines on stderr (VECLINK_LOG_FORMAT=text for a terminal)
+    configure_logging(
+        os.environ.get("VECLINK_LOG_LEVEL", "INFO"), os.environ.get("VECLINK_LOG_FORMAT", "json")
+    )
 
     overrides: dict[str, dict[str, Any]] = {"server": {}, "storage": {}}
     if args.host:
@@ -71,11 +76,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if tls:
         overrides["server"]["tls"] = tls
     settings = load_settings(args.config, overrides=overrides)
-    logging.basicConfig(
-        level=os.environ.get("VECLINK_LOG_LEVEL", "INFO"),
-        format='{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", '
-        '"message": "%(message)s"}',
-    )
     store = build_store(settings)  # models load on first use: a start does not wait for one
 
     def prepare() -> None:  # after the port is bound, before SERVING

@@ -20,6 +20,7 @@ from veclink.service.auth import build_auth
 from veclink.service.decoding import DecodeErrorInterceptor
 from veclink.service.health import HealthServicer
 from veclink.service.linkage_jobs import LinkageJobs
+from veclink.service.logs import RequestIdInterceptor
 from veclink.service.metrics import MetricsInterceptor
 from veclink.service.models import ModelRegistry
 from veclink.service.probes import ProbeServer, Readiness
@@ -132,7 +133,11 @@ class Server:
         store = store or build_store(settings)
         executor = ThreadPoolExecutor(settings.server.workers, thread_name_prefix="veclink")
         size = settings.server.max_message_bytes
-        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
+        # outermost: a request id for every call, in every log line it causes
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            RequestIdInterceptor(),
+            MetricsInterceptor(),
+        ]
         auth = build_auth(settings.auth)
         if auth is not None:
             interceptors.append(auth)

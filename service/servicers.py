@@ -4,6 +4,7 @@ converts back; domain errors become precise status codes in one place (``_rpc``)
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -91,6 +92,15 @@ def _rpc(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+async def run_in_context(
+    executor: Executor, fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """``fn(*args, **kwargs)`` in ``executor``, in a copy of the caller's context, so that
+    what it logs carries the request id of the RPC it works for."""
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
+
+
 class _Base:
     def __init__(
         self, store: VectorStore, executor: Executor, limits: LimitSettings | None = None
@@ -100,8 +110,7 @@ class _Base:
         self.check = RequestValidator(limits or LimitSettings())
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        return await run_in_context(self.executor, fn, *args, **kwargs)
 
 
 class EmbeddingsServicer(_Base, embeddings_pb2_grpc.EmbeddingsServicer):
@@ -262,8 +271,7 @@ class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
         self.check = RequestValidator(limits or LimitSettings())
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        return await run_in_context(self.executor, fn, *args, **kwargs)
 
     @_rpc
     async def StartJob(self, request: linkage_pb2.StartJobRequest, context: Any) -> Any:
