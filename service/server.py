@@ -197,7 +197,9 @@ class Server:
         def replay_and_prepare() -> None:
             began = time.monotonic()
             opened = store.open_all()
-            log.info("replayed %d collections in %.3f s", opened, time.monotonic() - began)
+            seconds = time.monotonic() - began
+            records = store.wal_records()  # 0 after a graceful stop: it checkpointed
+            log.info("replayed %d collections in %.3f s (%d WAL records)", opened, seconds, records)
             if prepare is not None:
                 prepare()
 
@@ -216,17 +218,28 @@ class Server:
         return running
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Stop gracefully: NOT_SERVING, drain, checkpoint, close.
+
+        Health (gRPC and /readyz) turns NOT_SERVING first and health watchers are told; then
+        the port takes no new call while in-flight calls get ``grace`` seconds to finish
+        (those still running are cancelled; work already handed to the executor completes).
+        Running linkage jobs are waited for, then every collection's index is snapshotted,
+        so that the next start replays no WAL.
+        """
         await self.health.enter_graceful_shutdown()
         if self.checkpoints is not None:
             self.checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.checkpoints
+        began = time.monotonic()
         await self.grpc_server.stop(grace)
+        log.info("drained in-flight calls in %.3f s", time.monotonic() - began)
         if self.probes is not None:
             self.probes.close()
         self.executor.shutdown(wait=True)
         self.jobs.close()
-        self.store.close()
+        closed = self.store.close()
+        log.info("checkpointed and closed %d collections", closed)
 
 
 async def _checkpoint_loop(store: VectorStore, executor: ThreadPoolExecutor, every: float) -> None:
@@ -251,13 +264,21 @@ async def serve_forever(
     """
     server = await Server.start(settings, store, prepare)
     stop = asyncio.Event()
+    received: list[str] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     print(f"veclink listening on {settings.server.host}:{server.port}", flush=True)
     if server.probes is not None:
         host, port = settings.server.host, server.probes.port
         log.info("metrics, /healthz and /readyz on http://%s:%d", host, port)
     await stop.wait()
-    log.info("shutting down")
-    await server.stop(settings.server.grace_seconds)
+    grace = settings.server.grace_seconds
+    log.info("%s: shutting down (NOT_SERVING, drain up to %.1f s, checkpoint)", received[0], grace)
+    await server.stop(grace)
+    log.info("stopped")

@@ -274,6 +274,11 @@ class VectorStore:
                 log.error("collection %s cannot be opened: %s", name, exc)
         return opened
 
+    def wal_records(self) -> int:
+        """WAL records of the open indexes that no snapshot covers: what a start replays."""
+        with self._lock:
+            return sum(int(c.index.stats().get("wal_records", 0)) for c in self._open.values())
+
     def _reconcile(self, session: Session, row: CollectionRow, index: WalIndex) -> None:
         """Check that the catalog and the index agree, and repair what cannot be rolled back.
 
@@ -660,13 +665,24 @@ class VectorStore:
             vectors = normalize_rows(vectors)
         return name, vectors
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """Checkpoint (snapshot) and close every open collection's index; returns how many.
+
+        A collection whose checkpoint fails is logged and left to its WAL, which the next
+        start replays; the others are still checkpointed.
+        """
+        closed = 0
         with self._lock:
-            for coll in self._open.values():
-                with coll.lock:
-                    coll.index.close()
+            for name, coll in self._open.items():
+                try:
+                    with coll.lock:
+                        coll.index.close()
+                    closed += 1
+                except Exception:  # disk full, permissions: the WAL still holds every write
+                    log.exception("collection %s: checkpoint at close failed", name)
             self._open.clear()
             self.engine.dispose()
+        return closed
 
 
 def _reindex(exc: InvalidArgument, positions: list[int], prefix: str) -> InvalidArgument:
