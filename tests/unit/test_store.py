@@ -204,3 +204,29 @@ def test_both_index_kinds_serve_a_collection(
         store.create_collection("bad", dim=DIM, index_kind=kind, index_options={"colour": 1})
     assert [c.name for c in store.list_collections()] == ["c"]
     store.close()
+
+
+def test_close_checkpoints_every_collection_even_if_one_fails(
+    tmp_path: Path, models: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(tmp_path, models, None)
+    for name in ("a", "b", "c"):
+        store.create_collection(name, dim=DIM, metric="ip")
+        store.upsert(name, vec_records(5))
+        store.upsert(name, vec_records(5, start=5))
+    assert store.wal_records() == 6  # two writes per collection since its empty snapshot
+
+    def disk_full() -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store._collection("b").index, "flush", disk_full)
+    assert store.close() == 2  # a and c checkpointed; b logged and left to its WAL
+    store = make_store(tmp_path, models, None)
+    assert store.open_all() == 3
+    assert store.wal_records() == 2  # only b replays its two writes
+    assert [store.get_collection(n).count for n in ("a", "b", "c")] == [10, 10, 10]
+    assert store.close() == 3
+    store = make_store(tmp_path, models, None)
+    store.open_all()
+    assert store.wal_records() == 0
+    store.close()
