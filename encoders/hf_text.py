@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -66,6 +67,11 @@ class HFTextEncoder(Encoder):
         self.batch_tokens = spec.batch_tokens
         self.model_path = resolve_model_path(spec.model)
         self.device = resolve_device(spec.device)
+        # A fast tokenizer keeps its padding and truncation settings on the shared Rust object
+        # and resets them per call: input_lengths (no padding) and preprocess (padding) from
+        # two server threads at once padded one batch wrongly ("Unable to create tensor") or
+        # failed with "Already borrowed". Tokenizing is short; the forward pass stays parallel.
+        self._tokenizer_lock = threading.Lock()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
             self.model = AutoModel.from_pretrained(self.model_path, dtype=resolve_dtype(spec.dtype))
@@ -100,21 +106,23 @@ class HFTextEncoder(Encoder):
         return [prefix + str(t) for t in inputs]
 
     def input_lengths(self, inputs: Sequence[str | bytes], role: Role) -> list[int]:
-        ids = self.tokenizer(
-            self._texts(inputs, role), truncation=True, max_length=self.spec.max_length
-        )["input_ids"]
-        return [len(row) for row in ids]
+        texts = self._texts(inputs, role)
+        with self._tokenizer_lock:
+            ids = self.tokenizer(texts, truncation=True, max_length=self.spec.max_length)
+        return [len(row) for row in ids["input_ids"]]
 
     def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> dict[str, torch.Tensor]:
-        return dict(
-            self.tokenizer(
-                self._texts(inputs, role),
-                padding=True,
-                truncation=True,
-                max_length=self.spec.max_length,
-                return_tensors="pt",
+        texts = self._texts(inputs, role)
+        with self._tokenizer_lock:
+            return dict(
+                self.tokenizer(
+                    texts,
+                    padding=True,
+                    truncation=True,
+                    max_length=self.spec.max_length,
+                    return_tensors="pt",
+                )
             )
-        )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._run(batch)

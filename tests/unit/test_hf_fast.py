@@ -295,3 +295,44 @@ def test_fast_paths_reach_cosine_099_per_text_on_minilm() -> None:
         enc = load_encoder({"kind": "hf-text", "max_length": 128, "backend": backend})
         cosine = _cosines(enc.encode(glosses), reference)
         assert cosine.min() >= 0.99, (backend, float(cosine.min()))
+
+
+def test_threads_share_one_encoder(tiny_bert: str) -> None:
+    """The server tokenizes from several threads: lengths (unpadded) and batches (padded) at once.
+
+    Without a lock the fast tokenizer's padding setting, shared by every thread, flipped
+    mid-call: a batch came back unpadded ("Unable to create tensor") or "Already borrowed".
+    """
+    import random
+    import threading
+
+    enc = load_encoder({"kind": "hf-text", "model": tiny_bert, "backend": "torch"})
+    words = " ".join(TEXTS).split()
+    errors: list[str] = []
+    wrong: list[str] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(150):
+            texts = [
+                " ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))
+                for _ in range(rng.randint(2, 16))
+            ]
+            try:
+                if seed % 2:
+                    lengths = enc.input_lengths(texts, "document")
+                    if len(lengths) != len(texts) or min(lengths) < 3:
+                        wrong.append(f"lengths {lengths}")
+                else:
+                    batch = enc.preprocess(texts, "document")
+                    if batch["input_ids"].shape[0] != len(texts):
+                        wrong.append(f"batch {tuple(batch['input_ids'].shape)}")
+            except Exception as exc:  # collected: a thread's failure must fail the test
+                errors.append(f"{type(exc).__name__}: {exc}"[:200])
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and wrong == []
