@@ -105,6 +105,8 @@ class LoadReport:
     rss_kib: dict[str, int]  # start, warm, end, peak
     records: dict[str, int]  # collection -> count at the end
     tracebacks: int
+    #: the server's output (its log), for a failed run
+    server_lines: list[str]
     server_exit: int | None
     loadavg: tuple[tuple[float, ...], tuple[float, ...]]
 
@@ -335,6 +337,7 @@ def run_load(config: LoadConfig, log: Callable[[str], None] = lambda m: None) ->
         rss_kib=rss,
         records=records,
         tracebacks=server.tracebacks,
+        server_lines=server.lines,
         server_exit=exit_code,
         loadavg=(loadavg_start, os.getloadavg()),
     )
@@ -398,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dim", type=int, default=64, help="vector collection dimensions (64)")
     ap.add_argument("--index-kind", choices=("flat", "partitioned"), default="partitioned")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--server-log", type=Path, help="write the server's output (log) here")
     args = ap.parse_args(argv)
     config = LoadConfig(
         clients=args.clients,
@@ -412,6 +416,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         ap.error(str(exc))
     report = run_load(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.server_log:
+        args.server_log.write_text("".join(report.server_lines))
+    if report.tracebacks:
+        lines = report.server_lines
+        first = next(i for i, line in enumerate(lines) if "Traceback (most recent" in line)
+        print(
+            "first server traceback:\n" + "".join(lines[max(0, first - 2) : first + 40]),
+            file=sys.stderr,
+        )
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     print(format_report(report, f"python bench/load.py {argv_text}".strip()))
     return 0 if report.ok else 1
