@@ -21,36 +21,18 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from veclink.linkage import Table, dedupe, link, prepare_inputs, read_table
-from veclink.linkage.matcher import Matcher, MatchResult
+from veclink.linkage.matcher import Matcher
 from veclink.linkage.matcher_state import MatcherState, load_matcher, matcher_state
 from veclink.linkage.store import JobInfo, LinkageStore
 from veclink.service.sources import JobSources
 
 from veclink.errors import FailedPrecondition, InvalidArgument, VeclinkError
+from veclink.wire import EntityCandidate, Job, MatchResult, TableSource
 
 log = logging.getLogger(__name__)
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 MAX_PAGE = 10_000
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TableSource:
-    """Where a job's table comes from: exactly one of path, rows or sql."""
-
-    path: str | None = None
-    rows: list[dict[str, Any]] | None = None
-    sql: str | None = None
-    id_column: str = ""
-    #: text encoding of a path source; None detects it (BOM, UTF-8, cp1252 / latin-1)
-    encoding: str | None = None
-
-    def describe(self) -> str:
-        if self.path:
-            return self.path
-        if self.sql:
-            return f"sql: {self.sql}"
-        return f"inline ({len(self.rows or [])} rows)"
 
 
 class LinkageJobs:
@@ -172,8 +154,8 @@ class LinkageJobs:
         """Wait for running jobs to finish."""
         self.executor.shutdown(wait=True)
 
-    def get(self, job_id: str) -> JobInfo:
-        return self.store.get_job(job_id)
+    def get(self, job_id: str) -> Job:
+        return _job(self.store.get_job(job_id))
 
     def results(
         self, job_id: str, page_size: int, page_token: str
@@ -222,7 +204,13 @@ class LinkageJobs:
                     # memory is ahead of the log: rebuild from what is stored next time
                     slot.matcher = None
                     raise
-            return result
+        return MatchResult(
+            candidates=[
+                EntityCandidate(entity_id=c.entity_id, record_id=c.record_id, score=c.score)
+                for c in result.candidates
+            ],
+            assigned_entity_id=result.assigned_entity_id,
+        )
 
     def _slot(self, job_id: str) -> _MatcherSlot:
         with self._slots_lock:
@@ -265,6 +253,21 @@ class LinkageJobs:
             ) from exc
         log.info("rebuilt the matcher of linkage job %s from the store", job_id)
         return matcher
+
+
+def _job(info: JobInfo) -> Job:
+    """What a client sees of a stored job."""
+    return Job(
+        job_id=info.job_id,
+        kind=info.kind,
+        state=info.state,
+        stage=info.stage,
+        progress=info.progress,
+        error=info.error,
+        metrics=info.metrics,
+        created_at=info.created_at,
+        finished_at=info.finished_at,
+    )
 
 
 @dataclasses.dataclass

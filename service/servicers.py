@@ -12,8 +12,6 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 import grpc
-from veclink.service import convert
-from veclink.service.domain import quote
 from veclink.service.linkage_jobs import FINAL_STATES, LinkageJobs
 from veclink.service.settings import LimitSettings
 from veclink.service.store import VectorStore
@@ -39,6 +37,8 @@ from veclink.errors import (
     ResourceExhausted,
     VeclinkError,
 )
+from veclink.wire import ModelInfo, convert
+from veclink.wire.types import quote
 
 log = logging.getLogger(__name__)
 
@@ -117,18 +117,15 @@ class EmbeddingsServicer(_Base, embeddings_pb2_grpc.EmbeddingsServicer):
     @_rpc
     async def Embed(self, request: embeddings_pb2.EmbedRequest, context: Any) -> Any:
         self.check.embed(request)
-        inputs = [
-            convert.content_to_python(c, f"inputs[{i}]") for i, c in enumerate(request.inputs)
-        ]
-        opts = request.options
+        query = convert.embed_from_proto(request)
         name, vectors = await self.run(
             self.store.embed,
-            request.model,
-            inputs,
-            role=convert.role_from_proto(opts.role, "query"),
-            normalize=opts.normalize,
-            dimensions=opts.dimensions,
-            instruction=opts.instruction or None,
+            query.model,
+            list(query.inputs),
+            role=query.role,
+            normalize=query.normalize,
+            dimensions=query.dimensions,
+            instruction=query.instruction,
         )
         return convert.embeddings_to_proto(name, vectors)
 
@@ -140,15 +137,14 @@ class EmbeddingsServicer(_Base, embeddings_pb2_grpc.EmbeddingsServicer):
             out = []
             for name in models.names():
                 enc = models.get(name)
-                out.append(
-                    convert.model_info_to_proto(
-                        name,
-                        enc.dim,
-                        enc.modality,
-                        models.spec(name).to_dict(),
-                        name == models.default,
-                    )
+                info = ModelInfo(
+                    name=name,
+                    dimensions=enc.dim,
+                    modality=enc.modality,
+                    spec=models.spec(name).to_dict(),
+                    is_default=name == models.default,
                 )
+                out.append(convert.model_info_to_proto(info))
             return out
 
         return embeddings_pb2.ListModelsResponse(models=await self.run(describe))
@@ -158,14 +154,15 @@ class CollectionsServicer(_Base, collections_pb2_grpc.CollectionsServicer):
     @_rpc
     async def CreateCollection(self, request: Any, context: Any) -> Any:
         self.check.create_collection(request)
+        new = convert.new_collection_from_proto(request)
         info = await self.run(
             self.store.create_collection,
-            request.name,
-            model=request.model,
-            dim=request.dimensions,
-            metric=convert.metric_from_proto(request.metric),
-            index_kind=convert.index_kind_from_proto(request.index_kind),
-            index_options=convert.struct_to_dict(request.index_options),
+            new.name,
+            model=new.model,
+            dim=new.dim,
+            metric=new.metric,
+            index_kind=new.index_kind,
+            index_options=new.index_options,
         )
         return collections_pb2.CreateCollectionResponse(
             collection=convert.collection_to_proto(info)
@@ -276,16 +273,8 @@ class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
     @_rpc
     async def StartJob(self, request: linkage_pb2.StartJobRequest, context: Any) -> Any:
         self.check.start_job(request)
-        kind = convert.job_kind_from_proto(request.kind)
-        job_id = await self.run(
-            self.jobs.start,
-            kind,
-            convert.struct_to_dict(request.spec),
-            convert.table_source_from_proto(request.left, "left"),
-            convert.table_source_from_proto(request.right, "right")
-            if request.HasField("right")
-            else None,
-        )
+        new = convert.new_job_from_proto(request)
+        job_id = await self.run(self.jobs.start, new.kind, new.spec, new.left, new.right)
         return linkage_pb2.StartJobResponse(job_id=job_id)
 
     @_rpc
@@ -317,11 +306,7 @@ class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
         _, pairs, entities, token = await self.run(
             self.jobs.results, request.job_id, request.page_size, request.page_token
         )
-        return linkage_pb2.GetResultsResponse(
-            pairs=[linkage_pb2.MatchedPair(left_id=a, right_id=b, score=s) for a, b, s in pairs],
-            entities=[linkage_pb2.EntityAssignment(id=i, entity_id=e) for i, e in entities],
-            next_page_token=token,
-        )
+        return convert.results_to_proto(pairs, entities, token)
 
     @_rpc
     async def Match(self, request: linkage_pb2.MatchRequest, context: Any) -> Any:
@@ -329,7 +314,7 @@ class LinkageServicer(linkage_pb2_grpc.LinkageServicer):
         result = await self.run(
             self.jobs.match,
             request.job_id,
-            convert.struct_to_dict(request.record),
+            convert.match_record_from_proto(request),
             request.k,
             request.assign,
         )

@@ -42,15 +42,6 @@ from veclink.encoders import Encoder
 from veclink.index import CheckpointPolicy, WalIndex, create_index, open_index
 from veclink.index.base import check_metric, normalize_rows
 from veclink.service.catalog import CollectionRow, RecordRow, open_catalog
-from veclink.service.domain import (
-    MAX_ID_LENGTH,
-    CollectionInfo,
-    Hit,
-    RecordIn,
-    SearchQuery,
-    StoredRecord,
-    check_collection_name,
-)
 from veclink.service.models import ModelRegistry
 from veclink.service.rwlock import ReadWriteLock
 
@@ -60,6 +51,15 @@ from veclink.errors import (
     NotFound,
     ResourceExhausted,
     VeclinkError,
+)
+from veclink.wire.types import (
+    MAX_ID_LENGTH,
+    CollectionInfo,
+    Hit,
+    RecordIn,
+    SearchQuery,
+    StoredRecord,
+    check_collection_name,
 )
 
 log = logging.getLogger(__name__)

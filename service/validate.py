@@ -16,13 +16,15 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from google.protobuf import struct_pb2
-from veclink.service.domain import check_collection_name, quote
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from veclink.service.linkage_jobs import MAX_PAGE
 from veclink.service.settings import LimitSettings
 from veclink.v1 import common_pb2, embeddings_pb2, linkage_pb2, points_pb2
 
 from veclink.errors import InvalidArgument, ResourceExhausted
+from veclink.wire.options import JSON_OBJECT
+from veclink.wire.types import check_collection_name, quote
 
 #: the page tokens GetResults issues: a decimal offset
 PAGE_TOKEN_RE = re.compile(r"^[0-9]{1,18}$")
@@ -104,16 +106,38 @@ class RequestValidator:
         if not math.isfinite(x):
             raise InvalidArgument(f"{field} is {x}; numbers must be finite", field=field)
 
-    def struct(self, s: struct_pb2.Struct, field: str, max_bytes: int | None = None) -> None:
-        """A JSON object: bounded encoded size and depth, finite numbers."""
+    def json_object(
+        self, s: common_pb2.JsonObject, field: str, max_bytes: int | None = None
+    ) -> None:
+        """A JSON object: bounded encoded size and depth, finite numbers, every value set."""
         self.count(s.ByteSize(), max_bytes or self.limits.max_struct_bytes, field, "bytes")
         self._fields(s, field, 1)
 
-    def value(self, v: struct_pb2.Value, field: str) -> None:
+    def value(self, v: common_pb2.JsonValue, field: str) -> None:
         self.count(v.ByteSize(), self.limits.max_struct_bytes, field, "bytes")
         self._value(v, field, 1)
 
-    def _fields(self, s: struct_pb2.Struct, field: str, depth: int) -> None:
+    def options(self, msg: Message, field: str, max_bytes: int | None = None) -> None:
+        """A typed options message (index options, a linkage spec): bounded size, finite
+        numbers in its own fields and in the JSON objects it holds."""
+        self.count(msg.ByteSize(), max_bytes or self.limits.max_struct_bytes, field, "bytes")
+        self._message(msg, field)
+
+    def _message(self, msg: Message, field: str) -> None:
+        for fd, value in msg.ListFields():
+            path = f"{field}.{fd.name}"
+            items = enumerate(value) if fd.is_repeated else [(None, value)]
+            kind = fd.message_type.full_name if fd.message_type else None
+            for i, item in items:
+                at = path if i is None else f"{path}[{i}]"
+                if kind == JSON_OBJECT:
+                    self._fields(item, at, 1)
+                elif kind is not None:
+                    self._message(item, at)
+                elif fd.cpp_type in (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT):
+                    self.number(item, at)
+
+    def _fields(self, s: common_pb2.JsonObject, field: str, depth: int) -> None:
         if depth > self.limits.max_struct_depth:
             raise InvalidArgument(
                 f"{field} is nested deeper than {self.limits.max_struct_depth} levels",
@@ -122,10 +146,14 @@ class RequestValidator:
         for key, v in s.fields.items():
             self._value(v, f"{field}[{quote(key, 32)}]", depth)
 
-    def _value(self, v: struct_pb2.Value, field: str, depth: int) -> None:
+    def _value(self, v: common_pb2.JsonValue, field: str, depth: int) -> None:
         kind = v.WhichOneof("kind")
-        if kind == "number_value":
-            self.number(v.number_value, field)
+        if kind is None:
+            raise InvalidArgument(
+                f"{field} is a JSON value with nothing set (null needs null_value)", field=field
+            )
+        if kind == "double_value":
+            self.number(v.double_value, field)
         elif kind == "struct_value":
             self._fields(v.struct_value, field, depth + 1)
         elif kind == "list_value":
@@ -166,7 +194,7 @@ class RequestValidator:
                 f"dimensions={req.dimensions} is above the limit {self.limits.max_dimensions}",
                 field="dimensions",
             )
-        self.struct(req.index_options, "index_options")
+        self.options(req.index_options, "index_options")
 
     # ------------------------------------------------------------------ points
 
@@ -189,7 +217,7 @@ class RequestValidator:
             if r.HasField("vector"):
                 self.vector(r.vector, f"{field}.vector")
             if r.HasField("payload"):
-                self.struct(r.payload, f"{field}.payload")
+                self.json_object(r.payload, f"{field}.payload")
 
     def delete(self, req: points_pb2.DeleteRequest) -> None:
         self.collection(req.collection)
@@ -241,7 +269,7 @@ class RequestValidator:
         self.name(value, "job_id")
 
     def start_job(self, req: linkage_pb2.StartJobRequest) -> None:
-        self.struct(req.spec, "spec", self.limits.max_spec_bytes)
+        self.options(req.spec, "spec", self.limits.max_spec_bytes)
         self.table_source(req.left, "left")
         if req.HasField("right"):
             self.table_source(req.right, "right")
@@ -266,7 +294,7 @@ class RequestValidator:
             rows = src.inline.rows
             self.count(len(rows), self.limits.max_rows, f"{side}.inline.rows", "rows")
             for i, row in enumerate(rows):
-                self.struct(row, f"{side}.inline.rows[{i}]")
+                self.json_object(row, f"{side}.inline.rows[{i}]")
 
     def path(self, value: str, field: str) -> None:
         """A server path the operating system can be asked about without an OSError."""
@@ -296,6 +324,6 @@ class RequestValidator:
         self.job_id(req.job_id)
         if not req.HasField("record"):
             raise InvalidArgument("record is required", field="record")
-        self.struct(req.record, "record")
+        self.json_object(req.record, "record")
         if req.k > self.limits.max_k:
             raise InvalidArgument(f"k must be in 1..{self.limits.max_k}; got {req.k}", field="k")

@@ -9,8 +9,10 @@ Example::
         for hit in c.search("docs", text="domestic animal", k=3):
             print(hit.id, hit.score, hit.text)
 
-Errors come back as veclink's own exceptions (NotFound, InvalidArgument, ...), with the
-server's message.
+JSON values (payloads, rows, statistics, metrics) keep their integers exact. Errors come
+back as veclink's own exceptions (NotFound, InvalidArgument, ...), with the server's
+message. The client shares its conversions with the server (`veclink.wire.convert`) and
+imports nothing of the server or the libraries behind it.
 """
 
 from __future__ import annotations
@@ -30,12 +32,9 @@ from veclink.errors import (
     ResourceExhausted,
     VeclinkError,
 )
-from veclink.service import convert
-from veclink.service.domain import CollectionInfo, Hit, StoredRecord
 from veclink.v1 import (
     collections_pb2,
     collections_pb2_grpc,
-    common_pb2,
     embeddings_pb2,
     embeddings_pb2_grpc,
     linkage_pb2,
@@ -43,6 +42,28 @@ from veclink.v1 import (
     points_pb2,
     points_pb2_grpc,
 )
+from veclink.wire import (
+    CollectionInfo,
+    Condition,
+    EmbedQuery,
+    EntityAssignment,
+    Filter,
+    Hit,
+    Job,
+    JobResults,
+    MatchedPair,
+    ModelInfo,
+    NewCollection,
+    NewJob,
+    RecordIn,
+    SearchQuery,
+    StoredRecord,
+    TableSource,
+    convert,
+)
+
+#: what a record given as a dict may hold
+RECORD_KEYS = ("id", "text", "image", "vector", "payload")
 
 
 class Unavailable(VeclinkError):
@@ -67,19 +88,54 @@ def _raise(exc: grpc.RpcError) -> None:
     raise cls(f"{code.name}: {exc.details()}") from exc  # type: ignore[attr-defined]
 
 
-def _record(r: Mapping[str, Any], i: int) -> points_pb2.Record:
+def _record(r: RecordIn | Mapping[str, Any], i: int) -> points_pb2.Record:
+    field = f"records[{i}]"
+    if isinstance(r, RecordIn):
+        return convert.record_to_proto(r, field)
+    if not isinstance(r, Mapping):
+        raise InvalidArgument(
+            f"{field} must be a RecordIn or a dict, got {type(r).__name__}", field=field
+        )
+    unknown = [k for k in r if k not in RECORD_KEYS]
+    if unknown:
+        raise InvalidArgument(
+            f"{field} has unknown keys {unknown}; a record holds {', '.join(RECORD_KEYS)}",
+            field=field,
+        )
     if "id" not in r:
-        raise InvalidArgument(f"records[{i}] has no 'id'", field=f"records[{i}].id")
-    msg = points_pb2.Record(id=str(r["id"]))
-    if r.get("text") is not None:
-        msg.text = str(r["text"])
-    if r.get("image") is not None:
-        msg.image = bytes(r["image"])
-    if r.get("vector") is not None:
-        msg.vector.CopyFrom(convert.numpy_to_vector(np.asarray(r["vector"])))
-    if r.get("payload"):
-        msg.payload.CopyFrom(convert.dict_to_struct(dict(r["payload"])))
-    return msg
+        raise InvalidArgument(f"{field} has no 'id'", field=f"{field}.id")
+    record = RecordIn(
+        id=str(r["id"]),
+        text=None if r.get("text") is None else str(r["text"]),
+        image=None if r.get("image") is None else bytes(r["image"]),
+        vector=None if r.get("vector") is None else np.asarray(r["vector"], dtype=np.float32),
+        payload=dict(r.get("payload") or {}),
+    )
+    return convert.record_to_proto(record, field)
+
+
+def _filter(filter: Filter | Mapping[str, Any] | None) -> Filter | None:
+    """A `Filter`, or a mapping of payload keys to the values they must equal."""
+    if filter is None or isinstance(filter, Filter):
+        return filter
+    if not isinstance(filter, Mapping):
+        raise InvalidArgument(
+            f"filter must be a Filter or a dict, got {type(filter).__name__}", field="filter"
+        )
+    return Filter(must=tuple(Condition(key=k, op="equals", value=v) for k, v in filter.items()))
+
+
+def _table(
+    table: TableSource | Sequence[Mapping[str, Any]] | str, id_column: str, encoding: str
+) -> TableSource:
+    """A table given as a source, rows (sent inline) or a path on the server."""
+    if isinstance(table, TableSource):
+        return table
+    if isinstance(table, str):
+        return TableSource(path=table, id_column=id_column, encoding=encoding or None)
+    return TableSource(
+        rows=[dict(r) for r in table], id_column=id_column, encoding=encoding or None
+    )
 
 
 class Client:
@@ -158,36 +214,21 @@ class Client:
         dimensions: int = 0,
         instruction: str = "",
     ) -> np.ndarray:
-        contents = [
-            common_pb2.Content(text=x) if isinstance(x, str) else common_pb2.Content(image=x)
-            for x in inputs
-        ]
-        opts = embeddings_pb2.EmbedOptions(
+        """Vectors of texts (str) or encoded images (bytes): float32, one row per input."""
+        query = EmbedQuery(
+            inputs=tuple(inputs),
+            model=model,
+            role=role,  # type: ignore[arg-type]
             normalize=normalize,
             dimensions=dimensions,
-            role=common_pb2.ROLE_QUERY if role == "query" else common_pb2.ROLE_DOCUMENT,
-            instruction=instruction,
+            instruction=instruction or None,
         )
-        resp = self._call(
-            self.embeddings.Embed,
-            embeddings_pb2.EmbedRequest(model=model, inputs=contents, options=opts),
-        )
-        if not resp.embeddings:
-            return np.zeros((0, resp.dimensions), dtype=np.float32)
-        return np.stack([convert.vector_to_numpy(v) for v in resp.embeddings])
+        resp = self._call(self.embeddings.Embed, convert.embed_to_proto(query))
+        return convert.embeddings_from_proto(resp)
 
     def list_models(self) -> list[dict[str, Any]]:
         resp = self._call(self.embeddings.ListModels, embeddings_pb2.ListModelsRequest())
-        return [
-            {
-                "name": m.name,
-                "dimensions": m.dimensions,
-                "modality": m.modality,
-                "spec": convert.struct_to_dict(m.spec),
-                "default": m.is_default,
-            }
-            for m in resp.models
-        ]
+        return [_model(convert.model_info_from_proto(m)) for m in resp.models]
 
     # ---------------------------------------------------------------- collections
 
@@ -201,34 +242,35 @@ class Client:
         index_kind: str = "",
         index_options: Mapping[str, Any] | None = None,
     ) -> CollectionInfo:
-        if metric not in convert.METRIC_TO_PROTO:
-            raise InvalidArgument(
-                f"metric must be one of {', '.join(convert.METRIC_TO_PROTO)}", field="metric"
-            )
-        if index_kind and index_kind not in convert.INDEX_TO_PROTO:
-            raise InvalidArgument(
-                f"index_kind must be one of {', '.join(convert.INDEX_TO_PROTO)}",
-                field="index_kind",
-            )
-        req = collections_pb2.CreateCollectionRequest(
+        """Create a collection embedded by a served ``model``, or vectors-only (``dimensions``).
+
+        ``index_options`` are the index kind's options, e.g. ``{"split_limit": 512}`` for a
+        partitioned index (options without an ``index_kind`` make a partitioned index).
+        """
+        new = NewCollection(
             name=name,
             model=model,
-            dimensions=dimensions,
-            metric=convert.METRIC_TO_PROTO[metric],
-            index_kind=convert.INDEX_TO_PROTO.get(index_kind, common_pb2.INDEX_KIND_UNSPECIFIED),
-            index_options=convert.dict_to_struct(dict(index_options or {})),
+            dim=dimensions,
+            metric=metric,
+            index_kind=index_kind,
+            index_options=dict(index_options or {}),
         )
-        return _collection(self._call(self.collections.CreateCollection, req).collection)
+        req = convert.new_collection_to_proto(new)
+        resp = self._call(self.collections.CreateCollection, req)
+        return convert.collection_from_proto(resp.collection)
 
     def get_collection(self, name: str) -> CollectionInfo:
+        """A collection with its record count and index statistics."""
         req = collections_pb2.GetCollectionRequest(name=name)
-        return _collection(self._call(self.collections.GetCollection, req).collection)
+        return convert.collection_from_proto(
+            self._call(self.collections.GetCollection, req).collection
+        )
 
     def list_collections(self) -> list[CollectionInfo]:
         resp = self._call(
             self.collections.ListCollections, collections_pb2.ListCollectionsRequest()
         )
-        return [_collection(c) for c in resp.collections]
+        return [convert.collection_from_proto(c) for c in resp.collections]
 
     def delete_collection(self, name: str) -> None:
         self._call(
@@ -237,14 +279,17 @@ class Client:
 
     # ---------------------------------------------------------------- points
 
-    def upsert(self, collection: str, records: Sequence[Mapping[str, Any]]) -> int:
-        """Upsert records given as dicts with ``id`` and one of ``text``/``image``/``vector``."""
+    def upsert(self, collection: str, records: Sequence[RecordIn | Mapping[str, Any]]) -> int:
+        """Upsert records: `RecordIn`, or dicts with ``id``, ``text`` / ``image`` /
+        ``vector`` and ``payload``. Returns how many were written."""
         req = points_pb2.UpsertRequest(
             collection=collection, records=[_record(r, i) for i, r in enumerate(records)]
         )
         return int(self._call(self.points.Upsert, req).upserted)
 
-    def upsert_stream(self, collection: str, batches: Iterable[Sequence[Mapping[str, Any]]]) -> int:
+    def upsert_stream(
+        self, collection: str, batches: Iterable[Sequence[RecordIn | Mapping[str, Any]]]
+    ) -> int:
         """Bulk upsert over one client stream; each batch is applied all-or-nothing."""
 
         def requests() -> Iterator[points_pb2.UpsertRequest]:
@@ -260,24 +305,17 @@ class Client:
         return int(resp.upserted)
 
     def delete(self, collection: str, ids: Sequence[str]) -> int:
+        """Delete records by id; returns how many existed."""
         req = points_pb2.DeleteRequest(collection=collection, ids=list(ids))
         return int(self._call(self.points.Delete, req).deleted)
 
     def get(
         self, collection: str, ids: Sequence[str], *, with_vectors: bool = False
     ) -> tuple[list[StoredRecord], list[str]]:
+        """The records with these ids, in order, and the ids that do not exist."""
         req = points_pb2.GetRequest(collection=collection, ids=list(ids), with_vectors=with_vectors)
         resp = self._call(self.points.Get, req)
-        records = [
-            StoredRecord(
-                id=r.id,
-                text=r.text or None,
-                payload=convert.struct_to_dict(r.payload),
-                vector=convert.vector_to_numpy(r.vector) if r.HasField("vector") else None,
-            )
-            for r in resp.records
-        ]
-        return records, list(resp.missing)
+        return [convert.stored_record_from_proto(r) for r in resp.records], list(resp.missing)
 
     def search(
         self,
@@ -287,74 +325,65 @@ class Client:
         vector: Sequence[float] | np.ndarray | None = None,
         image: bytes | None = None,
         k: int = 10,
-        filter: points_pb2.Filter | Mapping[str, Any] | None = None,
+        filter: Filter | Mapping[str, Any] | None = None,
         nprobe: int = 0,
         with_payload: bool = True,
         with_vectors: bool = False,
+        instruction: str = "",
     ) -> list[Hit]:
-        """Search by text, vector or image. ``filter`` maps payload keys to required values."""
-        req = points_pb2.SearchRequest(
-            collection=collection, k=k, with_payload=with_payload, with_vectors=with_vectors
+        """Search by text, vector or image, best first.
+
+        ``filter`` is a `Filter` (equals / any_of / range conditions), or a dict mapping
+        payload keys to the values they must equal.
+        """
+        query = SearchQuery(
+            collection=collection,
+            k=k,
+            vector=None if vector is None else np.asarray(vector, dtype=np.float32),
+            text=text,
+            image=image,
+            filter=_filter(filter),
+            nprobe=nprobe or None,
+            with_payload=with_payload,
+            with_vectors=with_vectors,
+            instruction=instruction or None,
         )
-        if text is not None:
-            req.text = text
-        if vector is not None:
-            req.vector.CopyFrom(convert.numpy_to_vector(np.asarray(vector)))
-        if image is not None:
-            req.image = image
-        if nprobe:
-            req.params.nprobe = nprobe
-        if isinstance(filter, points_pb2.Filter):
-            req.filter.CopyFrom(filter)
-        elif filter:
-            for key, value in filter.items():
-                cond = req.filter.must.add(key=key)
-                cond.equals.CopyFrom(convert.dict_to_struct({"v": value}).fields["v"])
-        resp = self._call(self.points.Search, req)
-        return [
-            Hit(
-                id=h.id,
-                score=h.score,
-                text=h.text or None,
-                payload=convert.struct_to_dict(h.payload),
-                vector=convert.vector_to_numpy(h.vector) if h.HasField("vector") else None,
-            )
-            for h in resp.hits
-        ]
+        resp = self._call(self.points.Search, convert.search_to_proto(query))
+        return [convert.hit_from_proto(h) for h in resp.hits]
 
     # ---------------------------------------------------------------- linkage
 
     def start_job(
         self,
         kind: str,
-        left: Sequence[Mapping[str, Any]] | str,
-        right: Sequence[Mapping[str, Any]] | str | None = None,
+        left: TableSource | Sequence[Mapping[str, Any]] | str,
+        right: TableSource | Sequence[Mapping[str, Any]] | str | None = None,
         *,
         spec: Mapping[str, Any] | None = None,
         left_id: str = "",
         right_id: str = "",
         encoding: str = "",
     ) -> str:
-        """Start a ``link`` or ``dedupe`` job; a table is rows (sent inline) or a server path."""
-        if kind not in convert.JOB_KIND_TO_PROTO:
-            raise InvalidArgument("kind must be link or dedupe", field="kind")
-        req = linkage_pb2.StartJobRequest(
-            kind=convert.JOB_KIND_TO_PROTO[kind], spec=convert.dict_to_struct(dict(spec or {}))
+        """Start a ``link`` or ``dedupe`` job; returns its id.
+
+        A table is a `TableSource` (a server path, rows or SQL), rows (sent inline) or a
+        path on the server. ``spec`` is a linkage spec dict, e.g.
+        ``{"precision": 0.9, "blocking": {"k": 30}}``; a wrong key or type is reported
+        before anything is sent.
+        """
+        if kind not in ("link", "dedupe"):
+            raise InvalidArgument(f"kind must be link or dedupe; got {kind!r}", field="kind")
+        job = NewJob(
+            kind=kind,  # type: ignore[arg-type]
+            left=_table(left, left_id, encoding),
+            right=None if right is None else _table(right, right_id, encoding),
+            spec=dict(spec or {}),
         )
-        for target, table, id_column in ((req.left, left, left_id), (req.right, right, right_id)):
-            if table is None:
-                continue
-            if isinstance(table, str):
-                target.path = table
-            else:
-                target.inline.rows.extend(convert.dict_to_struct(dict(r)) for r in table)
-            target.id_column = id_column
-            target.encoding = encoding
-        return str(self._call(self.linkage.StartJob, req).job_id)
+        return str(self._call(self.linkage.StartJob, convert.new_job_to_proto(job)).job_id)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
-        job = self._call(self.linkage.GetJob, linkage_pb2.GetJobRequest(job_id=job_id)).job
-        return _job(job)
+        resp = self._call(self.linkage.GetJob, linkage_pb2.GetJobRequest(job_id=job_id))
+        return _job(convert.job_from_proto(resp.job))
 
     def watch_job(self, job_id: str) -> Iterator[dict[str, Any]]:
         """Yield the job each time it progresses, until it ends."""
@@ -362,44 +391,38 @@ class Client:
             for update in self.linkage.WatchJob(
                 linkage_pb2.WatchJobRequest(job_id=job_id), metadata=self.metadata
             ):
-                yield _job(update.job)
+                yield _job(convert.job_from_proto(update.job))
         except grpc.RpcError as exc:
             _raise(exc)
 
-    def job_results(
-        self, job_id: str, page_size: int = 1000
-    ) -> tuple[list[tuple[str, str, float]], list[tuple[str, str]]]:
+    def job_results(self, job_id: str, page_size: int = 1000) -> JobResults:
         """All accepted pairs (link) or entity assignments (dedupe) of a finished job."""
-        pairs: list[tuple[str, str, float]] = []
-        entities: list[tuple[str, str]] = []
+        pairs: list[MatchedPair] = []
+        entities: list[EntityAssignment] = []
         token = ""
         while True:
             resp = self._call(
                 self.linkage.GetResults,
                 linkage_pb2.GetResultsRequest(job_id=job_id, page_size=page_size, page_token=token),
             )
-            pairs += [(p.left_id, p.right_id, p.score) for p in resp.pairs]
-            entities += [(e.id, e.entity_id) for e in resp.entities]
-            token = resp.next_page_token
+            page_pairs, page_entities, token = convert.results_from_proto(resp)
+            pairs += page_pairs
+            entities += page_entities
             if not token:
-                return pairs, entities
+                return JobResults(pairs, entities)
 
     def match(
         self, job_id: str, record: Mapping[str, Any], *, k: int = 5, assign: bool = False
     ) -> dict[str, Any]:
         """Match one record against a finished job's entities."""
-        resp = self._call(
-            self.linkage.Match,
-            linkage_pb2.MatchRequest(
-                job_id=job_id, record=convert.dict_to_struct(dict(record)), k=k, assign=assign
-            ),
-        )
+        req = convert.match_request_to_proto(job_id, record, k, assign)
+        result = convert.match_from_proto(self._call(self.linkage.Match, req))
         return {
             "candidates": [
                 {"entity_id": c.entity_id, "record_id": c.record_id, "score": c.score}
-                for c in resp.candidates
+                for c in result.candidates
             ],
-            "assigned_entity_id": resp.assigned_entity_id or None,
+            "assigned_entity_id": result.assigned_entity_id,
         }
 
     def close(self) -> None:
@@ -412,27 +435,23 @@ class Client:
         self.close()
 
 
-def _collection(c: collections_pb2.Collection) -> CollectionInfo:
-    return CollectionInfo(
-        name=c.name,
-        model=c.model,
-        dim=c.dimensions,
-        metric=convert.METRIC_FROM_PROTO.get(c.metric, "cosine"),
-        index_kind=convert.INDEX_FROM_PROTO.get(c.index_kind, ""),
-        index_options=convert.struct_to_dict(c.index_options),
-        count=c.count,
-        created_at=c.created_at.ToDatetime(),
-        index_stats=convert.struct_to_dict(c.index_stats),
-    )
+def _model(m: ModelInfo) -> dict[str, Any]:
+    return {
+        "name": m.name,
+        "dimensions": m.dimensions,
+        "modality": m.modality,
+        "spec": m.spec,
+        "default": m.is_default,
+    }
 
 
-def _job(job: linkage_pb2.Job) -> dict[str, Any]:
+def _job(job: Job) -> dict[str, Any]:
     return {
         "job_id": job.job_id,
-        "kind": convert.JOB_KIND_FROM_PROTO.get(job.kind, ""),
-        "state": {v: k for k, v in convert.JOB_STATE_TO_PROTO.items()}.get(job.state, ""),
+        "kind": job.kind,
+        "state": job.state,
         "stage": job.stage,
         "progress": job.progress,
         "error": job.error,
-        "metrics": convert.struct_to_dict(job.metrics),
+        "metrics": job.metrics,
     }

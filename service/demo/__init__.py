@@ -43,7 +43,7 @@ def demo_records() -> tuple[list[dict[str, object]], np.ndarray]:
 
 def load_demo(store: VectorStore, name: str = DEMO_COLLECTION, batch: int = 500) -> bool:
     """Create and fill the demo collection unless it exists. Returns True if it was created."""
-    from veclink.service.domain import RecordIn
+    from veclink.wire.types import RecordIn
 
     try:
         store.get_collection(name)

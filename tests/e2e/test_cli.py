@@ -83,3 +83,35 @@ def test_row_errors_name_the_file_line(
     assert "the 2 records before line 4 were stored" in err and "batch 1" not in err
     code, out, _ = cli(capsys, address, "collection", "get", "lines", "--json")
     assert json.loads(out)["count"] == 2
+
+
+def test_numbers_keep_their_type_through_the_cli(
+    capsys: pytest.CaptureFixture[str], address: str, tmp_path: Path
+) -> None:
+    """The help's own --index-options example works, and integers come back as integers:
+    index statistics and payloads (2^53 + 1 exactly), floats as floats."""
+    code, out, err = cli(
+        capsys, address, "collection", "create", "typed", "--dim", "2",
+        "--index-options", '{"split_limit": 512}', "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["index_kind"] == "partitioned" and created["dimensions"] == 2
+    records = tmp_path / "typed.jsonl"
+    records.write_text(
+        '{"id": "a", "vector": [1, 0], "stars": 5, "price": 5.0, "sku": 9007199254740993}\n'
+    )
+    assert cli(capsys, address, "upsert", "typed", str(records), "--quiet")[0] == 0
+    code, out, _ = cli(capsys, address, "collection", "get", "typed", "--json")
+    stats = json.loads(out)["index_stats"]
+    assert code == 0 and stats["dim"] == 2 and type(stats["dim"]) is int
+    assert stats["options"]["split_limit"] == 512 and type(stats["options"]["split_limit"]) is int
+    code, out, _ = cli(capsys, address, "get", "typed", "a")
+    payload = json.loads(out)["records"][0]["payload"]
+    assert payload == {"stars": 5, "price": 5.0, "sku": 9007199254740993}
+    assert [type(payload[k]) for k in ("stars", "price", "sku")] == [int, float, int]
+    code, out, err = cli(
+        capsys, address, "collection", "create", "typed2", "--dim", "2",
+        "--index-options", '{"split_limit": "big"}',
+    )  # fmt: skip
+    assert code == 1 and "index_options.split_limit: must be an integer, got 'big'" in err

@@ -17,6 +17,7 @@ from veclink.v1 import collections_pb2, common_pb2, linkage_pb2, points_pb2
 
 from tests.fixtures.fuzz import FIXED, FuzzTarget, Method, all_methods, request_strategy
 from tests.fixtures.server import RunningServer, server_settings
+from veclink.wire.values import to_object
 
 METHODS = all_methods()
 
@@ -60,14 +61,23 @@ def test_the_reported_inputs_get_precise_codes(target: FuzzTarget) -> None:
     """The inputs issue 13 measured as UNKNOWN/INTERNAL, one by one."""
     by_name = {m.name: m for m in METHODS}
     nan_payload = points_pb2.Record(id="p0", vector=common_pb2.Vector(values=[1, 2, 3, 4]))
-    nan_payload.payload.update({"a": math.nan})
+    nan_payload.payload.CopyFrom(to_object({"a": math.nan}))
     huge_vector = points_pb2.Record(id="p0", vector=common_pb2.Vector(values=[3e38, 1, 1, 1]))
     job = linkage_pb2.StartJobRequest(
         kind=linkage_pb2.JOB_KIND_DEDUPE,
         left=linkage_pb2.TableSource(path="/tmp/" + "x" * 300 + ".csv"),
     )
+    nan_options = collections_pb2.CreateCollectionRequest(name="nan-eps", dimensions=4)
+    nan_options.index_options.partitioned.eps = math.nan
+    nan_spec = linkage_pb2.StartJobRequest(kind=linkage_pb2.JOB_KIND_DEDUPE)
+    nan_spec.spec.blocking.margin = math.inf
+    unset_value = points_pb2.Record(id="p0", vector=common_pb2.Vector(values=[1, 2, 3, 4]))
+    unset_value.payload.fields["a"].SetInParent()
     cases = [
         ("Upsert", points_pb2.UpsertRequest(collection=FIXED, records=[nan_payload]), "INVALID"),
+        ("Upsert", points_pb2.UpsertRequest(collection=FIXED, records=[unset_value]), "INVALID"),
+        ("CreateCollection", nan_options, "INVALID"),
+        ("StartJob", nan_spec, "INVALID"),
         ("Upsert", points_pb2.UpsertRequest(collection=FIXED, records=[huge_vector]), "INVALID"),
         (
             "CreateCollection",

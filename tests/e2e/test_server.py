@@ -20,6 +20,32 @@ from veclink.v1 import points_pb2, points_pb2_grpc
 from tests.fixtures.server import RunningServer, server_settings
 from veclink.client import Client, PermissionDenied
 from veclink.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
+from veclink.wire import Condition, Filter
+
+BIG = 2**53 + 1  # the first integer a double cannot hold
+
+
+def assert_same_json(got: object, sent: object) -> None:
+    """Equal, and every number of the same type (5 is not 5.0)."""
+    assert got == sent
+    if isinstance(sent, dict):
+        assert isinstance(got, dict)
+        for key, value in sent.items():
+            assert_same_json(got[key], value)
+    elif isinstance(sent, list):
+        assert isinstance(got, list)
+        for a, b in zip(got, sent, strict=True):
+            assert_same_json(a, b)
+    else:
+        assert type(got) is type(sent), (got, sent)
+
+
+def _assert_numbers_typed(metrics: dict) -> None:
+    """Counts in job metrics are ints, the rest floats (Struct made every number a float)."""
+    counts = [k for k in ("candidates", "matches", "entities", "largest_entity") if k in metrics]
+    assert len(counts) >= 2, metrics
+    assert all(type(metrics[k]) is int for k in counts), metrics
+    assert type(metrics["threshold"]) is float and type(metrics["precision_target"]) is float
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +95,10 @@ def test_embeddings(client: Client) -> None:
             "default": True,
         }
     ]
-    assert models[0]["spec"]["kind"] == "hf-text"
+    spec = models[0]["spec"]
+    assert spec["kind"] == "hf-text"
+    ints = {k: v for k, v in spec.items() if k in ("max_length", "batch_size")}
+    assert ints and all(type(v) is int for v in ints.values()), spec  # not 128.0
     v = client.embed(["a dog barks", "a puppy yaps", "interest rates rose"])
     assert v.shape == (3, 384)
     assert v[0] @ v[1] > v[0] @ v[2]
@@ -101,7 +130,7 @@ def test_collections_and_points(client: Client) -> None:
         {
             "id": "dog",
             "text": "dog: a domesticated canine that barks",
-            "payload": {"kind": "animal", "legs": 4},
+            "payload": {"kind": "animal", "legs": 4, "sku": BIG, "price": 5.0},
         },
         {
             "id": "cat",
@@ -123,12 +152,19 @@ def test_collections_and_points(client: Client) -> None:
     hits = client.search("docs", text="a pet that barks", k=2)
     assert [h.id for h in hits][0] == "dog" and hits[0].payload["kind"] == "animal"
     assert hits[0].text.startswith("dog:")
+    # numbers come back as sent: ints exact (2^53 + 1 too), floats as floats
+    assert_same_json(hits[0].payload, records[0]["payload"])
     hits = client.search("docs", text="a pet that barks", k=4, filter={"kind": "vehicle"})
     assert [h.id for h in hits] == ["car"]
+    hits = client.search("docs", text="a pet", k=4, filter={"sku": BIG})  # exact equality
+    assert [h.id for h in hits] == ["dog"]
+    assert client.search("docs", text="a pet", k=4, filter={"sku": BIG - 1}) == []
     vec = client.embed(["car: a motor vehicle with four wheels"], role="document")[0]
     assert client.search("docs", vector=vec, k=1)[0].id == "car"
     got, missing = client.get("docs", ["cat", "nope"], with_vectors=True)
     assert [r.id for r in got] == ["cat"] and missing == ["nope"] and got[0].vector.shape == (384,)
+    assert_same_json(got[0].payload, records[1]["payload"])
+    assert_same_json(client.get("docs", ["dog"])[0][0].payload, records[0]["payload"])
     # bad input is rejected and changes nothing
     with pytest.raises(InvalidArgument, match=r"records\[1\]\.text"):
         client.upsert("docs", [{"id": "ok", "text": "fine"}, {"id": "empty", "text": ""}])
@@ -143,6 +179,9 @@ def test_collections_and_points(client: Client) -> None:
     info = client.get_collection("docs")
     assert info.count == 4
     assert info.index_stats["kind"] == "partitioned" and info.index_stats["size"] == 4
+    for key in ("dim", "size", "partitions", "splits", "memory_bytes"):  # not 384.0
+        assert type(info.index_stats[key]) is int, (key, info.index_stats[key])
+    assert type(info.index_stats["options"]["split_limit"]) is int
     # streaming bulk upsert
     n = client.upsert_stream(
         "docs",
@@ -164,12 +203,47 @@ def test_collections_and_points(client: Client) -> None:
 
 
 def test_vectors_only_collection_and_filters(client: Client) -> None:
-    client.create_collection("vecs", dimensions=4, metric="l2")
+    info = client.create_collection(
+        "vecs",
+        dimensions=4,
+        metric="l2",
+        index_kind="partitioned",
+        index_options={"split_limit": 512, "nprobe": 64, "eps": 0.5},
+    )
+    assert info.index_options == {"split_limit": 512, "nprobe": 64, "eps": 0.5}
+    assert_same_json(client.get_collection("vecs").index_options, info.index_options)
+    assert type(client.get_collection("vecs").index_stats["options"]["nprobe"]) is int
     client.upsert(
         "vecs", [{"id": str(i), "vector": [i, 0, 0, 0], "payload": {"n": i}} for i in range(10)]
     )
     hits = client.search("vecs", vector=[3.2, 0, 0, 0], k=3)
     assert [h.id for h in hits] == ["3", "4", "2"]
+    assert [h.payload["n"] for h in hits] == [3, 4, 2]
+    assert all(type(h.payload["n"]) is int for h in hits)
+    ranged = client.search(
+        "vecs",
+        vector=[0, 0, 0, 0],
+        k=10,
+        filter=Filter(must=(Condition(key="n", op="range", gte=5, lt=8),)),
+    )
+    assert sorted(h.id for h in ranged) == ["5", "6", "7"]
+    anyof = client.search(
+        "vecs",
+        vector=[0, 0, 0, 0],
+        filter=Filter(must=(Condition(key="n", op="any_of", value=[1, 9]),)),
+    )
+    assert sorted(h.id for h in anyof) == ["1", "9"]
+    # the options a partitioned index takes, typed: a wrong type or key is named
+    with pytest.raises(InvalidArgument, match="split_limit: must be an integer, got 512.5"):
+        client.create_collection("bad", dimensions=4, index_options={"split_limit": 512.5})
+    with pytest.raises(InvalidArgument, match="colour: unknown key"):
+        client.create_collection("bad", dimensions=4, index_options={"colour": 1})
+    with pytest.raises(InvalidArgument, match="split_limit must be >= 8"):
+        client.create_collection("bad", dimensions=4, index_options={"split_limit": 4})
+    with pytest.raises(InvalidArgument, match="a flat index takes no options"):
+        client.create_collection(
+            "bad", dimensions=4, index_kind="flat", index_options={"nprobe": 1}
+        )
     with pytest.raises(InvalidArgument, match="no model"):
         client.search("vecs", text="hello")
     req = points_pb2.SearchRequest(collection="vecs", k=10)
@@ -225,8 +299,12 @@ def test_linkage_link_job_and_incremental_match(client: Client) -> None:
     left = [dblp[g["idDBLP"]] for g in gold if g["idDBLP"] in dblp]
     right = [acm[g["idACM"]] for g in gold if g["idACM"] in acm]
     assert len(left) >= 20 and len(right) >= 20
-    job_id = client.start_job("link", left[1:], right, spec={"precision": 0.9})
-    _wait(client, job_id)
+    job_id = client.start_job(
+        "link", left[1:], right, spec={"precision": 0.9, "blocking": {"k": 30, "min_k": 3}}
+    )
+    final = _wait(client, job_id)
+    _assert_numbers_typed(final["metrics"])
+    assert client.get_job(job_id)["metrics"] == final["metrics"]
     pairs, entities = client.job_results(job_id, page_size=7)  # several pages
     truth = {(g["idDBLP"], g["idACM"]) for g in gold}
     correct = sum((a, b) in truth for a, b, _ in pairs)
@@ -274,7 +352,7 @@ def test_linkage_match_after_restart(tmp_path: Path) -> None:
                 c.match(job_id, newcomer, k=3, assign=True)
             assert (
                 c.match(job_id, {**newcomer, "id": "again"}, k=3)["candidates"]
-                == (assigned["candidates"])
+                == assigned["candidates"]
             )
             with pytest.raises(NotFound):
                 c.match("no-such-job", newcomer)
@@ -298,6 +376,20 @@ def test_linkage_dedupe_job_from_server_path(client: Client) -> None:
     ]
     together = sum(by_id[i] == by_id[i.split("-dup-")[0] + "-org"] for i in dups)
     assert dups and together / len(dups) >= 0.8
+
+
+def test_linkage_integers_in_rows_and_records_stay_exact(client: Client) -> None:
+    """Integer ids and values reach the job as sent: 2^53 + 1 is not rounded to 2^53 + 2."""
+    names = ["anna smith", "ana smith", "bob jones", "robert jones", "carla diaz", "karla diaz"]
+    rows = [{"id": BIG + i, "name": n, "born": 1980 + i // 2} for i, n in enumerate(names)]
+    job_id = client.start_job("dedupe", rows, spec={"blocking": {"k": 3, "min_k": 1}})
+    final = _wait(client, job_id)
+    _assert_numbers_typed(final["metrics"])
+    entities = client.job_results(job_id).entities
+    assert sorted(e.id for e in entities) == sorted(str(r["id"]) for r in rows)
+    result = client.match(job_id, {"id": BIG + 100, "name": "anna smith", "born": 1980}, k=2)
+    top = result["candidates"][0]["record_id"]
+    assert top in {str(BIG), str(BIG + 1)}
 
 
 def test_linkage_bad_input_rejected_before_work(client: Client) -> None:
@@ -367,6 +459,7 @@ def test_cli(server: RunningServer, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     hits = json.loads(r.stdout)
     assert hits[0]["id"] == "d1" and hits[0]["payload"]["year"] == 2001
+    assert type(hits[0]["payload"]["year"]) is int  # not 2001.0
     r = _cli(server, "embed", "hello world", "--json")
     assert r.returncode == 0 and len(json.loads(r.stdout)[0]["embedding"]) == 384
     r = _cli(server, "search", "no-such-collection", "x")
@@ -381,8 +474,9 @@ def test_cli(server: RunningServer, tmp_path: Path) -> None:
 
 def test_demo_collection_answers_dog_query(tmp_path: Path) -> None:
     from veclink.service.demo import load_demo
-    from veclink.service.domain import SearchQuery
     from veclink.service.server import build_store
+
+    from veclink.wire.types import SearchQuery
 
     store = build_store(server_settings(tmp_path))
     assert load_demo(store) is True

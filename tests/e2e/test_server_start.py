@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from veclink.service.domain import RecordIn
 from veclink.service.server import Server, build_store
 from veclink.service.settings import load_settings
 
 from tests.fixtures.server import on_server_loop
 from veclink.client import Client
 from veclink.errors import FailedPrecondition
+from veclink.wire.types import RecordIn
 
 
 def _settings(data_dir: Path, port: int):  # type: ignore[no-untyped-def]

@@ -12,12 +12,13 @@ import grpc
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from veclink.service.linkage_jobs import LinkageJobs, TableSource
+from veclink.service.linkage_jobs import LinkageJobs
 from veclink.service.servicers import status_of
 from veclink.service.settings import SourceSettings, load_settings
 from veclink.service.sources import JobSources, check_query
 
 from veclink.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from veclink.wire import TableSource
 
 WRITES = (
     "with x as (select 1) update people set name = 'x'",

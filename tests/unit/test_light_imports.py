@@ -73,3 +73,24 @@ def test_libraries_never_import_the_applications() -> None:
                     if n.startswith(("veclink.cli", "veclink.training", "tests"))
                 ]
     assert offenders == []
+
+
+def test_client_loads_neither_the_server_nor_the_libraries() -> None:
+    """``import veclink.client`` brings grpc, protobuf and numpy, and nothing of the server,
+    the index, the encoders, the linkage pipeline, torch or SQLAlchemy."""
+    probe = (
+        "import json, sys\n"
+        "import veclink.client\n"
+        "from veclink.client import Client\n"
+        "Client('127.0.0.1:1').close()\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    server_side = ("veclink.service", "veclink.linkage", "veclink.index", "veclink.encoders")
+    libraries = ("torch", "sqlalchemy", "transformers", "sklearn", "faiss", "scipy", "pandas")
+    offenders = [m for m in loaded if m.startswith(server_side) or m.split(".")[0] in libraries]
+    assert offenders == []
+    assert "grpc" in loaded and "veclink.wire.convert" in loaded  # it did load the client

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 from veclink.linkage import LinkageSpec
-from veclink.service.linkage_jobs import LinkageJobs, TableSource
+from veclink.service.linkage_jobs import LinkageJobs
 
 from tests.fixtures.linkage import support
 from veclink.errors import FailedPrecondition, InvalidArgument, NotFound
+from veclink.wire import TableSource
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from veclink.service.domain import Condition, Filter, RecordIn, SearchQuery
 from veclink.service.models import ModelRegistry
 from veclink.service.store import Limits, VectorStore
 
 from veclink.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
+from veclink.wire.types import Condition, Filter, RecordIn, SearchQuery
 
 DIM = 8
 

@@ -13,9 +13,10 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from veclink.index import CheckpointPolicy
 from veclink.service.catalog import CollectionRow, open_catalog
-from veclink.service.domain import RecordIn, SearchQuery
 from veclink.service.models import ModelRegistry
 from veclink.service.store import VectorStore
+
+from veclink.wire.types import RecordIn, SearchQuery
 
 DIM = 4
 

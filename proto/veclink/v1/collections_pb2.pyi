@@ -1,6 +1,5 @@
 import datetime
 
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from veclink.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
@@ -12,26 +11,62 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Collection(_message.Message):
-    __slots__ = ("name", "model", "dimensions", "metric", "index_kind", "index_options", "count", "created_at", "index_stats")
+    __slots__ = ("name", "model", "dimensions", "metric", "index_kind", "count", "created_at", "index_stats", "index_options")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     INDEX_KIND_FIELD_NUMBER: _ClassVar[int]
-    INDEX_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     INDEX_STATS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     dimensions: int
     metric: _common_pb2.Metric
     index_kind: _common_pb2.IndexKind
-    index_options: _struct_pb2.Struct
     count: int
     created_at: _timestamp_pb2.Timestamp
-    index_stats: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., index_kind: _Optional[_Union[_common_pb2.IndexKind, str]] = ..., index_options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., index_stats: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    index_stats: _common_pb2.JsonObject
+    index_options: IndexOptions
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., index_kind: _Optional[_Union[_common_pb2.IndexKind, str]] = ..., count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., index_stats: _Optional[_Union[_common_pb2.JsonObject, _Mapping]] = ..., index_options: _Optional[_Union[IndexOptions, _Mapping]] = ...) -> None: ...
+
+class IndexOptions(_message.Message):
+    __slots__ = ("flat", "partitioned")
+    FLAT_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONED_FIELD_NUMBER: _ClassVar[int]
+    flat: FlatIndexOptions
+    partitioned: PartitionedIndexOptions
+    def __init__(self, flat: _Optional[_Union[FlatIndexOptions, _Mapping]] = ..., partitioned: _Optional[_Union[PartitionedIndexOptions, _Mapping]] = ...) -> None: ...
+
+class FlatIndexOptions(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PartitionedIndexOptions(_message.Message):
+    __slots__ = ("split_limit", "merge_limit", "nprobe", "eps", "replicas", "replica_eps", "reassign_neighbors", "refresh", "background", "device")
+    SPLIT_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MERGE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    NPROBE_FIELD_NUMBER: _ClassVar[int]
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_EPS_FIELD_NUMBER: _ClassVar[int]
+    REASSIGN_NEIGHBORS_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    split_limit: int
+    merge_limit: int
+    nprobe: int
+    eps: float
+    replicas: int
+    replica_eps: float
+    reassign_neighbors: int
+    refresh: float
+    background: bool
+    device: str
+    def __init__(self, split_limit: _Optional[int] = ..., merge_limit: _Optional[int] = ..., nprobe: _Optional[int] = ..., eps: _Optional[float] = ..., replicas: _Optional[int] = ..., replica_eps: _Optional[float] = ..., reassign_neighbors: _Optional[int] = ..., refresh: _Optional[float] = ..., background: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name", "model", "dimensions", "metric", "index_kind", "index_options")
@@ -46,8 +81,8 @@ class CreateCollectionRequest(_message.Message):
     dimensions: int
     metric: _common_pb2.Metric
     index_kind: _common_pb2.IndexKind
-    index_options: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., index_kind: _Optional[_Union[_common_pb2.IndexKind, str]] = ..., index_options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    index_options: IndexOptions
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., index_kind: _Optional[_Union[_common_pb2.IndexKind, str]] = ..., index_options: _Optional[_Union[IndexOptions, _Mapping]] = ...) -> None: ...
 
 class CreateCollectionResponse(_message.Message):
     __slots__ = ("collection",)

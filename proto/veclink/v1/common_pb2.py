@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17veclink/v1/common.proto\x12\nveclink.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"2\n\x07\x43ontent\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04kind\"4\n\x0b\x45ncoderSpec\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct*\\\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x11\n\rMETRIC_COSINE\x10\x01\x12\x18\n\x14METRIC_INNER_PRODUCT\x10\x02\x12\r\n\tMETRIC_L2\x10\x03*X\n\tIndexKind\x12\x1a\n\x16INDEX_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fINDEX_KIND_FLAT\x10\x01\x12\x1a\n\x16INDEX_KIND_PARTITIONED\x10\x02*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_QUERY\x10\x01\x12\x11\n\rROLE_DOCUMENT\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17veclink/v1/common.proto\x12\nveclink.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"2\n\x07\x43ontent\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04kind\"3\n\x0b\x45ncoderSpec\x12$\n\x04spec\x18\x01 \x01(\x0b\x32\x16.veclink.v1.JsonObject\"\x80\x02\n\tJsonValue\x12\x30\n\nnull_value\x18\x01 \x01(\x0e\x32\x1a.google.protobuf.NullValueH\x00\x12\x16\n\x0c\x64ouble_value\x18\x02 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12.\n\x0cstruct_value\x18\x05 \x01(\x0b\x32\x16.veclink.v1.JsonObjectH\x00\x12*\n\nlist_value\x18\x06 \x01(\x0b\x32\x14.veclink.v1.JsonListH\x00\x12\x17\n\rinteger_value\x18\x07 \x01(\x03H\x00\x42\x06\n\x04kind\"\x86\x01\n\nJsonObject\x12\x32\n\x06\x66ields\x18\x01 \x03(\x0b\x32\".veclink.v1.JsonObject.FieldsEntry\x1a\x44\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.veclink.v1.JsonValue:\x02\x38\x01\"1\n\x08JsonList\x12%\n\x06values\x18\x01 \x03(\x0b\x32\x15.veclink.v1.JsonValue*\\\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x11\n\rMETRIC_COSINE\x10\x01\x12\x18\n\x14METRIC_INNER_PRODUCT\x10\x02\x12\r\n\tMETRIC_L2\x10\x03*X\n\tIndexKind\x12\x1a\n\x16INDEX_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fINDEX_KIND_FLAT\x10\x01\x12\x1a\n\x16INDEX_KIND_PARTITIONED\x10\x02*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_QUERY\x10\x01\x12\x11\n\rROLE_DOCUMENT\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,16 +34,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VECTOR'].fields_by_name['values']._loaded_options = None
   _globals['_VECTOR'].fields_by_name['values']._serialized_options = b'\020\001'
-  _globals['_METRIC']._serialized_start=205
-  _globals['_METRIC']._serialized_end=297
-  _globals['_INDEXKIND']._serialized_start=299
-  _globals['_INDEXKIND']._serialized_end=387
-  _globals['_ROLE']._serialized_start=389
-  _globals['_ROLE']._serialized_end=452
+  _globals['_JSONOBJECT_FIELDSENTRY']._loaded_options = None
+  _globals['_JSONOBJECT_FIELDSENTRY']._serialized_options = b'8\001'
+  _globals['_METRIC']._serialized_start=651
+  _globals['_METRIC']._serialized_end=743
+  _globals['_INDEXKIND']._serialized_start=745
+  _globals['_INDEXKIND']._serialized_end=833
+  _globals['_ROLE']._serialized_start=835
+  _globals['_ROLE']._serialized_end=898
   _globals['_VECTOR']._serialized_start=69
   _globals['_VECTOR']._serialized_end=97
   _globals['_CONTENT']._serialized_start=99
   _globals['_CONTENT']._serialized_end=149
   _globals['_ENCODERSPEC']._serialized_start=151
-  _globals['_ENCODERSPEC']._serialized_end=203
+  _globals['_ENCODERSPEC']._serialized_end=202
+  _globals['_JSONVALUE']._serialized_start=205
+  _globals['_JSONVALUE']._serialized_end=461
+  _globals['_JSONOBJECT']._serialized_start=464
+  _globals['_JSONOBJECT']._serialized_end=598
+  _globals['_JSONOBJECT_FIELDSENTRY']._serialized_start=530
+  _globals['_JSONOBJECT_FIELDSENTRY']._serialized_end=598
+  _globals['_JSONLIST']._serialized_start=600
+  _globals['_JSONLIST']._serialized_end=649
 # @@protoc_insertion_point(module_scope)

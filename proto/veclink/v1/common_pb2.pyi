@@ -54,5 +54,42 @@ class Content(_message.Message):
 class EncoderSpec(_message.Message):
     __slots__ = ("spec",)
     SPEC_FIELD_NUMBER: _ClassVar[int]
-    spec: _struct_pb2.Struct
-    def __init__(self, spec: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    spec: JsonObject
+    def __init__(self, spec: _Optional[_Union[JsonObject, _Mapping]] = ...) -> None: ...
+
+class JsonValue(_message.Message):
+    __slots__ = ("null_value", "double_value", "string_value", "bool_value", "struct_value", "list_value", "integer_value")
+    NULL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DOUBLE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STRUCT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    LIST_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INTEGER_VALUE_FIELD_NUMBER: _ClassVar[int]
+    null_value: _struct_pb2.NullValue
+    double_value: float
+    string_value: str
+    bool_value: bool
+    struct_value: JsonObject
+    list_value: JsonList
+    integer_value: int
+    def __init__(self, null_value: _Optional[_Union[_struct_pb2.NullValue, str]] = ..., double_value: _Optional[float] = ..., string_value: _Optional[str] = ..., bool_value: _Optional[bool] = ..., struct_value: _Optional[_Union[JsonObject, _Mapping]] = ..., list_value: _Optional[_Union[JsonList, _Mapping]] = ..., integer_value: _Optional[int] = ...) -> None: ...
+
+class JsonObject(_message.Message):
+    __slots__ = ("fields",)
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: JsonValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[JsonValue, _Mapping]] = ...) -> None: ...
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    fields: _containers.MessageMap[str, JsonValue]
+    def __init__(self, fields: _Optional[_Mapping[str, JsonValue]] = ...) -> None: ...
+
+class JsonList(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[JsonValue]
+    def __init__(self, values: _Optional[_Iterable[_Union[JsonValue, _Mapping]]] = ...) -> None: ...

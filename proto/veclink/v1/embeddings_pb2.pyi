@@ -1,4 +1,3 @@
-from google.protobuf import struct_pb2 as _struct_pb2
 from veclink.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -50,9 +49,9 @@ class ModelInfo(_message.Message):
     name: str
     dimensions: int
     modality: str
-    spec: _struct_pb2.Struct
+    spec: _common_pb2.JsonObject
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., dimensions: _Optional[int] = ..., modality: _Optional[str] = ..., spec: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., dimensions: _Optional[int] = ..., modality: _Optional[str] = ..., spec: _Optional[_Union[_common_pb2.JsonObject, _Mapping]] = ..., is_default: _Optional[bool] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

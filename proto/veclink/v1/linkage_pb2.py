@@ -22,53 +22,63 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from veclink.v1 import common_pb2 as veclink_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18veclink/v1/linkage.proto\x12\nveclink.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x01\n\x0bTableSource\x12\x0e\n\x04path\x18\x01 \x01(\tH\x00\x12)\n\x06inline\x18\x02 \x01(\x0b\x32\x17.veclink.v1.InlineTableH\x00\x12\r\n\x03sql\x18\x03 \x01(\tH\x00\x12\x11\n\tid_column\x18\x04 \x01(\t\x12\x10\n\x08\x65ncoding\x18\x05 \x01(\tB\x08\n\x06source\"4\n\x0bInlineTable\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.google.protobuf.Struct\"\xaa\x01\n\x0fStartJobRequest\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.veclink.v1.JobKind\x12%\n\x04left\x18\x02 \x01(\x0b\x32\x17.veclink.v1.TableSource\x12&\n\x05right\x18\x03 \x01(\x0b\x32\x17.veclink.v1.TableSource\x12%\n\x04spec\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\"\n\x10StartJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x98\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x04kind\x18\x02 \x01(\x0e\x32\x13.veclink.v1.JobKind\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.veclink.v1.JobState\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12(\n\x07metrics\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\".\n\x0eGetJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.veclink.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"+\n\x0bJobProgress\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.veclink.v1.Job\"J\n\x11GetResultsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"?\n\x0bMatchedPair\x12\x0f\n\x07left_id\x18\x01 \x01(\t\x12\x10\n\x08right_id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\"1\n\x10\x45ntityAssignment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tentity_id\x18\x02 \x01(\t\"\x85\x01\n\x12GetResultsResponse\x12&\n\x05pairs\x18\x01 \x03(\x0b\x32\x17.veclink.v1.MatchedPair\x12.\n\x08\x65ntities\x18\x02 \x03(\x0b\x32\x1c.veclink.v1.EntityAssignment\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"b\n\x0cMatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x06record\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\t\n\x01k\x18\x03 \x01(\r\x12\x0e\n\x06\x61ssign\x18\x04 \x01(\x08\"F\n\x0f\x45ntityCandidate\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\"\\\n\rMatchResponse\x12/\n\ncandidates\x18\x01 \x03(\x0b\x32\x1b.veclink.v1.EntityCandidate\x12\x1a\n\x12\x61ssigned_entity_id\x18\x02 \x01(\t*K\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rJOB_KIND_LINK\x10\x01\x12\x13\n\x0fJOB_KIND_DEDUPE\x10\x02*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xe0\x02\n\x07Linkage\x12\x45\n\x08StartJob\x12\x1b.veclink.v1.StartJobRequest\x1a\x1c.veclink.v1.StartJobResponse\x12?\n\x06GetJob\x12\x19.veclink.v1.GetJobRequest\x1a\x1a.veclink.v1.GetJobResponse\x12\x42\n\x08WatchJob\x12\x1b.veclink.v1.WatchJobRequest\x1a\x17.veclink.v1.JobProgress0\x01\x12K\n\nGetResults\x12\x1d.veclink.v1.GetResultsRequest\x1a\x1e.veclink.v1.GetResultsResponse\x12<\n\x05Match\x12\x18.veclink.v1.MatchRequest\x1a\x19.veclink.v1.MatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18veclink/v1/linkage.proto\x12\nveclink.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17veclink/v1/common.proto\"\x86\x01\n\x0bTableSource\x12\x0e\n\x04path\x18\x01 \x01(\tH\x00\x12)\n\x06inline\x18\x02 \x01(\x0b\x32\x17.veclink.v1.InlineTableH\x00\x12\r\n\x03sql\x18\x03 \x01(\tH\x00\x12\x11\n\tid_column\x18\x04 \x01(\t\x12\x10\n\x08\x65ncoding\x18\x05 \x01(\tB\x08\n\x06source\"3\n\x0bInlineTable\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.veclink.v1.JsonObject\"\xb0\x01\n\x0fStartJobRequest\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.veclink.v1.JobKind\x12%\n\x04left\x18\x02 \x01(\x0b\x32\x17.veclink.v1.TableSource\x12&\n\x05right\x18\x03 \x01(\x0b\x32\x17.veclink.v1.TableSource\x12%\n\x04spec\x18\x05 \x01(\x0b\x32\x17.veclink.v1.LinkageSpecJ\x04\x08\x04\x10\x05\"\x84\x05\n\x0bLinkageSpec\x12%\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x15.veclink.v1.FieldSpec\x12\x14\n\x07left_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08right_id\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x1a\n\rserialization\x18\x04 \x01(\tH\x02\x88\x01\x01\x12*\n\x08\x62locking\x18\x05 \x01(\x0b\x32\x18.veclink.v1.BlockingSpec\x12\x16\n\tprecision\x18\x06 \x01(\x01H\x03\x88\x01\x01\x12\x16\n\tobjective\x18\x07 \x01(\tH\x04\x88\x01\x01\x12\x16\n\tthreshold\x18\x08 \x01(\x01H\x05\x88\x01\x01\x12\x17\n\nassignment\x18\t \x01(\tH\x06\x88\x01\x01\x12\x16\n\treference\x18\n \x01(\tH\x07\x88\x01\x01\x12\x17\n\nclassifier\x18\x0b \x01(\tH\x08\x88\x01\x01\x12\x14\n\x07\x63luster\x18\x0c \x01(\tH\t\x88\x01\x01\x12+\n\tllm_judge\x18\r \x01(\x0b\x32\x18.veclink.v1.LLMJudgeSpec\x12\'\n\x07\x65ncoder\x18\x0e \x01(\x0b\x32\x16.veclink.v1.JsonObject\x12\x11\n\x04seed\x18\x0f \x01(\x03H\n\x88\x01\x01\x12\x1d\n\x10memory_budget_mb\x18\x10 \x01(\x01H\x0b\x88\x01\x01\x42\n\n\x08_left_idB\x0b\n\t_right_idB\x10\n\x0e_serializationB\x0c\n\n_precisionB\x0c\n\n_objectiveB\x0c\n\n_thresholdB\r\n\x0b_assignmentB\x0c\n\n_referenceB\r\n\x0b_classifierB\n\n\x08_clusterB\x07\n\x05_seedB\x13\n\x11_memory_budget_mb\"\xf3\x01\n\tFieldSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x04left\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05right\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x11\n\x04type\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x12\n\x05\x65mbed\x18\x05 \x01(\x08H\x03\x88\x01\x01\x12\x14\n\x07\x63ompare\x18\x06 \x01(\x08H\x04\x88\x01\x01\x12\x16\n\tmax_chars\x18\x07 \x01(\x03H\x05\x88\x01\x01\x12\x12\n\x05scale\x18\x08 \x01(\x01H\x06\x88\x01\x01\x42\x07\n\x05_leftB\x08\n\x06_rightB\x07\n\x05_typeB\x08\n\x06_embedB\n\n\x08_compareB\x0c\n\n_max_charsB\x08\n\x06_scale\"\xf5\x02\n\x0c\x42lockingSpec\x12\x0e\n\x01k\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05min_k\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x13\n\x06margin\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0elexical_weight\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x18\n\x0blexical_dim\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12!\n\x14lexical_blocking_dim\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12%\n\x04keys\x18\x07 \x03(\x0b\x32\x17.veclink.v1.BlockingKey\x12\x1a\n\rmax_key_block\x18\x08 \x01(\x03H\x06\x88\x01\x01\x12\x17\n\nindex_kind\x18\t \x01(\tH\x07\x88\x01\x01\x42\x04\n\x02_kB\x08\n\x06_min_kB\t\n\x07_marginB\x11\n\x0f_lexical_weightB\x0e\n\x0c_lexical_dimB\x17\n\x15_lexical_blocking_dimB\x10\n\x0e_max_key_blockB\r\n\x0b_index_kind\"\x1d\n\x0b\x42lockingKey\x12\x0e\n\x06\x66ields\x18\x01 \x03(\t\"\x9f\x01\n\x0cLLMJudgeSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\x04\x62\x61nd\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tmax_pairs\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x13\n\x06weight\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x13\n\x06\x64\x65vice\x18\x05 \x01(\tH\x03\x88\x01\x01\x42\x07\n\x05_bandB\x0c\n\n_max_pairsB\t\n\x07_weightB\t\n\x07_device\"\"\n\x10StartJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x97\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x04kind\x18\x02 \x01(\x0e\x32\x13.veclink.v1.JobKind\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.veclink.v1.JobState\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\'\n\x07metrics\x18\x07 \x01(\x0b\x32\x16.veclink.v1.JsonObject\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\".\n\x0eGetJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.veclink.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"+\n\x0bJobProgress\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.veclink.v1.Job\"J\n\x11GetResultsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"?\n\x0bMatchedPair\x12\x0f\n\x07left_id\x18\x01 \x01(\t\x12\x10\n\x08right_id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\"1\n\x10\x45ntityAssignment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tentity_id\x18\x02 \x01(\t\"\x85\x01\n\x12GetResultsResponse\x12&\n\x05pairs\x18\x01 \x03(\x0b\x32\x17.veclink.v1.MatchedPair\x12.\n\x08\x65ntities\x18\x02 \x03(\x0b\x32\x1c.veclink.v1.EntityAssignment\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"a\n\x0cMatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12&\n\x06record\x18\x02 \x01(\x0b\x32\x16.veclink.v1.JsonObject\x12\t\n\x01k\x18\x03 \x01(\r\x12\x0e\n\x06\x61ssign\x18\x04 \x01(\x08\"F\n\x0f\x45ntityCandidate\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\"\\\n\rMatchResponse\x12/\n\ncandidates\x18\x01 \x03(\x0b\x32\x1b.veclink.v1.EntityCandidate\x12\x1a\n\x12\x61ssigned_entity_id\x18\x02 \x01(\t*K\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rJOB_KIND_LINK\x10\x01\x12\x13\n\x0fJOB_KIND_DEDUPE\x10\x02*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xe0\x02\n\x07Linkage\x12\x45\n\x08StartJob\x12\x1b.veclink.v1.StartJobRequest\x1a\x1c.veclink.v1.StartJobResponse\x12?\n\x06GetJob\x12\x19.veclink.v1.GetJobRequest\x1a\x1a.veclink.v1.GetJobResponse\x12\x42\n\x08WatchJob\x12\x1b.veclink.v1.WatchJobRequest\x1a\x17.veclink.v1.JobProgress0\x01\x12K\n\nGetResults\x12\x1d.veclink.v1.GetResultsRequest\x1a\x1e.veclink.v1.GetResultsResponse\x12<\n\x05Match\x12\x18.veclink.v1.MatchRequest\x1a\x19.veclink.v1.MatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'veclink.v1.linkage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBKIND']._serialized_start=1541
-  _globals['_JOBKIND']._serialized_end=1616
-  _globals['_JOBSTATE']._serialized_start=1619
-  _globals['_JOBSTATE']._serialized_end=1773
-  _globals['_TABLESOURCE']._serialized_start=104
-  _globals['_TABLESOURCE']._serialized_end=238
-  _globals['_INLINETABLE']._serialized_start=240
-  _globals['_INLINETABLE']._serialized_end=292
-  _globals['_STARTJOBREQUEST']._serialized_start=295
+  _globals['_JOBKIND']._serialized_start=3001
+  _globals['_JOBKIND']._serialized_end=3076
+  _globals['_JOBSTATE']._serialized_start=3079
+  _globals['_JOBSTATE']._serialized_end=3233
+  _globals['_TABLESOURCE']._serialized_start=99
+  _globals['_TABLESOURCE']._serialized_end=233
+  _globals['_INLINETABLE']._serialized_start=235
+  _globals['_INLINETABLE']._serialized_end=286
+  _globals['_STARTJOBREQUEST']._serialized_start=289
   _globals['_STARTJOBREQUEST']._serialized_end=465
-  _globals['_STARTJOBRESPONSE']._serialized_start=467
-  _globals['_STARTJOBRESPONSE']._serialized_end=501
-  _globals['_JOB']._serialized_start=504
-  _globals['_JOB']._serialized_end=784
-  _globals['_GETJOBREQUEST']._serialized_start=786
-  _globals['_GETJOBREQUEST']._serialized_end=817
-  _globals['_GETJOBRESPONSE']._serialized_start=819
-  _globals['_GETJOBRESPONSE']._serialized_end=865
-  _globals['_WATCHJOBREQUEST']._serialized_start=867
-  _globals['_WATCHJOBREQUEST']._serialized_end=900
-  _globals['_JOBPROGRESS']._serialized_start=902
-  _globals['_JOBPROGRESS']._serialized_end=945
-  _globals['_GETRESULTSREQUEST']._serialized_start=947
-  _globals['_GETRESULTSREQUEST']._serialized_end=1021
-  _globals['_MATCHEDPAIR']._serialized_start=1023
-  _globals['_MATCHEDPAIR']._serialized_end=1086
-  _globals['_ENTITYASSIGNMENT']._serialized_start=1088
-  _globals['_ENTITYASSIGNMENT']._serialized_end=1137
-  _globals['_GETRESULTSRESPONSE']._serialized_start=1140
-  _globals['_GETRESULTSRESPONSE']._serialized_end=1273
-  _globals['_MATCHREQUEST']._serialized_start=1275
-  _globals['_MATCHREQUEST']._serialized_end=1373
-  _globals['_ENTITYCANDIDATE']._serialized_start=1375
-  _globals['_ENTITYCANDIDATE']._serialized_end=1445
-  _globals['_MATCHRESPONSE']._serialized_start=1447
-  _globals['_MATCHRESPONSE']._serialized_end=1539
-  _globals['_LINKAGE']._serialized_start=1776
-  _globals['_LINKAGE']._serialized_end=2128
+  _globals['_LINKAGESPEC']._serialized_start=468
+  _globals['_LINKAGESPEC']._serialized_end=1112
+  _globals['_FIELDSPEC']._serialized_start=1115
+  _globals['_FIELDSPEC']._serialized_end=1358
+  _globals['_BLOCKINGSPEC']._serialized_start=1361
+  _globals['_BLOCKINGSPEC']._serialized_end=1734
+  _globals['_BLOCKINGKEY']._serialized_start=1736
+  _globals['_BLOCKINGKEY']._serialized_end=1765
+  _globals['_LLMJUDGESPEC']._serialized_start=1768
+  _globals['_LLMJUDGESPEC']._serialized_end=1927
+  _globals['_STARTJOBRESPONSE']._serialized_start=1929
+  _globals['_STARTJOBRESPONSE']._serialized_end=1963
+  _globals['_JOB']._serialized_start=1966
+  _globals['_JOB']._serialized_end=2245
+  _globals['_GETJOBREQUEST']._serialized_start=2247
+  _globals['_GETJOBREQUEST']._serialized_end=2278
+  _globals['_GETJOBRESPONSE']._serialized_start=2280
+  _globals['_GETJOBRESPONSE']._serialized_end=2326
+  _globals['_WATCHJOBREQUEST']._serialized_start=2328
+  _globals['_WATCHJOBREQUEST']._serialized_end=2361
+  _globals['_JOBPROGRESS']._serialized_start=2363
+  _globals['_JOBPROGRESS']._serialized_end=2406
+  _globals['_GETRESULTSREQUEST']._serialized_start=2408
+  _globals['_GETRESULTSREQUEST']._serialized_end=2482
+  _globals['_MATCHEDPAIR']._serialized_start=2484
+  _globals['_MATCHEDPAIR']._serialized_end=2547
+  _globals['_ENTITYASSIGNMENT']._serialized_start=2549
+  _globals['_ENTITYASSIGNMENT']._serialized_end=2598
+  _globals['_GETRESULTSRESPONSE']._serialized_start=2601
+  _globals['_GETRESULTSRESPONSE']._serialized_end=2734
+  _globals['_MATCHREQUEST']._serialized_start=2736
+  _globals['_MATCHREQUEST']._serialized_end=2833
+  _globals['_ENTITYCANDIDATE']._serialized_start=2835
+  _globals['_ENTITYCANDIDATE']._serialized_end=2905
+  _globals['_MATCHRESPONSE']._serialized_start=2907
+  _globals['_MATCHRESPONSE']._serialized_end=2999
+  _globals['_LINKAGE']._serialized_start=3236
+  _globals['_LINKAGE']._serialized_end=3588
 # @@protoc_insertion_point(module_scope)

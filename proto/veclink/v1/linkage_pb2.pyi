@@ -1,7 +1,7 @@
 import datetime
 
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from veclink.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -52,8 +52,8 @@ class TableSource(_message.Message):
 class InlineTable(_message.Message):
     __slots__ = ("rows",)
     ROWS_FIELD_NUMBER: _ClassVar[int]
-    rows: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
-    def __init__(self, rows: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
+    rows: _containers.RepeatedCompositeFieldContainer[_common_pb2.JsonObject]
+    def __init__(self, rows: _Optional[_Iterable[_Union[_common_pb2.JsonObject, _Mapping]]] = ...) -> None: ...
 
 class StartJobRequest(_message.Message):
     __slots__ = ("kind", "left", "right", "spec")
@@ -64,8 +64,106 @@ class StartJobRequest(_message.Message):
     kind: JobKind
     left: TableSource
     right: TableSource
-    spec: _struct_pb2.Struct
-    def __init__(self, kind: _Optional[_Union[JobKind, str]] = ..., left: _Optional[_Union[TableSource, _Mapping]] = ..., right: _Optional[_Union[TableSource, _Mapping]] = ..., spec: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    spec: LinkageSpec
+    def __init__(self, kind: _Optional[_Union[JobKind, str]] = ..., left: _Optional[_Union[TableSource, _Mapping]] = ..., right: _Optional[_Union[TableSource, _Mapping]] = ..., spec: _Optional[_Union[LinkageSpec, _Mapping]] = ...) -> None: ...
+
+class LinkageSpec(_message.Message):
+    __slots__ = ("fields", "left_id", "right_id", "serialization", "blocking", "precision", "objective", "threshold", "assignment", "reference", "classifier", "cluster", "llm_judge", "encoder", "seed", "memory_budget_mb")
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    LEFT_ID_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_ID_FIELD_NUMBER: _ClassVar[int]
+    SERIALIZATION_FIELD_NUMBER: _ClassVar[int]
+    BLOCKING_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    LLM_JUDGE_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BUDGET_MB_FIELD_NUMBER: _ClassVar[int]
+    fields: _containers.RepeatedCompositeFieldContainer[FieldSpec]
+    left_id: str
+    right_id: str
+    serialization: str
+    blocking: BlockingSpec
+    precision: float
+    objective: str
+    threshold: float
+    assignment: str
+    reference: str
+    classifier: str
+    cluster: str
+    llm_judge: LLMJudgeSpec
+    encoder: _common_pb2.JsonObject
+    seed: int
+    memory_budget_mb: float
+    def __init__(self, fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., left_id: _Optional[str] = ..., right_id: _Optional[str] = ..., serialization: _Optional[str] = ..., blocking: _Optional[_Union[BlockingSpec, _Mapping]] = ..., precision: _Optional[float] = ..., objective: _Optional[str] = ..., threshold: _Optional[float] = ..., assignment: _Optional[str] = ..., reference: _Optional[str] = ..., classifier: _Optional[str] = ..., cluster: _Optional[str] = ..., llm_judge: _Optional[_Union[LLMJudgeSpec, _Mapping]] = ..., encoder: _Optional[_Union[_common_pb2.JsonObject, _Mapping]] = ..., seed: _Optional[int] = ..., memory_budget_mb: _Optional[float] = ...) -> None: ...
+
+class FieldSpec(_message.Message):
+    __slots__ = ("name", "left", "right", "type", "embed", "compare", "max_chars", "scale")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    EMBED_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHARS_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    left: str
+    right: str
+    type: str
+    embed: bool
+    compare: bool
+    max_chars: int
+    scale: float
+    def __init__(self, name: _Optional[str] = ..., left: _Optional[str] = ..., right: _Optional[str] = ..., type: _Optional[str] = ..., embed: _Optional[bool] = ..., compare: _Optional[bool] = ..., max_chars: _Optional[int] = ..., scale: _Optional[float] = ...) -> None: ...
+
+class BlockingSpec(_message.Message):
+    __slots__ = ("k", "min_k", "margin", "lexical_weight", "lexical_dim", "lexical_blocking_dim", "keys", "max_key_block", "index_kind")
+    K_FIELD_NUMBER: _ClassVar[int]
+    MIN_K_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_DIM_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_BLOCKING_DIM_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    MAX_KEY_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    INDEX_KIND_FIELD_NUMBER: _ClassVar[int]
+    k: int
+    min_k: int
+    margin: float
+    lexical_weight: float
+    lexical_dim: int
+    lexical_blocking_dim: int
+    keys: _containers.RepeatedCompositeFieldContainer[BlockingKey]
+    max_key_block: int
+    index_kind: str
+    def __init__(self, k: _Optional[int] = ..., min_k: _Optional[int] = ..., margin: _Optional[float] = ..., lexical_weight: _Optional[float] = ..., lexical_dim: _Optional[int] = ..., lexical_blocking_dim: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[BlockingKey, _Mapping]]] = ..., max_key_block: _Optional[int] = ..., index_kind: _Optional[str] = ...) -> None: ...
+
+class BlockingKey(_message.Message):
+    __slots__ = ("fields",)
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LLMJudgeSpec(_message.Message):
+    __slots__ = ("model", "band", "max_pairs", "weight", "device")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    BAND_FIELD_NUMBER: _ClassVar[int]
+    MAX_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    band: float
+    max_pairs: int
+    weight: float
+    device: str
+    def __init__(self, model: _Optional[str] = ..., band: _Optional[float] = ..., max_pairs: _Optional[int] = ..., weight: _Optional[float] = ..., device: _Optional[str] = ...) -> None: ...
 
 class StartJobResponse(_message.Message):
     __slots__ = ("job_id",)
@@ -90,10 +188,10 @@ class Job(_message.Message):
     stage: str
     progress: float
     error: str
-    metrics: _struct_pb2.Struct
+    metrics: _common_pb2.JsonObject
     created_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[str] = ..., progress: _Optional[float] = ..., error: _Optional[str] = ..., metrics: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[str] = ..., progress: _Optional[float] = ..., error: _Optional[str] = ..., metrics: _Optional[_Union[_common_pb2.JsonObject, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -164,10 +262,10 @@ class MatchRequest(_message.Message):
     K_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    record: _struct_pb2.Struct
+    record: _common_pb2.JsonObject
     k: int
     assign: bool
-    def __init__(self, job_id: _Optional[str] = ..., record: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., k: _Optional[int] = ..., assign: _Optional[bool] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., record: _Optional[_Union[_common_pb2.JsonObject, _Mapping]] = ..., k: _Optional[int] = ..., assign: _Optional[bool] = ...) -> None: ...
 
 class EntityCandidate(_message.Message):
     __slots__ = ("entity_id", "record_id", "score")

@@ -22,49 +22,48 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from veclink.v1 import common_pb2 as veclink_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17veclink/v1/points.proto\x12\nveclink.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17veclink/v1/common.proto\"\x9c\x01\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04text\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05image\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x12\"\n\x06vector\x18\x04 \x01(\x0b\x32\x12.veclink.v1.Vector\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\x07\n\x05_textB\x08\n\x06_image\"H\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12#\n\x07records\x18\x02 \x03(\x0b\x32\x12.veclink.v1.Record\"3\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x04\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"C\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x03 \x01(\x08\"v\n\x0cStoredRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x06vector\x18\x04 \x01(\x0b\x32\x12.veclink.v1.Vector\"I\n\x0bGetResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.veclink.v1.StoredRecord\x12\x0f\n\x07missing\x18\x02 \x03(\t\"-\n\x06\x46ilter\x12#\n\x04must\x18\x01 \x03(\x0b\x32\x15.veclink.v1.Condition\"\x98\x01\n\tCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x06\x65quals\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12\'\n\x06\x61ny_of\x18\x03 \x01(\x0b\x32\x15.veclink.v1.ValueListH\x00\x12\"\n\x05range\x18\x04 \x01(\x0b\x32\x11.veclink.v1.RangeH\x00\x42\x07\n\x05match\"3\n\tValueList\x12&\n\x06values\x18\x01 \x03(\x0b\x32\x16.google.protobuf.Value\"k\n\x05Range\x12\x10\n\x03gte\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x02gt\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x03lte\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x0f\n\x02lt\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x06\n\x04_gteB\x05\n\x03_gtB\x06\n\x04_lteB\x05\n\x03_lt\"\x1e\n\x0cSearchParams\x12\x0e\n\x06nprobe\x18\x01 \x01(\r\"\x8d\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x06vector\x18\x02 \x01(\x0b\x32\x12.veclink.v1.VectorH\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0f\n\x05image\x18\x04 \x01(\x0cH\x00\x12\t\n\x01k\x18\x05 \x01(\r\x12\"\n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x12.veclink.v1.Filter\x12(\n\x06params\x18\x07 \x01(\x0b\x32\x18.veclink.v1.SearchParams\x12\x14\n\x0cwith_payload\x18\x08 \x01(\x08\x12\x14\n\x0cwith_vectors\x18\t \x01(\x08\x12\x13\n\x0binstruction\x18\n \x01(\tB\x07\n\x05query\"|\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x06vector\x18\x05 \x01(\x0b\x32\x12.veclink.v1.Vector\"/\n\x0eSearchResponse\x12\x1d\n\x04hits\x18\x01 \x03(\x0b\x32\x0f.veclink.v1.Hit2\xcc\x02\n\x06Points\x12?\n\x06Upsert\x12\x19.veclink.v1.UpsertRequest\x1a\x1a.veclink.v1.UpsertResponse\x12G\n\x0cUpsertStream\x12\x19.veclink.v1.UpsertRequest\x1a\x1a.veclink.v1.UpsertResponse(\x01\x12?\n\x06\x44\x65lete\x12\x19.veclink.v1.DeleteRequest\x1a\x1a.veclink.v1.DeleteResponse\x12\x36\n\x03Get\x12\x16.veclink.v1.GetRequest\x1a\x17.veclink.v1.GetResponse\x12?\n\x06Search\x12\x19.veclink.v1.SearchRequest\x1a\x1a.veclink.v1.SearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17veclink/v1/points.proto\x12\nveclink.v1\x1a\x17veclink/v1/common.proto\"\x9b\x01\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04text\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05image\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x12\"\n\x06vector\x18\x04 \x01(\x0b\x32\x12.veclink.v1.Vector\x12\'\n\x07payload\x18\x05 \x01(\x0b\x32\x16.veclink.v1.JsonObjectB\x07\n\x05_textB\x08\n\x06_image\"H\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12#\n\x07records\x18\x02 \x03(\x0b\x32\x12.veclink.v1.Record\"3\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x04\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x04\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"C\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x03 \x01(\x08\"u\n\x0cStoredRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\'\n\x07payload\x18\x03 \x01(\x0b\x32\x16.veclink.v1.JsonObject\x12\"\n\x06vector\x18\x04 \x01(\x0b\x32\x12.veclink.v1.Vector\"I\n\x0bGetResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.veclink.v1.StoredRecord\x12\x0f\n\x07missing\x18\x02 \x03(\t\"-\n\x06\x46ilter\x12#\n\x04must\x18\x01 \x03(\x0b\x32\x15.veclink.v1.Condition\"\x97\x01\n\tCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x06\x65quals\x18\x02 \x01(\x0b\x32\x15.veclink.v1.JsonValueH\x00\x12\'\n\x06\x61ny_of\x18\x03 \x01(\x0b\x32\x15.veclink.v1.ValueListH\x00\x12\"\n\x05range\x18\x04 \x01(\x0b\x32\x11.veclink.v1.RangeH\x00\x42\x07\n\x05match\"2\n\tValueList\x12%\n\x06values\x18\x01 \x03(\x0b\x32\x15.veclink.v1.JsonValue\"k\n\x05Range\x12\x10\n\x03gte\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x02gt\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x03lte\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x0f\n\x02lt\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x06\n\x04_gteB\x05\n\x03_gtB\x06\n\x04_lteB\x05\n\x03_lt\"\x1e\n\x0cSearchParams\x12\x0e\n\x06nprobe\x18\x01 \x01(\r\"\x8d\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x06vector\x18\x02 \x01(\x0b\x32\x12.veclink.v1.VectorH\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0f\n\x05image\x18\x04 \x01(\x0cH\x00\x12\t\n\x01k\x18\x05 \x01(\r\x12\"\n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x12.veclink.v1.Filter\x12(\n\x06params\x18\x07 \x01(\x0b\x32\x18.veclink.v1.SearchParams\x12\x14\n\x0cwith_payload\x18\x08 \x01(\x08\x12\x14\n\x0cwith_vectors\x18\t \x01(\x08\x12\x13\n\x0binstruction\x18\n \x01(\tB\x07\n\x05query\"{\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\'\n\x07payload\x18\x04 \x01(\x0b\x32\x16.veclink.v1.JsonObject\x12\"\n\x06vector\x18\x05 \x01(\x0b\x32\x12.veclink.v1.Vector\"/\n\x0eSearchResponse\x12\x1d\n\x04hits\x18\x01 \x03(\x0b\x32\x0f.veclink.v1.Hit2\xcc\x02\n\x06Points\x12?\n\x06Upsert\x12\x19.veclink.v1.UpsertRequest\x1a\x1a.veclink.v1.UpsertResponse\x12G\n\x0cUpsertStream\x12\x19.veclink.v1.UpsertRequest\x1a\x1a.veclink.v1.UpsertResponse(\x01\x12?\n\x06\x44\x65lete\x12\x19.veclink.v1.DeleteRequest\x1a\x1a.veclink.v1.DeleteResponse\x12\x36\n\x03Get\x12\x16.veclink.v1.GetRequest\x1a\x17.veclink.v1.GetResponse\x12?\n\x06Search\x12\x19.veclink.v1.SearchRequest\x1a\x1a.veclink.v1.SearchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'veclink.v1.points_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECORD']._serialized_start=95
-  _globals['_RECORD']._serialized_end=251
-  _globals['_UPSERTREQUEST']._serialized_start=253
-  _globals['_UPSERTREQUEST']._serialized_end=325
-  _globals['_UPSERTRESPONSE']._serialized_start=327
-  _globals['_UPSERTRESPONSE']._serialized_end=378
-  _globals['_DELETEREQUEST']._serialized_start=380
-  _globals['_DELETEREQUEST']._serialized_end=428
-  _globals['_DELETERESPONSE']._serialized_start=430
-  _globals['_DELETERESPONSE']._serialized_end=463
-  _globals['_GETREQUEST']._serialized_start=465
-  _globals['_GETREQUEST']._serialized_end=532
-  _globals['_STOREDRECORD']._serialized_start=534
-  _globals['_STOREDRECORD']._serialized_end=652
-  _globals['_GETRESPONSE']._serialized_start=654
-  _globals['_GETRESPONSE']._serialized_end=727
-  _globals['_FILTER']._serialized_start=729
-  _globals['_FILTER']._serialized_end=774
-  _globals['_CONDITION']._serialized_start=777
-  _globals['_CONDITION']._serialized_end=929
-  _globals['_VALUELIST']._serialized_start=931
-  _globals['_VALUELIST']._serialized_end=982
-  _globals['_RANGE']._serialized_start=984
-  _globals['_RANGE']._serialized_end=1091
-  _globals['_SEARCHPARAMS']._serialized_start=1093
-  _globals['_SEARCHPARAMS']._serialized_end=1123
-  _globals['_SEARCHREQUEST']._serialized_start=1126
-  _globals['_SEARCHREQUEST']._serialized_end=1395
-  _globals['_HIT']._serialized_start=1397
-  _globals['_HIT']._serialized_end=1521
-  _globals['_SEARCHRESPONSE']._serialized_start=1523
-  _globals['_SEARCHRESPONSE']._serialized_end=1570
-  _globals['_POINTS']._serialized_start=1573
-  _globals['_POINTS']._serialized_end=1905
+  _globals['_RECORD']._serialized_start=65
+  _globals['_RECORD']._serialized_end=220
+  _globals['_UPSERTREQUEST']._serialized_start=222
+  _globals['_UPSERTREQUEST']._serialized_end=294
+  _globals['_UPSERTRESPONSE']._serialized_start=296
+  _globals['_UPSERTRESPONSE']._serialized_end=347
+  _globals['_DELETEREQUEST']._serialized_start=349
+  _globals['_DELETEREQUEST']._serialized_end=397
+  _globals['_DELETERESPONSE']._serialized_start=399
+  _globals['_DELETERESPONSE']._serialized_end=432
+  _globals['_GETREQUEST']._serialized_start=434
+  _globals['_GETREQUEST']._serialized_end=501
+  _globals['_STOREDRECORD']._serialized_start=503
+  _globals['_STOREDRECORD']._serialized_end=620
+  _globals['_GETRESPONSE']._serialized_start=622
+  _globals['_GETRESPONSE']._serialized_end=695
+  _globals['_FILTER']._serialized_start=697
+  _globals['_FILTER']._serialized_end=742
+  _globals['_CONDITION']._serialized_start=745
+  _globals['_CONDITION']._serialized_end=896
+  _globals['_VALUELIST']._serialized_start=898
+  _globals['_VALUELIST']._serialized_end=948
+  _globals['_RANGE']._serialized_start=950
+  _globals['_RANGE']._serialized_end=1057
+  _globals['_SEARCHPARAMS']._serialized_start=1059
+  _globals['_SEARCHPARAMS']._serialized_end=1089
+  _globals['_SEARCHREQUEST']._serialized_start=1092
+  _globals['_SEARCHREQUEST']._serialized_end=1361
+  _globals['_HIT']._serialized_start=1363
+  _globals['_HIT']._serialized_end=1486
+  _globals['_SEARCHRESPONSE']._serialized_start=1488
+  _globals['_SEARCHRESPONSE']._serialized_end=1535
+  _globals['_POINTS']._serialized_start=1538
+  _globals['_POINTS']._serialized_end=1870
 # @@protoc_insertion_point(module_scope)

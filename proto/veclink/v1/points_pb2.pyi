@@ -1,4 +1,3 @@
-from google.protobuf import struct_pb2 as _struct_pb2
 from veclink.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -19,8 +18,8 @@ class Record(_message.Message):
     text: str
     image: bytes
     vector: _common_pb2.Vector
-    payload: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    payload: _common_pb2.JsonObject
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., image: _Optional[bytes] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., payload: _Optional[_Union[_common_pb2.JsonObject, _Mapping]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "records")
@@ -70,9 +69,9 @@ class StoredRecord(_message.Message):
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
-    payload: _struct_pb2.Struct
+    payload: _common_pb2.JsonObject
     vector: _common_pb2.Vector
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.JsonObject, _Mapping]] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("records", "missing")
@@ -95,16 +94,16 @@ class Condition(_message.Message):
     ANY_OF_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
     key: str
-    equals: _struct_pb2.Value
+    equals: _common_pb2.JsonValue
     any_of: ValueList
     range: Range
-    def __init__(self, key: _Optional[str] = ..., equals: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., any_of: _Optional[_Union[ValueList, _Mapping]] = ..., range: _Optional[_Union[Range, _Mapping]] = ...) -> None: ...
+    def __init__(self, key: _Optional[str] = ..., equals: _Optional[_Union[_common_pb2.JsonValue, _Mapping]] = ..., any_of: _Optional[_Union[ValueList, _Mapping]] = ..., range: _Optional[_Union[Range, _Mapping]] = ...) -> None: ...
 
 class ValueList(_message.Message):
     __slots__ = ("values",)
     VALUES_FIELD_NUMBER: _ClassVar[int]
-    values: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]
-    def __init__(self, values: _Optional[_Iterable[_Union[_struct_pb2.Value, _Mapping]]] = ...) -> None: ...
+    values: _containers.RepeatedCompositeFieldContainer[_common_pb2.JsonValue]
+    def __init__(self, values: _Optional[_Iterable[_Union[_common_pb2.JsonValue, _Mapping]]] = ...) -> None: ...
 
 class Range(_message.Message):
     __slots__ = ("gte", "gt", "lte", "lt")
@@ -158,9 +157,9 @@ class Hit(_message.Message):
     id: str
     score: float
     text: str
-    payload: _struct_pb2.Struct
+    payload: _common_pb2.JsonObject
     vector: _common_pb2.Vector
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.JsonObject, _Mapping]] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits",)
