@@ -275,7 +275,7 @@ def _client_loop(
 
 def _setup(address: str, config: LoadConfig) -> None:
     with Client(address, timeout=300) as c:
-        default = next(m["name"] for m in c.list_models() if m["default"])
+        default = next(m.name for m in c.list_models() if m.is_default)
         c.create_collection(TEXT_COLLECTION, model=default, index_kind=config.index_kind)
         c.create_collection(
             VECTOR_COLLECTION, dimensions=config.dim, metric="cosine", index_kind=config.index_kind

@@ -61,15 +61,14 @@ def cmd_linkage_remote(args: argparse.Namespace, *, dedupe: bool) -> int:
             )
         print(f"started job {job_id}", file=sys.stderr)
         with tqdm(total=100, desc="job", unit="%", disable=args.quiet) as bar:
-            final: dict[str, Any] = {}
+            final = None
             for final in c.watch_job(job_id):
-                bar.set_description(final["stage"] or final["state"])
-                bar.n = round(100 * final["progress"])
+                bar.set_description(final.stage or final.state)
+                bar.n = round(100 * final.progress)
                 bar.refresh()
-        if final.get("state") != "succeeded":
-            raise InvalidArgument(
-                f"job {job_id} {final.get('state')}: {final.get('error')}", field="job"
-            )
+        if final is None or final.state != "succeeded":
+            state, error = (final.state, final.error) if final else ("sent no progress", "")
+            raise InvalidArgument(f"job {job_id} {state}: {error}", field="job")
         pairs, entities = c.job_results(job_id)
     with open(args.out, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

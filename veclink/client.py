@@ -9,6 +9,7 @@ Example::
         for hit in c.search("docs", text="domestic animal", k=3):
             print(hit.id, hit.score, hit.text)
 
+Replies are the typed objects of `veclink.wire` (CollectionInfo, Hit, Job, MatchResult...);
 JSON values (payloads, rows, statistics, metrics) keep their integers exact. Errors come
 back as veclink's own exceptions (NotFound, InvalidArgument, ...), with the server's
 message. The client shares its conversions with the server (`veclink.wire.convert`) and
@@ -52,6 +53,7 @@ from veclink.wire import (
     Job,
     JobResults,
     MatchedPair,
+    MatchResult,
     ModelInfo,
     NewCollection,
     NewJob,
@@ -226,9 +228,10 @@ class Client:
         resp = self._call(self.embeddings.Embed, convert.embed_to_proto(query))
         return convert.embeddings_from_proto(resp)
 
-    def list_models(self) -> list[dict[str, Any]]:
+    def list_models(self) -> list[ModelInfo]:
+        """The served models, with their encoder specs."""
         resp = self._call(self.embeddings.ListModels, embeddings_pb2.ListModelsRequest())
-        return [_model(convert.model_info_from_proto(m)) for m in resp.models]
+        return [convert.model_info_from_proto(m) for m in resp.models]
 
     # ---------------------------------------------------------------- collections
 
@@ -381,17 +384,17 @@ class Client:
         )
         return str(self._call(self.linkage.StartJob, convert.new_job_to_proto(job)).job_id)
 
-    def get_job(self, job_id: str) -> dict[str, Any]:
+    def get_job(self, job_id: str) -> Job:
         resp = self._call(self.linkage.GetJob, linkage_pb2.GetJobRequest(job_id=job_id))
-        return _job(convert.job_from_proto(resp.job))
+        return convert.job_from_proto(resp.job)
 
-    def watch_job(self, job_id: str) -> Iterator[dict[str, Any]]:
+    def watch_job(self, job_id: str) -> Iterator[Job]:
         """Yield the job each time it progresses, until it ends."""
         try:
             for update in self.linkage.WatchJob(
                 linkage_pb2.WatchJobRequest(job_id=job_id), metadata=self.metadata
             ):
-                yield _job(convert.job_from_proto(update.job))
+                yield convert.job_from_proto(update.job)
         except grpc.RpcError as exc:
             _raise(exc)
 
@@ -413,17 +416,11 @@ class Client:
 
     def match(
         self, job_id: str, record: Mapping[str, Any], *, k: int = 5, assign: bool = False
-    ) -> dict[str, Any]:
-        """Match one record against a finished job's entities."""
+    ) -> MatchResult:
+        """Match one record against a finished job's entities (``assign``: join the best
+        entity above the threshold)."""
         req = convert.match_request_to_proto(job_id, record, k, assign)
-        result = convert.match_from_proto(self._call(self.linkage.Match, req))
-        return {
-            "candidates": [
-                {"entity_id": c.entity_id, "record_id": c.record_id, "score": c.score}
-                for c in result.candidates
-            ],
-            "assigned_entity_id": result.assigned_entity_id,
-        }
+        return convert.match_from_proto(self._call(self.linkage.Match, req))
 
     def close(self) -> None:
         self.channel.close()
@@ -433,25 +430,3 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _model(m: ModelInfo) -> dict[str, Any]:
-    return {
-        "name": m.name,
-        "dimensions": m.dimensions,
-        "modality": m.modality,
-        "spec": m.spec,
-        "default": m.is_default,
-    }
-
-
-def _job(job: Job) -> dict[str, Any]:
-    return {
-        "job_id": job.job_id,
-        "kind": job.kind,
-        "state": job.state,
-        "stage": job.stage,
-        "progress": job.progress,
-        "error": job.error,
-        "metrics": job.metrics,
-    }

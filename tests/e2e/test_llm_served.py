@@ -46,8 +46,9 @@ def test_llm_model_served(tmp_path: Path) -> None:
     running = RunningServer(settings)
     try:
         with Client(running.address) as c:
-            names = {m["name"]: m for m in c.list_models()}
-            assert names["tiny-llm"]["dimensions"] == 32
+            names = {m.name: m for m in c.list_models()}
+            assert names["tiny-llm"].dimensions == 32
+            assert names["tiny-moee"].spec["alpha"] == 0.5
             plain = c.embed(["the dog barks"], model="tiny-llm")
             instructed = c.embed(
                 ["the dog barks"],
@@ -73,7 +74,7 @@ def test_llm_model_served(tmp_path: Path) -> None:
             )
             assert hits[0].id == "1"
             # MoEE vectors live in the ordinary index
-            assert names["tiny-moee"]["dimensions"] == 32 + 2 * 4
+            assert names["tiny-moee"].dimensions == 32 + 2 * 4
             c.create_collection("moee-docs", model="tiny-moee", metric="ip")
             c.upsert(
                 "moee-docs",

@@ -20,7 +20,7 @@ from veclink.v1 import points_pb2, points_pb2_grpc
 from tests.fixtures.server import RunningServer, server_settings
 from veclink.client import Client, PermissionDenied
 from veclink.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
-from veclink.wire import Condition, Filter
+from veclink.wire import Condition, Filter, Job, ModelInfo
 
 BIG = 2**53 + 1  # the first integer a double cannot hold
 
@@ -87,15 +87,15 @@ def test_health_and_reflection(server: RunningServer) -> None:
 def test_embeddings(client: Client) -> None:
     models = client.list_models()
     assert models == [
-        {
-            "name": "all-MiniLM-L6-v2",
-            "dimensions": 384,
-            "modality": "text",
-            "spec": models[0]["spec"],
-            "default": True,
-        }
+        ModelInfo(
+            name="all-MiniLM-L6-v2",
+            dimensions=384,
+            modality="text",
+            spec=models[0].spec,
+            is_default=True,
+        )
     ]
-    spec = models[0]["spec"]
+    spec = models[0].spec
     assert spec["kind"] == "hf-text"
     ints = {k: v for k, v in spec.items() if k in ("max_length", "batch_size")}
     assert ints and all(type(v) is int for v in ints.values()), spec  # not 128.0
@@ -284,11 +284,11 @@ def _rows(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _wait(client: Client, job_id: str) -> dict:
+def _wait(client: Client, job_id: str) -> Job:
     updates = list(client.watch_job(job_id))
     assert updates, "WatchJob streamed nothing"
     final = updates[-1]
-    assert final["state"] == "succeeded", final
+    assert final.state == "succeeded", final
     return final
 
 
@@ -303,8 +303,8 @@ def test_linkage_link_job_and_incremental_match(client: Client) -> None:
         "link", left[1:], right, spec={"precision": 0.9, "blocking": {"k": 30, "min_k": 3}}
     )
     final = _wait(client, job_id)
-    _assert_numbers_typed(final["metrics"])
-    assert client.get_job(job_id)["metrics"] == final["metrics"]
+    _assert_numbers_typed(final.metrics)
+    assert client.get_job(job_id).metrics == final.metrics
     pairs, entities = client.job_results(job_id, page_size=7)  # several pages
     truth = {(g["idDBLP"], g["idACM"]) for g in gold}
     correct = sum((a, b) in truth for a, b, _ in pairs)
@@ -314,7 +314,7 @@ def test_linkage_link_job_and_incremental_match(client: Client) -> None:
     newcomer = left[0]
     want = next(g["idACM"] for g in gold if g["idDBLP"] == newcomer["id"])
     result = client.match(job_id, newcomer, k=3)
-    assert want in [c["record_id"] for c in result["candidates"]]
+    assert want in [c.record_id for c in result.candidates]
     with pytest.raises(NotFound):
         client.get_job("no-such-job")
     with pytest.raises(NotFound):
@@ -341,7 +341,7 @@ def test_linkage_match_after_restart(tmp_path: Path) -> None:
     finally:
         first.stop()
     want = next(g["idACM"] for g in gold if g["idDBLP"] == newcomer["id"])
-    assert want in [x["record_id"] for x in assigned["candidates"]]
+    assert want in [x.record_id for x in assigned.candidates]
     second = RunningServer(settings)  # same data dir, same catalog database
     try:
         with Client(second.address) as c:
@@ -351,8 +351,7 @@ def test_linkage_match_after_restart(tmp_path: Path) -> None:
             with pytest.raises(InvalidArgument, match="already matched"):
                 c.match(job_id, newcomer, k=3, assign=True)
             assert (
-                c.match(job_id, {**newcomer, "id": "again"}, k=3)["candidates"]
-                == assigned["candidates"]
+                c.match(job_id, {**newcomer, "id": "again"}, k=3).candidates == assigned.candidates
             )
             with pytest.raises(NotFound):
                 c.match("no-such-job", newcomer)
@@ -363,7 +362,7 @@ def test_linkage_match_after_restart(tmp_path: Path) -> None:
 def test_linkage_dedupe_job_from_server_path(client: Client) -> None:
     job_id = client.start_job("dedupe", str(FIX / "febrl1_sample.csv"), left_id="rec_id")
     final = _wait(client, job_id)
-    assert final["kind"] == "dedupe"
+    assert final.kind == "dedupe"
     _, entities = client.job_results(job_id)
     ids = [r["rec_id"] for r in _rows("febrl1_sample.csv")]
     assert sorted(i for i, _ in entities) == sorted(ids)
@@ -384,12 +383,11 @@ def test_linkage_integers_in_rows_and_records_stay_exact(client: Client) -> None
     rows = [{"id": BIG + i, "name": n, "born": 1980 + i // 2} for i, n in enumerate(names)]
     job_id = client.start_job("dedupe", rows, spec={"blocking": {"k": 3, "min_k": 1}})
     final = _wait(client, job_id)
-    _assert_numbers_typed(final["metrics"])
+    _assert_numbers_typed(final.metrics)
     entities = client.job_results(job_id).entities
     assert sorted(e.id for e in entities) == sorted(str(r["id"]) for r in rows)
     result = client.match(job_id, {"id": BIG + 100, "name": "anna smith", "born": 1980}, k=2)
-    top = result["candidates"][0]["record_id"]
-    assert top in {str(BIG), str(BIG + 1)}
+    assert result.candidates and result.candidates[0].record_id in {str(BIG), str(BIG + 1)}
 
 
 def test_linkage_bad_input_rejected_before_work(client: Client) -> None:
