@@ -106,12 +106,30 @@ def _record(r: RecordIn | Mapping[str, Any], i: int) -> points_pb2.Record:
         )
     if "id" not in r:
         raise InvalidArgument(f"{field} has no 'id'", field=f"{field}.id")
+    image, vector, payload = r.get("image"), r.get("vector"), r.get("payload")
+    if image is not None and not isinstance(image, bytes | bytearray | memoryview):
+        raise InvalidArgument(
+            f"{field}.image must be the encoded image's bytes, got {type(image).__name__}",
+            field=f"{field}.image",
+        )
+    if payload is not None and not isinstance(payload, Mapping):
+        raise InvalidArgument(
+            f"{field}.payload must be a JSON object, got {type(payload).__name__}",
+            field=f"{field}.payload",
+        )
+    if vector is not None:
+        try:
+            vector = np.asarray(vector, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(
+                f"{field}.vector must be a list of numbers ({exc})", field=f"{field}.vector"
+            ) from None
     record = RecordIn(
         id=str(r["id"]),
         text=None if r.get("text") is None else str(r["text"]),
-        image=None if r.get("image") is None else bytes(r["image"]),
-        vector=None if r.get("vector") is None else np.asarray(r["vector"], dtype=np.float32),
-        payload=dict(r.get("payload") or {}),
+        image=None if image is None else bytes(image),
+        vector=vector,
+        payload=dict(payload or {}),
     )
     return convert.record_to_proto(record, field)
 

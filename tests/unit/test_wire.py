@@ -389,3 +389,33 @@ def test_linkage_round_trip() -> None:
     assert convert.match_from_proto(convert.match_to_proto(result)) == result
     request = convert.match_request_to_proto("j", {"id": BIG}, 3, True)
     assert from_object(request.record) == {"id": BIG}
+
+
+# ----------------------------------------------------------------------- the client
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.upsert("c", [{"id": "a", "vector": ["x"]}]), r"records\[0\]\.vector"),
+        (lambda c: c.upsert("c", [{"id": "a", "image": "a.png"}]), r"records\[0\]\.image"),
+        (lambda c: c.upsert("c", [{"id": "a", "payload": [1]}]), r"records\[0\]\.payload"),
+        (lambda c: c.upsert("c", [{"id": "a", "colour": "red"}]), "unknown keys"),
+        (lambda c: c.upsert("c", [{"id": "a", "payload": {"n": 2**64}}]), "64-bit"),
+        (
+            lambda c: c.start_job("dedupe", [{"id": 1}], spec={"blocking": {"k": 30.0}}),
+            "spec.blocking.k: must be an integer, got 30.0",
+        ),
+        (
+            lambda c: c.create_collection("c", dimensions=4, index_options={"nprobe": 1.5}),
+            "index_options.nprobe: must be an integer",
+        ),
+        (lambda c: c.create_collection("c", dimensions=4, metric="manhattan"), "metric"),
+        (lambda c: c.search("c", text="x", filter=[("k", 1)]), "filter must be"),
+    ],
+)
+def test_client_rejects_bad_input_before_sending(call: typing.Any, message: str) -> None:
+    from veclink.client import Client
+
+    with Client("127.0.0.1:1", timeout=0.5) as c, pytest.raises(InvalidArgument, match=message):
+        call(c)  # nothing listens on port 1: an error from the server would be Unavailable

@@ -41,7 +41,9 @@ class EnumNames:
             return self.names[number]
         except KeyError:
             raise InvalidArgument(
-                f"unknown {self.field} enum value {number}", field=self.field
+                f"{self.field} must be one of {', '.join(self.numbers)}; got the enum value "
+                f"{number}",
+                field=self.field,
             ) from None
 
 
