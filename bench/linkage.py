@@ -172,6 +172,19 @@ def prf(pred: set[tuple[str, str]], gold: set[tuple[str, str]]) -> dict[str, flo
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
 
 
+def covered(pred: set[tuple[str, str]], gold: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The pairs the gold can judge: at least one of the two records is in a gold pair.
+
+    Some golds list only part of the entities their tables share (the ccer tasks map the
+    restaurants of D1 but not its city and street records, and leave out identical TV
+    episodes in D7). A pair of two records the gold never mentions may be a match it left
+    out, so precision is also reported over the covered pairs. On a complete gold (Abt-Buy,
+    DBLP-ACM, FEBRL4) the two agree but for false pairs between unmatched records.
+    """
+    gl, gr = {a for a, _ in gold}, {b for _, b in gold}
+    return {(a, b) for a, b in pred if a in gl or b in gr}
+
+
 def load_gold(path: Path) -> set[tuple[str, str]]:
     from veclink.linkage.evaluate import read_pairs
 
@@ -231,6 +244,7 @@ def run_veclink(name: str, data: Path, labels: int, cold: bool) -> dict[str, Any
     out: dict[str, Any] = {"seconds": time.perf_counter() - t0, "misses": enc.misses}
     pred = accepted_pairs(res, res.accepted)
     out.update(prf(pred, gold))
+    out["covered"] = prf(covered(pred, gold), gold)
     out["false"] = len(pred - gold)
     out["lookalike_false"] = lookalike_false(res, pred, gold)
     lpos, rpos = res.left.position(), res.right.position()
@@ -290,13 +304,26 @@ def run_baseline(name: str, data: Path, labels: int, cold: bool) -> dict[str, An
     _, jba = ia.search(b, 1)  # best left for each right
     rows = [i for i in range(len(a)) if jba[jab[i, 0], 0] == i]
     order = sorted(rows, key=lambda i: -sab[i, 0])
-    hits = np.array([(left.ids[i], right.ids[jab[i, 0]]) in gold for i in order], np.float64)
-    tp = np.cumsum(hits)
-    f1 = 2 * tp / (np.arange(1, len(order) + 1) + len(gold)) if len(order) else np.zeros(1)
+    seconds = time.perf_counter() - t0
+    found = [(left.ids[i], right.ids[jab[i, 0]]) for i in order]
+    out = _best_prefix(found, gold)
+    out["covered"] = _best_prefix([x for x in found if covered({x}, gold)], gold)
+    out["seconds"] = seconds
+    return out
+
+
+def _best_prefix(found: list[tuple[str, str]], gold: set[tuple[str, str]]) -> dict[str, float]:
+    """The best F1 over prefixes of ``found`` (pairs by descending score): an oracle threshold."""
+    if not found:
+        return {"f1": 0.0, "precision": 0.0, "recall": 0.0}
+    tp = np.cumsum(np.array([x in gold for x in found], np.float64))
+    f1 = 2 * tp / (np.arange(1, len(found) + 1) + len(gold))
     k = int(np.argmax(f1))
-    p = float(tp[k] / (k + 1)) if len(order) else 0.0
-    r = float(tp[k] / len(gold)) if len(order) else 0.0
-    return {"f1": float(f1[k]), "precision": p, "recall": r, "seconds": time.perf_counter() - t0}
+    return {
+        "f1": float(f1[k]),
+        "precision": float(tp[k] / (k + 1)),
+        "recall": float(tp[k] / len(gold)),
+    }
 
 
 def run_splink(name: str, data: Path, labels: int, cold: bool) -> dict[str, Any]:
@@ -362,7 +389,9 @@ def run_splink(name: str, data: Path, labels: int, cold: bool) -> dict[str, Any]
     a = np.where(swap, pred["unique_id_r"], pred["unique_id_l"]).astype(str)
     b = np.where(swap, pred["unique_id_l"], pred["unique_id_r"]).astype(str)
     p = pred["match_probability"].to_numpy()
-    out = prf({(x, y) for x, y, q in zip(a, b, p, strict=True) if q >= 0.5}, gold)
+    accepted = {(x, y) for x, y, q in zip(a, b, p, strict=True) if q >= 0.5}
+    out = prf(accepted, gold)
+    out["covered"] = prf(covered(accepted, gold), gold)
     out["seconds"] = seconds
     clusters = linker.clustering.cluster_using_single_best_links(
         df_pred, duplicate_free_datasets=["l", "r"], threshold_match_probability=0.5
@@ -374,6 +403,7 @@ def run_splink(name: str, data: Path, labels: int, cold: bool) -> dict[str, Any]
         members.setdefault(cid, {"l": [], "r": []})[src].append(str(uid))
     one = {(x, y) for m in members.values() for x in m["l"] for y in m["r"]}
     out["one_to_one"] = prf(one, gold)
+    out["one_to_one"]["covered"] = prf(covered(one, gold), gold)
     out["rules"] = len(rules)
     return out
 
@@ -451,6 +481,24 @@ def report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             f"| {_f(gap)} | {_f(v['f1_mode']['f1'])} | {_f(b.get('f1'))} | {sp} "
             f"| {_f(sup.get('f1'))} | {mode} | {v.get('false', '-')} "
             f"({v.get('lookalike_false', '-')}) | {v['seconds']:.1f} | {v['peak_rss_mb']:.0f} |"
+        )
+    lines += [
+        "",
+        "Evaluated on the pairs the gold covers (at least one record in a gold pair; recall "
+        "is unchanged, the baseline's oracle threshold is re-chosen):",
+        "",
+        "| task | F1 | P | est. P | abs(est - P) | baseline F1 | Splink F1 (p>=0.5 / 1:1) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, per in results.items():
+        v, b, s = per.get("veclink", {}), per.get("baseline", {}), per.get("splink", {})
+        vc, bc = v.get("covered", {}), b.get("covered", {})
+        sc, s1 = s.get("covered", {}), s.get("one_to_one", {}).get("covered", {})
+        est = v.get("est_precision")
+        gap = abs(est - vc["precision"]) if est is not None and "precision" in vc else None
+        lines.append(
+            f"| {name} | **{_f(vc.get('f1'))}** | {_f(vc.get('precision'))} | {_f(est)} "
+            f"| {_f(gap)} | {_f(bc.get('f1'))} | {_f(sc.get('f1'))} / {_f(s1.get('f1'))} |"
         )
     stage_names: list[str] = []
     for per in results.values():
