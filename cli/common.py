@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from veclink.errors import InvalidArgument, MissingDependency
+from veclink.validation import int_problem, number_problem
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -103,11 +104,12 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value: Any = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+            value = text
+        problem = int_problem(value, ge=low)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
         return value
 
     parse.__name__ = f"integer >= {low}"
@@ -119,13 +121,14 @@ non_negative_int = int_at_least(0)
 
 
 def positive_float(text: str) -> float:
-    """An argparse ``type``: a number > 0."""
+    """An argparse ``type``: a finite number > 0."""
     try:
-        value = float(text)
+        value: Any = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+        value = text
+    problem = number_problem(value, gt=0)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
