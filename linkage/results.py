@@ -20,6 +20,8 @@ from veclink.linkage.scoring import ThresholdChoice, ThresholdCurve
 from veclink.linkage.spec import LinkageSpec
 from veclink.linkage.tables import Table
 
+from veclink.tabular import write_entities_csv, write_pairs_csv
+
 
 @dataclasses.dataclass(frozen=True)
 class StageStats:
@@ -173,14 +175,7 @@ class LinkResult:
 
     def write_csv(self, path: str | os.PathLike[str]) -> int:
         """Write ``left_id,right_id,score``; returns the number of pairs."""
-        import csv
-
-        rows = self.matches()
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["left_id", "right_id", "score"])
-            w.writerows((a, b, f"{s:.6f}") for a, b, s in rows)
-        return len(rows)
+        return write_pairs_csv(path, self.matches())
 
     def entities(self) -> list[tuple[str, str, str]]:
         """``(side, record_id, entity_id)`` for every record; a matched pair shares an entity."""
@@ -269,13 +264,8 @@ class DedupeResult:
         return [first[e] for e in self.entity.tolist()]
 
     def write_csv(self, path: str | os.PathLike[str]) -> int:
-        import csv
-
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["id", "entity_id"])
-            w.writerows(zip(self.table.ids, self.entity_ids(), strict=True))
-        return len(self.table)
+        """Write ``id,entity_id`` for every record; returns the number of records."""
+        return write_entities_csv(path, zip(self.table.ids, self.entity_ids(), strict=True))
 
     def metrics(self) -> dict[str, Any]:
         sizes = np.bincount(self.entity)
