@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from veclink.errors import InvalidArgument, MissingDependency
+from veclink.errors import InvalidArgument, MissingDependency, VeclinkError
 from veclink.validation import int_problem, number_problem
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -94,6 +94,23 @@ def unreachable_hint(exc: Exception, args: argparse.Namespace) -> str | None:
         f"cannot reach a veclink server at {args.server}: is `veclink serve` running there? "
         f"(choose another with --server HOST:PORT or $VECLINK_SERVER; {tls})"
     )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: 0 on success, 1 on a veclink error (its message on stderr; an
+    unreachable server named with a hint) or an unreadable file, 130 on Ctrl-C."""
+    try:
+        with progress_bars(enabled=not getattr(args, "quiet", False)):
+            return int(args.func(args))
+    except VeclinkError as exc:
+        hint = unreachable_hint(exc, args) if getattr(args, "server", None) else None
+        print(f"error: {hint or exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file that cannot be read or written
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 # ------------------------------------------------------------------------- argument types
