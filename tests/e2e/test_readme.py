@@ -103,3 +103,30 @@ def test_readme_snippet_runs_as_printed(
     )
     if "print(" in code:  # what it prints (hits, pairs) came back from the server
         assert done.stdout.strip(), f"README.md:{snippet.line} printed nothing"
+
+
+def blocks(text: str, language: str) -> list[tuple[int, str]]:
+    """``(line, body)`` of the fenced blocks of ``language`` in ``text``."""
+    return [
+        (text.count("\n", 0, m.start()) + 1, m["body"])
+        for m in re.finditer(rf"^```{language}\n(?P<body>.*?)^```$", text, re.M | re.S)
+    ]
+
+
+def test_readme_settings_and_model_specs_load(tmp_path: Path) -> None:
+    """The README's TOML: its settings load as they are, its model tables are valid specs."""
+    import tomllib
+
+    from veclink.encoders import spec_from_dict
+    from veclink.service.settings import load_settings
+
+    found = blocks(README.read_text(encoding="utf-8"), "toml")
+    assert found, "README.md has no ```toml block"
+    for line, body in found:
+        data = tomllib.loads(body)
+        if set(data) - {"models"}:  # a settings file
+            path = tmp_path / f"readme-{line}.toml"
+            path.write_text(body)
+            load_settings(path, env={})
+        for name, spec in data.get("models", {}).items():
+            assert spec_from_dict(spec).kind == spec["kind"], (line, name)
