@@ -253,3 +253,20 @@ def test_linkage_specs_follow_the_same_policy() -> None:
     ):
         assert part in msg, msg
     assert LinkageSpec.from_dict({"blocking": {"k": 30}}).blocking.k == 30
+
+
+def test_the_validation_and_table_modules_import_nothing_heavy() -> None:
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "import veclink.validation, veclink.tabular\n"
+        "print(json.dumps([m for m in ('torch', 'numpy', 'sqlalchemy', 'grpc') "
+        "if m in sys.modules]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
