@@ -12,7 +12,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from veclink.errors import InvalidArgument, MissingDependency
+from veclink.errors import InvalidArgument, MissingDependency, VeclinkError
+from veclink.validation import int_problem, number_problem
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -95,6 +96,23 @@ def unreachable_hint(exc: Exception, args: argparse.Namespace) -> str | None:
     )
 
 
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: 0 on success, 1 on a veclink error (its message on stderr; an
+    unreachable server named with a hint) or an unreadable file, 130 on Ctrl-C."""
+    try:
+        with progress_bars(enabled=not getattr(args, "quiet", False)):
+            return int(args.func(args))
+    except VeclinkError as exc:
+        hint = unreachable_hint(exc, args) if getattr(args, "server", None) else None
+        print(f"error: {hint or exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file that cannot be read or written
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
 # ------------------------------------------------------------------------- argument types
 
 
@@ -103,11 +121,12 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value: Any = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+            value = text
+        problem = int_problem(value, ge=low)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
         return value
 
     parse.__name__ = f"integer >= {low}"
@@ -119,13 +138,14 @@ non_negative_int = int_at_least(0)
 
 
 def positive_float(text: str) -> float:
-    """An argparse ``type``: a number > 0."""
+    """An argparse ``type``: a finite number > 0."""
     try:
-        value = float(text)
+        value: Any = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+        value = text
+    problem = number_problem(value, gt=0)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

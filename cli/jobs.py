@@ -6,7 +6,6 @@ The tables are read here and sent inline; the job's progress streams back.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from pathlib import Path
@@ -70,18 +69,13 @@ def cmd_linkage_remote(args: argparse.Namespace, *, dedupe: bool) -> int:
             state, error = (final.state, final.error) if final else ("sent no progress", "")
             raise InvalidArgument(f"job {job_id} {state}: {error}", field="job")
         pairs, entities = c.job_results(job_id)
-    with open(args.out, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        if dedupe:
-            writer.writerow(["id", "entity_id"])
-            writer.writerows(entities)
-        else:
-            writer.writerow(["left_id", "right_id", "score"])
-            writer.writerows((a, b, f"{s:.6f}") for a, b, s in pairs)
-    print(
-        f"wrote {len(entities) if dedupe else len(pairs)} rows to {args.out} (job {job_id})",
-        file=sys.stderr,
-    )
+    from veclink.tabular import write_entities_csv, write_pairs_csv
+
+    if dedupe:
+        n = write_entities_csv(args.out, entities)
+    else:
+        n = write_pairs_csv(args.out, pairs)
+    print(f"wrote {n} rows to {args.out} (job {job_id})", file=sys.stderr)
     return 0
 
 

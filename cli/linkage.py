@@ -20,7 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from veclink.errors import InvalidArgument, VeclinkError
+from veclink.cli.common import run_command
+
+from veclink.errors import InvalidArgument
 
 
 def parse_field(text: str) -> dict[str, Any]:
@@ -364,14 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point (``python -m veclink.cli.linkage link ...``)."""
     parser = argparse.ArgumentParser(prog="veclink")
     add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except VeclinkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from veclink.cli import collection, jobs, points, serve, train
-from veclink.cli.common import progress_bars, unreachable_hint
-
-from veclink.errors import VeclinkError
+from veclink.cli.common import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,19 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 1 on a veclink error (its message on stderr; an unreachable server
         is named with a hint), 2 for flags argparse rejects, 130 on Ctrl-C.
     """
-    args = build_parser().parse_args(argv)
-    try:
-        with progress_bars(enabled=not getattr(args, "quiet", False)):
-            return int(args.func(args))
-    except VeclinkError as exc:
-        hint = unreachable_hint(exc, args) if getattr(args, "server", None) else None
-        print(f"error: {hint or exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # a file that cannot be read or written
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -6,15 +6,14 @@ the server's about ``records[i]`` of a batch) names ``FILE:LINE``.
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from veclink.errors import InvalidArgument, VeclinkError
+from veclink.tabular import open_rows
 
 #: (line in the file, record dict)
 NumberedRecord = tuple[int, dict[str, Any]]
@@ -47,84 +46,65 @@ def _image(path: Path, value: Any, where: str, load: bool) -> bytes | str | None
 
 
 def _jsonl(path: Path, load_images: bool) -> Iterator[NumberedRecord]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidArgument(f"{where}: invalid JSON: {exc}", field="file") from exc
-            if not isinstance(obj, dict) or "id" not in obj:
-                seen = f"keys {', '.join(obj)}" if isinstance(obj, dict) else type(obj).__name__
-                raise InvalidArgument(
-                    f"{where}: each line needs an object with 'id' (got {seen})", field="file"
-                )
-            payload = dict(obj.get("payload") or {})
-            payload.update(
-                {
-                    k: v
-                    for k, v in obj.items()
-                    if k not in ("id", "text", "vector", "image", "payload")
-                }
+    for lineno, obj in open_rows(path, format="jsonl", label=str(path)):
+        where = f"{path}:{lineno}"
+        if "id" not in obj:
+            raise InvalidArgument(
+                f"{where}: each line needs an object with 'id' (got keys {', '.join(obj)})",
+                field="file",
             )
-            yield (
-                lineno,
-                {
-                    "id": str(obj["id"]),
-                    "text": obj.get("text"),
-                    "image": _image(path, obj.get("image"), where, load_images),
-                    "vector": obj.get("vector"),
-                    "payload": payload,
-                },
-            )
+        payload = dict(obj.get("payload") or {})
+        payload.update(
+            {k: v for k, v in obj.items() if k not in ("id", "text", "vector", "image", "payload")}
+        )
+        yield (
+            lineno,
+            {
+                "id": str(obj["id"]),
+                "text": obj.get("text"),
+                "image": _image(path, obj.get("image"), where, load_images),
+                "vector": obj.get("vector"),
+                "payload": payload,
+            },
+        )
 
 
 def _delimited(path: Path, load_images: bool) -> Iterator[NumberedRecord]:
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        header = reader.fieldnames or []
-        seen = f"the header is {','.join(header)!r}" if header else "the file is empty"
-        if "id" not in header:
-            raise InvalidArgument(
-                f"{path}:1: the header needs an 'id' column; {seen}", field="file"
-            )
-        if "text" not in header and "image" not in header:
-            raise InvalidArgument(
-                f"{path}:1: the header needs a 'text' or an 'image' column; {seen}", field="file"
-            )
-        for row in reader:
-            # the line the record starts on: blank lines are skipped, and a quoted value
-            # may span several lines
-            values = [v for v in row.values() if isinstance(v, str)] + list(row.get(None) or [])
-            start = reader.line_num - sum(v.count("\n") for v in values)
-            where = f"{path}:{start}"
-            if None in row:
-                raise InvalidArgument(
-                    f"{where}: {len(header) + len(row[None])} values for the "
-                    f"{len(header)} columns of the header {','.join(header)!r}",
-                    field="file",
-                )
-            yield (
-                start,
-                {
-                    "id": row["id"],
-                    "text": row.get("text") or None,
-                    "image": _image(path, row.get("image"), where, load_images),
-                    "payload": {
-                        k: _parse_scalar(v)
-                        for k, v in row.items()
-                        if k not in ("id", "text", "image") and v not in ("", None)
-                    },
+    rows = open_rows(
+        path,
+        format="csv",
+        delimiter="\t" if path.suffix.lower() == ".tsv" else ",",
+        label=str(path),
+    )
+    header = rows.header
+    seen = f"the header is {','.join(header)!r}" if header else "the file is empty"
+    if "id" not in header:
+        raise InvalidArgument(f"{path}:1: the header needs an 'id' column; {seen}", field="file")
+    if "text" not in header and "image" not in header:
+        raise InvalidArgument(
+            f"{path}:1: the header needs a 'text' or an 'image' column; {seen}", field="file"
+        )
+    for start, row in rows:
+        yield (
+            start,
+            {
+                "id": row.get("id"),
+                "text": row.get("text") or None,
+                "image": _image(path, row.get("image"), f"{path}:{start}", load_images),
+                "payload": {
+                    k: _parse_scalar(v)
+                    for k, v in row.items()
+                    if k not in ("id", "text", "image") and v not in ("", None)
                 },
-            )
+            },
+        )
 
 
 def numbered_records(path: Path, load_images: bool = True) -> Iterator[NumberedRecord]:
     """``(line, record)`` from JSONL (``id``, ``text`` / ``image`` path / ``vector``,
     ``payload`` or other keys) or CSV / TSV (``id``, ``text`` and/or ``image``; other
-    columns -> payload, numbers parsed).
+    columns -> payload, numbers parsed), read by `veclink.tabular.open_rows` (encoding
+    detected: UTF-8, else cp1252 / latin-1; a byte-order mark is honoured).
 
     Image paths are relative to the records file; ``load_images=False`` only checks them.
 

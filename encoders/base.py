@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import numpy as np
 
 from veclink.errors import InvalidArgument
+from veclink.validation import Problems, build, field_problems
 
 Role = Literal["query", "document"]
 ROLES: tuple[str, ...] = ("query", "document")
@@ -238,9 +239,16 @@ def registered_kinds() -> list[str]:
 
 
 def spec_from_dict(data: dict[str, Any] | EncoderSpec) -> EncoderSpec:
-    """Build and validate a spec from its dict form; reports every problem at once."""
+    """Build and validate a spec from its dict form; reports every problem at once.
+
+    Field types follow the one policy of `veclink.validation` (``batch_size: 64.0`` and
+    ``normalize: 1`` are refused), then each kind checks its values (`EncoderSpec.validate`).
+    """
+    problems = Problems()
     if isinstance(data, EncoderSpec):
-        spec = data
+        typed = field_problems(data, "spec")
+        problems.extend(typed)
+        spec: EncoderSpec | None = None if typed else data
     else:
         if not isinstance(data, dict):
             raise InvalidArgument("encoder spec must be a JSON object", field="spec")
@@ -250,36 +258,12 @@ def spec_from_dict(data: dict[str, Any] | EncoderSpec) -> EncoderSpec:
                 f"unknown encoder kind {kind!r}; known kinds: {', '.join(registered_kinds())}",
                 field="spec.kind",
             )
-        spec_cls = _SPECS[kind]
-        fields = {f.name: f for f in dataclasses.fields(spec_cls)}
-        errors = [
-            f"spec.{key}: unknown field for kind {kind!r} (valid: {', '.join(sorted(fields))})"
-            for key in data
-            if key != "kind" and key not in fields
-        ]
-        missing = [
-            name
-            for name, f in fields.items()
-            if f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
-            and name not in data
-        ]
-        errors += [f"spec.{name}: required" for name in missing]
-        if missing:
-            raise InvalidArgument("; ".join(errors), field="spec")
-        kwargs = {k: _freeze(v) for k, v in data.items() if k in fields}
-        try:
-            spec = spec_cls(**kwargs)
-        except TypeError as exc:
-            raise InvalidArgument(f"invalid encoder spec: {exc}", field="spec") from exc
-        # report unknown fields together with the value problems, all at once
-        problems = errors + spec.validate()
-        if problems:
-            raise InvalidArgument("; ".join(problems), field="spec")
-        return spec
-    problems = spec.validate()
-    if problems:
-        raise InvalidArgument("; ".join(problems), field="spec")
+        fields = {k: v for k, v in data.items() if k != "kind"}
+        spec = build(_SPECS[kind], fields, "spec", problems)
+    if spec is not None:  # values are checked once their types are right
+        problems.extend(spec.validate())
+    problems.raise_if_any("", "spec")
+    assert spec is not None  # None only with a problem recorded
     return spec
 
 
@@ -289,13 +273,6 @@ def spec_from_json(text: str) -> EncoderSpec:
     except json.JSONDecodeError as exc:
         raise InvalidArgument(f"encoder spec is not valid JSON: {exc}", field="spec") from exc
     return spec_from_dict(data)
-
-
-def _freeze(value: Any) -> Any:
-    # lists in JSON become tuples so the frozen spec stays hashable
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value
 
 
 def load_encoder(spec: EncoderSpec | dict[str, Any]) -> Encoder:

@@ -10,6 +10,7 @@ transformed in the CPU stage; texts go through CLIP's own text tower::
 from __future__ import annotations
 
 import dataclasses
+from abc import abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,7 +20,7 @@ import torch
 from veclink.encoders.base import Encoder, Modality, Role
 from veclink.encoders.clip_towers import ClipTowers, load_towers
 from veclink.encoders.images import ImageLimits, decode_image, open_image
-from veclink.encoders.specs import ClipSpec
+from veclink.encoders.specs import ClipSpec, ImageInputSpec
 from veclink.encoders.torch_utils import resolve_device, resolve_dtype
 
 from veclink.errors import InvalidArgument
@@ -125,26 +126,35 @@ def assemble(size: int, dim: int, parts: list[tuple[list[int], torch.Tensor | No
     return out
 
 
-class ClipImageEncoder(Encoder):
-    """CLIP: images (PNG/JPEG/WebP bytes) through the vision tower, texts through CLIP's text
-    tower, both L2-normalised in one space (``multimodal``; ``image`` for vision-only models)."""
+class VisionTowerEncoder(Encoder):
+    """What CLIP and LLM2CLIP share: images (bytes) through a CLIP vision tower, texts
+    through a text side that subclasses provide, both L2-normalised into one space.
 
-    def __init__(self, spec: ClipSpec) -> None:
+    Subclasses set ``towers`` and implement ``preprocess_texts`` and ``forward_texts``.
+    """
+
+    spec: ImageInputSpec
+    towers: ClipTowers
+
+    def _init_run(self, spec: Any) -> None:
+        """The batch size, device, dtype and image-decoding threads of ``spec``."""
         self.spec = spec
         self.batch_size = spec.batch_size
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype)
-        self.towers = seeded_towers(spec.model, spec.pretrained, spec.seed)
-        self.towers.module.eval().to(self.device, self.dtype)
         self._pool = decode_pool(spec.decode_threads)
 
     @property
     def dim(self) -> int:
         return self.towers.embed_dim
 
-    @property
-    def modality(self) -> Modality:
-        return "multimodal" if self.towers.has_text else "image"
+    @abstractmethod
+    def preprocess_texts(self, texts: list[str], role: Role) -> Any:
+        """CPU stage of the texts of a batch."""
+
+    @abstractmethod
+    def forward_texts(self, texts: Any) -> torch.Tensor:
+        """Device stage of the texts of a batch: unnormalised embeddings ``(n, dim)``."""
 
     def check_inputs(self, inputs: Sequence[str | bytes]) -> None:
         super().check_inputs(inputs)
@@ -156,8 +166,10 @@ class ClipImageEncoder(Encoder):
     def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> MixedBatch:
         image_rows, text_rows = split_inputs(inputs)
         pixels = image_pixels(self.towers, inputs, image_rows, self.spec.limits, self._pool)
-        tokens = self.towers.tokenize([str(inputs[r]) for r in text_rows]) if text_rows else None
-        return MixedBatch(len(inputs), image_rows, pixels, text_rows, tokens)
+        texts = None
+        if text_rows:
+            texts = self.preprocess_texts([str(inputs[r]) for r in text_rows], role)
+        return MixedBatch(len(inputs), image_rows, pixels, text_rows, texts)
 
     @torch.inference_mode()
     def forward(self, batch: MixedBatch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -165,7 +177,7 @@ class ClipImageEncoder(Encoder):
         if batch.pixels is not None:
             images = self.towers.encode_images(batch.pixels.to(self.device, self.dtype))
         if batch.texts is not None:
-            texts = self.towers.encode_texts({k: v.to(self.device) for k, v in batch.texts.items()})
+            texts = self.forward_texts(batch.texts)
         return images, texts
 
     def postprocess(self, output: Any, batch: MixedBatch) -> np.ndarray:
@@ -173,3 +185,23 @@ class ClipImageEncoder(Encoder):
         return assemble(
             batch.size, self.dim, [(batch.image_rows, images), (batch.text_rows, texts)]
         )
+
+
+class ClipImageEncoder(VisionTowerEncoder):
+    """CLIP: images (PNG/JPEG/WebP bytes) through the vision tower, texts through CLIP's text
+    tower, both L2-normalised in one space (``multimodal``; ``image`` for vision-only models)."""
+
+    def __init__(self, spec: ClipSpec) -> None:
+        self._init_run(spec)
+        self.towers = seeded_towers(spec.model, spec.pretrained, spec.seed)
+        self.towers.module.eval().to(self.device, self.dtype)
+
+    @property
+    def modality(self) -> Modality:
+        return "multimodal" if self.towers.has_text else "image"
+
+    def preprocess_texts(self, texts: list[str], role: Role) -> Any:
+        return self.towers.tokenize(texts)
+
+    def forward_texts(self, texts: Any) -> torch.Tensor:
+        return self.towers.encode_texts({k: v.to(self.device) for k, v in texts.items()})

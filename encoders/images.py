@@ -32,14 +32,6 @@ class ImageLimits:
     #: largest decoded image accepted, width * height
     max_pixels: int = 40_000_000
 
-    def validate(self, prefix: str = "spec") -> list[str]:
-        problems = []
-        if self.max_bytes < 1:
-            problems.append(f"{prefix}.max_image_bytes: must be >= 1")
-        if self.max_pixels < 1:
-            problems.append(f"{prefix}.max_image_pixels: must be >= 1")
-        return problems
-
 
 def is_image_path(path: str) -> bool:
     """Whether ``path`` has one of the image suffixes (case-insensitive)."""

@@ -36,31 +36,18 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from veclink.encoders.base import (
-    Encoder,
     Modality,
     Role,
     load_encoder,
 )
-from veclink.encoders.clip import (
-    MixedBatch,
-    assemble,
-    check_images,
-    decode_pool,
-    encode_naming_inputs,
-    image_pixels,
-    seeded_towers,
-    split_inputs,
-)
+from veclink.encoders.clip import VisionTowerEncoder, seeded_towers
 from veclink.encoders.clip_towers import read_state_dict
 from veclink.encoders.specs import LLM2CLIPSpec
-from veclink.encoders.torch_utils import resolve_device, resolve_dtype
 
 from veclink.errors import InvalidArgument
 
@@ -189,17 +176,13 @@ def _resolve(spec: LLM2CLIPSpec) -> tuple[str, dict[str, Any], dict[str, torch.T
     return vision, dict(text), state
 
 
-class LLM2CLIPEncoder(Encoder):
+class LLM2CLIPEncoder(VisionTowerEncoder):
     """LLM2CLIP: texts through LLM encoder + adapter, images (bytes) through CLIP vision."""
 
     def __init__(self, spec: LLM2CLIPSpec) -> None:
-        self.spec = spec
-        self.batch_size = spec.batch_size
-        self.device = resolve_device(spec.device)
-        self.dtype = resolve_dtype(spec.dtype)
+        self._init_run(spec)
         self.vision, self.text_spec, state = _resolve(spec)
         self.towers = seeded_towers(self.vision, spec.pretrained, spec.seed)
-        self._pool = decode_pool(spec.decode_threads)
         self.towers.drop_text()
         self.text_encoder = load_encoder(self.text_spec)
         if self.text_encoder.modality != "text":
@@ -241,48 +224,19 @@ class LLM2CLIPEncoder(Encoder):
         self.adapter.eval().to(self.device, self.dtype)
 
     @property
-    def dim(self) -> int:
-        return self.towers.embed_dim
-
-    @property
     def modality(self) -> Modality:
         return "multimodal"
 
-    def check_inputs(self, inputs: Sequence[str | bytes]) -> None:
-        super().check_inputs(inputs)
-        check_images(inputs, self.spec.limits)
+    def preprocess_texts(self, texts: list[str], role: Role) -> Any:
+        return self.text_encoder.preprocess(texts, role)
 
-    def encode(self, inputs: Sequence[str | bytes], role: Role = "document") -> np.ndarray:
-        return encode_naming_inputs(self, inputs, role)
-
-    def preprocess(self, inputs: Sequence[str | bytes], role: Role) -> MixedBatch:
-        image_rows, text_rows = split_inputs(inputs)
-        pixels = image_pixels(self.towers, inputs, image_rows, self.spec.limits, self._pool)
-        texts = None
-        if text_rows:
-            texts = self.text_encoder.preprocess([inputs[r] for r in text_rows], role)
-        return MixedBatch(len(inputs), image_rows, pixels, text_rows, texts)
-
-    @torch.inference_mode()
-    def forward(self, batch: MixedBatch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        images = texts = None
-        if batch.pixels is not None:
-            images = self.towers.encode_images(batch.pixels.to(self.device, self.dtype))
-        if batch.texts is not None:
-            raw = self.text_encoder.forward(batch.texts)
-            llm = self.text_encoder.postprocess(raw, batch.texts)
-            texts = self.adapt(torch.from_numpy(llm))
-        return images, texts
+    def forward_texts(self, texts: Any) -> torch.Tensor:
+        llm = self.text_encoder.postprocess(self.text_encoder.forward(texts), texts)
+        return self.adapt(torch.from_numpy(llm))
 
     def adapt(self, llm_embeddings: torch.Tensor) -> torch.Tensor:
         """Adapter output (unnormalised) for LLM text embeddings ``(n, text_dim)``."""
         return self.adapter(llm_embeddings.to(self.device, self.dtype))
-
-    def postprocess(self, output: Any, batch: MixedBatch) -> np.ndarray:
-        images, texts = output
-        return assemble(
-            batch.size, self.dim, [(batch.image_rows, images), (batch.text_rows, texts)]
-        )
 
     def save_checkpoint(self, directory: str) -> str:
         """Write ``llm2clip.json`` + weights (training layout); returns ``directory``."""

@@ -14,6 +14,7 @@ from veclink.encoders.base import EncoderSpec, register_spec, spec_from_dict
 from veclink.encoders.images import ImageLimits
 
 from veclink.errors import InvalidArgument
+from veclink.validation import DTYPES, Problems
 
 #: model name prefixes of CLIP towers: open_clip configs or HF CLIP directories
 CLIP_PREFIXES = ("open_clip:", "hf:")
@@ -69,33 +70,42 @@ class HFTextSpec(EncoderSpec):
     int8_layers: str = "attention"
 
     def validate(self) -> list[str]:
-        problems = []
-        if not self.model:
-            problems.append("spec.model: required")
-        if self.pooling not in HF_POOLINGS:
-            problems.append(f"spec.pooling: must be one of {', '.join(HF_POOLINGS)}")
-        if self.max_length < 1:
-            problems.append("spec.max_length: must be >= 1")
-        if self.batch_size < 1:
-            problems.append("spec.batch_size: must be >= 1")
-        if self.batch_tokens < 0:
-            problems.append("spec.batch_tokens: must be >= 0 (0: no token budget)")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
-        if self.int8_layers not in INT8_LAYERS:
-            problems.append(f"spec.int8_layers: must be one of {', '.join(INT8_LAYERS)}")
-        if self.backend not in HF_BACKENDS:
-            problems.append(f"spec.backend: must be one of {', '.join(HF_BACKENDS)}")
-        elif self.backend in CPU_BACKENDS:
+        p = _model_problems(self, min_length=1)
+        p.choice("spec.pooling", self.pooling, HF_POOLINGS)
+        p.integer("spec.batch_tokens", self.batch_tokens, ge=0)
+        p.choice("spec.int8_layers", self.int8_layers, INT8_LAYERS)
+        if p.choice("spec.backend", self.backend, HF_BACKENDS) and self.backend in CPU_BACKENDS:
             if self.dtype != "fp32":
-                problems.append(f"spec.backend: {self.backend!r} needs dtype fp32")
+                p.add("spec.backend", f"{self.backend!r} needs dtype fp32")
             if self.device.startswith("cuda"):
-                problems.append(f"spec.backend: {self.backend!r} runs on the CPU only")
-        return problems
+                p.add("spec.backend", f"{self.backend!r} runs on the CPU only")
+        return p.items
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ClipSpec(EncoderSpec):
+class ImageInputSpec(EncoderSpec):
+    """What every encoder of images (CLIP, LLM2CLIP) takes: bounds on an image and the
+    threads that decode a batch."""
+
+    #: largest encoded image accepted (bytes) -> RESOURCE_EXHAUSTED beyond
+    max_image_bytes: int = 20 * 1024 * 1024
+    #: largest decoded image accepted (width * height) -> RESOURCE_EXHAUSTED beyond
+    max_image_pixels: int = 40_000_000
+    #: threads decoding + transforming a batch's images in ``preprocess`` (1 = inline)
+    decode_threads: int = 4
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
+
+    def _image_problems(self, p: Problems) -> None:
+        p.integer("spec.max_image_bytes", self.max_image_bytes, ge=1)
+        p.integer("spec.max_image_pixels", self.max_image_pixels, ge=1)
+        p.integer("spec.decode_threads", self.decode_threads, ge=1)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClipSpec(ImageInputSpec):
     """A CLIP model (open_clip or HF) encoding images (bytes) and texts into one space."""
 
     kind = "clip"
@@ -111,28 +121,13 @@ class ClipSpec(EncoderSpec):
     device: str = "cpu"
     #: ``fp32``, ``fp16`` or ``bf16``
     dtype: str = "fp32"
-    #: largest encoded image accepted (bytes) -> RESOURCE_EXHAUSTED beyond
-    max_image_bytes: int = 20 * 1024 * 1024
-    #: largest decoded image accepted (width * height) -> RESOURCE_EXHAUSTED beyond
-    max_image_pixels: int = 40_000_000
-    #: threads decoding + transforming a batch's images in ``preprocess`` (1 = inline)
-    decode_threads: int = 4
 
     def validate(self) -> list[str]:
-        problems = []
-        if self.decode_threads < 1:
-            problems.append("spec.decode_threads: must be >= 1")
+        p = _run_problems(self)
         if not self.model.startswith(CLIP_PREFIXES):
-            problems.append(f"spec.model: must start with one of {', '.join(CLIP_PREFIXES)}")
-        if self.batch_size < 1:
-            problems.append("spec.batch_size: must be >= 1")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
-        return problems + self.limits.validate()
-
-    @property
-    def limits(self) -> ImageLimits:
-        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
+            p.add("spec.model", f"must start with one of {', '.join(CLIP_PREFIXES)}")
+        self._image_problems(p)
+        return p.items
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -168,24 +163,12 @@ class LLMTextSpec(EncoderSpec):
     latents: int = 512
 
     def validate(self) -> list[str]:
-        problems = []
-        if not self.model:
-            problems.append("spec.model: required")
-        if self.pooling not in LLM_POOLINGS:
-            problems.append(f"spec.pooling: must be one of {', '.join(LLM_POOLINGS)}")
-        if self.max_length < 4:
-            problems.append("spec.max_length: must be >= 4")
-        if self.batch_size < 1:
-            problems.append("spec.batch_size: must be >= 1")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
-        if self.latents < 1:
-            problems.append("spec.latents: must be >= 1")
+        p = _model_problems(self, min_length=4)
+        p.choice("spec.pooling", self.pooling, LLM_POOLINGS)
+        p.integer("spec.latents", self.latents, ge=1)
         if self.template.count("{text}") != 1:
-            problems.append("spec.template: must contain {text} exactly once")
-        if self.add_eos not in (None, True, False):
-            problems.append("spec.add_eos: must be true, false or null")
-        return problems
+            p.add("spec.template", "must contain {text} exactly once")
+        return p.items
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -215,30 +198,18 @@ class MoERouterSpec(EncoderSpec):
     device: str = "cpu"
 
     def validate(self) -> list[str]:
-        problems = []
-        if not self.model:
-            problems.append("spec.model: required")
-        if self.output not in MOE_OUTPUTS:
-            problems.append(f"spec.output: must be one of {', '.join(MOE_OUTPUTS)}")
-        if not isinstance(self.alpha, int | float) or self.alpha < 0:
-            problems.append("spec.alpha: must be a number >= 0")
+        p = _model_problems(self, min_length=4)
+        p.choice("spec.output", self.output, MOE_OUTPUTS)
+        p.number("spec.alpha", self.alpha, ge=0)
         if "{text}" not in self.prompt:
-            problems.append("spec.prompt: must contain {text}")
-        if self.pooling not in MOE_POOLINGS:
-            problems.append(f"spec.pooling: must be one of {', '.join(MOE_POOLINGS)}")
-        if self.router_activation not in ROUTER_ACTIVATIONS:
-            problems.append(
-                f"spec.router_activation: must be one of {', '.join(ROUTER_ACTIVATIONS)}"
-            )
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
-        if self.batch_size < 1 or self.max_length < 4:
-            problems.append("spec.batch_size must be >= 1 and spec.max_length >= 4")
-        return problems
+            p.add("spec.prompt", "must contain {text}")
+        p.choice("spec.pooling", self.pooling, MOE_POOLINGS)
+        p.choice("spec.router_activation", self.router_activation, ROUTER_ACTIVATIONS)
+        return p.items
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class LLM2CLIPSpec(EncoderSpec):
+class LLM2CLIPSpec(ImageInputSpec):
     """An LLM text encoder + adapter and a CLIP vision tower sharing one space."""
 
     kind = "llm2clip"
@@ -260,46 +231,46 @@ class LLM2CLIPSpec(EncoderSpec):
     batch_size: int = 32
     device: str = "cpu"
     dtype: str = "fp32"
-    max_image_bytes: int = 20 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
-    #: threads decoding + transforming a batch's images in ``preprocess`` (1 = inline)
-    decode_threads: int = 4
 
     def __hash__(self) -> int:
         # the nested text_encoder dict is not hashable; the canonical JSON is
         return hash(self.to_json())
 
-    @property
-    def limits(self) -> ImageLimits:
-        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
-
     def validate(self) -> list[str]:
-        problems = []
+        p = _run_problems(self)
         if self.checkpoint is None and not (self.vision and self.text_encoder):
-            problems.append("spec.vision and spec.text_encoder: required without spec.checkpoint")
+            p.add("spec.vision and spec.text_encoder", "required without spec.checkpoint")
         if self.vision and not self.vision.startswith(CLIP_PREFIXES):
-            problems.append(f"spec.vision: must start with one of {', '.join(CLIP_PREFIXES)}")
+            p.add("spec.vision", f"must start with one of {', '.join(CLIP_PREFIXES)}")
         if self.text_encoder is not None:
-            if not isinstance(self.text_encoder, dict):
-                problems.append("spec.text_encoder: must be an encoder spec object")
-            elif self.text_encoder.get("kind") in ("clip", "llm2clip"):
-                problems.append("spec.text_encoder: must be a text encoder")
+            if self.text_encoder.get("kind") in ("clip", "llm2clip"):
+                p.add("spec.text_encoder", "must be a text encoder")
             else:
                 try:
                     spec_from_dict(self.text_encoder)
                 except InvalidArgument as exc:
-                    problems.append(f"spec.text_encoder: {exc}")
-        if self.decode_threads < 1:
-            problems.append("spec.decode_threads: must be >= 1")
-        if self.adapter_layers < 0:
-            problems.append("spec.adapter_layers: must be >= 0")
-        if self.adapter_expansion <= 0:
-            problems.append("spec.adapter_expansion: must be > 0")
-        if self.batch_size < 1:
-            problems.append("spec.batch_size: must be >= 1")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            problems.append("spec.dtype: must be one of fp32, fp16, bf16")
-        return problems + self.limits.validate()
+                    p.add("spec.text_encoder", str(exc))
+        p.integer("spec.adapter_layers", self.adapter_layers, ge=0)
+        p.number("spec.adapter_expansion", self.adapter_expansion, gt=0)
+        self._image_problems(p)
+        return p.items
+
+
+def _run_problems(spec: Any) -> Problems:
+    """The checks every model spec shares: batch size, dtype and device."""
+    p = Problems()
+    p.integer("spec.batch_size", spec.batch_size, ge=1)
+    p.choice("spec.dtype", spec.dtype, DTYPES)
+    p.device("spec.device", spec.device)
+    return p
+
+
+def _model_problems(spec: Any, *, min_length: int) -> Problems:
+    """`_run_problems` plus a required ``model`` and a ``max_length`` of tokens."""
+    p = _run_problems(spec)
+    p.required("spec.model", spec.model)
+    p.integer("spec.max_length", spec.max_length, ge=min_length)
+    return p
 
 
 register_spec(HFTextSpec, "veclink.encoders.hf_text:HFTextEncoder")

@@ -29,6 +29,7 @@ from veclink.index.rebalance import Rebalancer, centroid_rows
 from veclink.index.registry import register_index
 
 from veclink.errors import InvalidArgument, NotFound
+from veclink.validation import Problems, is_int, quote
 
 #: compact a posting once more than 1 / STALE_SHARE of its entries are known stale
 STALE_SHARE = 8
@@ -354,27 +355,17 @@ class PartitionedIndex(WalIndex):
 
 
 def _check_options(o: dict[str, Any]) -> None:
-    problems = []
-    for name in ("split_limit", "merge_limit", "nprobe", "replicas", "reassign_neighbors"):
-        if not isinstance(o[name], int) or o[name] < (0 if name == "merge_limit" else 1):
-            problems.append(f"{name} must be a positive integer")
-    if isinstance(o["split_limit"], int) and o["split_limit"] < 8:
-        problems.append("split_limit must be >= 8")
-    if (
-        isinstance(o["merge_limit"], int)
-        and isinstance(o["split_limit"], int)
-        and o["merge_limit"] * 2 >= o["split_limit"]
-    ):
-        problems.append("merge_limit must be less than half of split_limit")
-    if not isinstance(o["refresh"], int | float) or not 0 <= o["refresh"] <= 16:
-        problems.append("refresh must be a number between 0 and 16")
-    if o["eps"] is not None and (not isinstance(o["eps"], int | float) or o["eps"] < 0):
-        problems.append("eps must be a number >= 0 or null")
-    if not isinstance(o["device"], str) or not (
-        o["device"] in ("auto", "numpy", "cpu") or o["device"].startswith("cuda")
-    ):
-        problems.append("device must be auto, numpy, cpu or cuda[:n]")
-    if problems:
-        raise InvalidArgument(
-            "invalid partitioned index options: " + "; ".join(problems), field="index_options"
-        )
+    p = Problems()
+    p.integer("split_limit", o["split_limit"], ge=8)
+    if p.integer("merge_limit", o["merge_limit"], ge=0) and is_int(o["split_limit"]):
+        if o["merge_limit"] * 2 >= o["split_limit"]:
+            p.add("merge_limit", "must be less than half of split_limit")
+    for name in ("nprobe", "replicas", "reassign_neighbors"):
+        p.integer(name, o[name], ge=1)
+    p.number("replica_eps", o["replica_eps"], ge=0)
+    p.number("refresh", o["refresh"], ge=0, le=16)
+    p.number("eps", o["eps"], optional=True, ge=0)
+    if not isinstance(o["background"], bool):
+        p.add("background", f"must be true or false, got {quote(o['background'])}")
+    p.device("device", o["device"], ("auto", "numpy", "cpu", "cuda"))
+    p.raise_if_any("invalid partitioned index options", "index_options")

@@ -71,14 +71,14 @@ def read_pairs(
     encoding: str | None = None,
 ) -> list[tuple[str, str]]:
     """Gold pairs from a CSV (default: its first two columns; encoding and delimiter sniffed)."""
-    from veclink.linkage.tables import read_csv_rows
+    from veclink.tabular import open_rows
 
     if not Path(path).is_file():
         raise InvalidArgument(f"gold file {str(path)!r} does not exist", field="gold")
-    rows, _ = read_csv_rows(path, encoding=encoding, label="gold")
-    if not rows:
+    rows = open_rows(path, encoding=encoding, label="gold", format="csv")
+    header = list(rows.header)
+    if not header:
         return []
-    header = [h.strip() for h in rows[0]]
     missing = [c for c in (left_column, right_column) if c is not None and c not in header]
     if missing or len(header) < 2:
         raise InvalidArgument(
@@ -87,9 +87,13 @@ def read_pairs(
             + f"; header seen: {header!r}",
             field="gold",
         )
-    li = header.index(left_column) if left_column else 0
-    ri = header.index(right_column) if right_column else 1
-    return [(r[li].strip(), r[ri].strip()) for r in rows[1:] if len(r) > max(li, ri)]
+    left = left_column or header[0]
+    right = right_column or header[1]
+    return [
+        (record[left].strip(), record[right].strip())
+        for _, record in rows
+        if left in record and right in record
+    ]
 
 
 __all__ = ["PairMetrics", "cluster_pairs", "pair_metrics", "read_pairs"]

@@ -6,9 +6,10 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from veclink.linkage.tables import Table, read_csv_rows
+from veclink.linkage.tables import Table
 
 from veclink.errors import InvalidArgument
+from veclink.tabular import open_rows
 
 _TRUE = {"1", "true", "yes", "y", "match", "t"}
 _FALSE = {"0", "false", "no", "n", "nonmatch", "non-match", "f"}
@@ -33,27 +34,40 @@ def parse_label(value: object) -> bool | None:
 def read_labels(path: str | Path, *, encoding: str | None = None) -> list[LabelledPair]:
     """Read ``left_id,right_id,label`` (label: 1/0, true/false, yes/no, match/non-match).
 
+    The same left id may be labelled against several right ids, so ids need not be unique.
+
     Raises:
-        InvalidArgument: missing columns or unreadable labels (all rows reported).
+        InvalidArgument: missing columns or unreadable labels (all rows reported, by line).
     """
     path = Path(path)
-    table = _read(path, encoding)
-    missing = [c for c in ("right_id", "label") if c not in table.columns]
+    if not path.is_file():
+        raise InvalidArgument(f"labels file {str(path)!r} does not exist", field="labels")
+    rows = open_rows(path, encoding=encoding, format="csv")
+    header = list(rows.header)
+    records = list(rows)
+    if not records or "left_id" not in header:
+        raise InvalidArgument(
+            f"{path.name}: labels need a header left_id,right_id,label and at least one row; "
+            f"header seen: {header!r}",
+            field="labels",
+        )
+    missing = [c for c in ("right_id", "label") if c not in header]
     if missing:
         raise InvalidArgument(
             f"{path.name}: labels need columns left_id,right_id,label; "
-            f"missing {', '.join(missing)}; header seen: {['left_id', *table.columns]!r}",
+            f"missing {', '.join(missing)}; header seen: {header!r}",
             field="labels",
         )
     bad = []
     out = []
-    for i, rid in enumerate(table.ids):
-        right = table.column("right_id")[i]
-        lab = parse_label(table.column("label")[i])
+    for line, record in records:
+        left = (record.get("left_id") or "").strip()
+        right = (record.get("right_id") or "").strip()
+        lab = parse_label(record.get("label"))
         if lab is None or not right:
-            bad.append(str(i + 2))
+            bad.append(str(line))
             continue
-        out.append(LabelledPair(rid, right, lab))
+        out.append(LabelledPair(left, right, lab))
     if bad:
         shown = ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")
         raise InvalidArgument(
@@ -62,33 +76,6 @@ def read_labels(path: str | Path, *, encoding: str | None = None) -> list[Labell
             field="labels",
         )
     return out
-
-
-def _read(path: Path, encoding: str | None) -> Table:
-    # the same left id may be labelled against several right ids, so ids here are not unique:
-    # read through the plain CSV reader and build the table with a synthetic row id
-    if not path.is_file():
-        raise InvalidArgument(f"labels file {str(path)!r} does not exist", field="labels")
-    raw_rows, _ = read_csv_rows(path, encoding=encoding)
-    header = [h.strip() for h in raw_rows[0]] if raw_rows else []
-    rows = [dict(zip(header, r, strict=False)) for r in raw_rows[1:] if any(c.strip() for c in r)]
-    if not rows or "left_id" not in rows[0]:
-        raise InvalidArgument(
-            f"{path.name}: labels need a header left_id,right_id,label and at least one row; "
-            f"header seen: {header!r}",
-            field="labels",
-        )
-    return Table(
-        name=path.name,
-        id_column="left_id",
-        ids=tuple((r.get("left_id") or "").strip() for r in rows),
-        columns=tuple(k for k in rows[0] if k != "left_id"),
-        data={
-            k: tuple((r.get(k) or "").strip() or None for r in rows)
-            for k in rows[0]
-            if k != "left_id"
-        },
-    )
 
 
 def check_labels(labels: Sequence[LabelledPair], left: Table, right: Table) -> list[str]:

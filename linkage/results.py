@@ -20,6 +20,8 @@ from veclink.linkage.scoring import ThresholdChoice, ThresholdCurve
 from veclink.linkage.spec import LinkageSpec
 from veclink.linkage.tables import Table
 
+from veclink.tabular import write_entities_csv, write_pairs_csv
+
 
 @dataclasses.dataclass(frozen=True)
 class StageStats:
@@ -103,19 +105,17 @@ def _summary(result: LinkResult | DedupeResult, tables: dict[str, Table]) -> dic
     }
 
 
-@dataclasses.dataclass
-class LinkResult:
-    """Everything a link job produced; ``matches()`` is the answer."""
+@dataclasses.dataclass(kw_only=True)
+class JobResult:
+    """What link and dedupe jobs both produce: candidates, scores, the threshold chosen and
+    what the estimates rest on."""
 
     spec: LinkageSpec
     model: LinkModel
-    left: Table
-    right: Table
-    left_views: Views
-    right_views: Views
     candidates: CandidatePairs
     features: Features
     scores: np.ndarray
+    #: the best pair of every record
     selected: np.ndarray
     accepted: np.ndarray
     choice: ThresholdChoice
@@ -139,6 +139,34 @@ class LinkResult:
     @property
     def threshold(self) -> float:
         return self.choice.threshold
+
+    def outcome(self) -> dict[str, Any]:
+        """The job's own numbers in `metrics` (matches, or entities)."""
+        return {}
+
+    def metrics(self) -> dict[str, Any]:
+        """The numbers a finished job reports (its ``metrics`` over the API)."""
+        return {
+            "mode": self.mode,
+            "candidates": len(self.candidates),
+            "reduction_ratio": self.candidates.reduction_ratio,
+            "threshold": self.threshold,
+            "estimated_precision": self.choice.est_precision,
+            "precision_target": self.spec.precision,
+            "precision_target_met": self.choice.target_met,
+            **self.outcome(),
+            "stages": {s.name: round(s.seconds, 3) for s in self.stages},
+        }
+
+
+@dataclasses.dataclass(kw_only=True)
+class LinkResult(JobResult):
+    """Everything a link job produced; ``matches()`` is the answer."""
+
+    left: Table
+    right: Table
+    left_views: Views
+    right_views: Views
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready account of the job (what ``--summary FILE.json`` writes).
@@ -173,14 +201,7 @@ class LinkResult:
 
     def write_csv(self, path: str | os.PathLike[str]) -> int:
         """Write ``left_id,right_id,score``; returns the number of pairs."""
-        import csv
-
-        rows = self.matches()
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["left_id", "right_id", "score"])
-            w.writerows((a, b, f"{s:.6f}") for a, b, s in rows)
-        return len(rows)
+        return write_pairs_csv(path, self.matches())
 
     def entities(self) -> list[tuple[str, str, str]]:
         """``(side, record_id, entity_id)`` for every record; a matched pair shares an entity."""
@@ -193,18 +214,10 @@ class LinkResult:
             out.append(("right", rid, ent))
         return out
 
-    def metrics(self) -> dict[str, Any]:
+    def outcome(self) -> dict[str, Any]:
         return {
-            "mode": self.mode,
-            "candidates": len(self.candidates),
-            "reduction_ratio": self.candidates.reduction_ratio,
-            "threshold": self.threshold,
-            "estimated_precision": self.choice.est_precision,
             "estimated_recall": self.choice.est_recall,
-            "precision_target": self.spec.precision,
-            "precision_target_met": self.choice.target_met,
             "matches": int(self.accepted.sum()),
-            "stages": {s.name: round(s.seconds, 3) for s in self.stages},
         }
 
     def matcher(self, index_factory: IndexFactory = default_index_factory) -> Any:
@@ -213,40 +226,14 @@ class LinkResult:
         return Matcher.from_link(self, index_factory=index_factory)
 
 
-@dataclasses.dataclass
-class DedupeResult:
-    spec: LinkageSpec
-    model: LinkModel
+@dataclasses.dataclass(kw_only=True)
+class DedupeResult(JobResult):
+    """Everything a dedupe job produced; ``entity_ids()`` is the answer."""
+
     table: Table
     views: Views
-    candidates: CandidatePairs
-    features: Features
-    scores: np.ndarray
-    #: the best pair of every record
-    selected: np.ndarray
-    accepted: np.ndarray
-    choice: ThresholdChoice
-    curve: ThresholdCurve
-    null_scores: np.ndarray
-    mode: str
-    stages: list[StageStats]
     #: entity number per record
     entity: np.ndarray
-    labels: tuple[np.ndarray, np.ndarray] | None = None
-    #: candidate rows whose score blends in the LLM judge's answer
-    judged_rows: np.ndarray | None = None
-    #: what the user must be told about the estimates (broken assumptions, uncertainty)
-    warnings: tuple[str, ...] = ()
-    #: the duplicate check of each side (link jobs; see veclink.linkage.assumptions)
-    duplicates: tuple[SideDuplicates, ...] = ()
-    #: how records paired up: one_to_one, one_to_many, many_to_one, many_to_many, dedupe
-    assignment: str = "one_to_one"
-    #: every column with itself, typed (None when the spec listed the fields)
-    alignment: Alignment | None = None
-
-    @property
-    def threshold(self) -> float:
-        return self.choice.threshold
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready account of the job: as `LinkResult.summary`, with ``mode``
@@ -269,27 +256,14 @@ class DedupeResult:
         return [first[e] for e in self.entity.tolist()]
 
     def write_csv(self, path: str | os.PathLike[str]) -> int:
-        import csv
+        """Write ``id,entity_id`` for every record; returns the number of records."""
+        return write_entities_csv(path, zip(self.table.ids, self.entity_ids(), strict=True))
 
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["id", "entity_id"])
-            w.writerows(zip(self.table.ids, self.entity_ids(), strict=True))
-        return len(self.table)
-
-    def metrics(self) -> dict[str, Any]:
+    def outcome(self) -> dict[str, Any]:
         sizes = np.bincount(self.entity)
         return {
-            "mode": self.mode,
-            "candidates": len(self.candidates),
-            "reduction_ratio": self.candidates.reduction_ratio,
-            "threshold": self.threshold,
-            "estimated_precision": self.choice.est_precision,
-            "precision_target": self.spec.precision,
-            "precision_target_met": self.choice.target_met,
             "entities": int(sizes.size),
             "largest_entity": int(sizes.max()) if sizes.size else 0,
-            "stages": {s.name: round(s.seconds, 3) for s in self.stages},
         }
 
     def matcher(self, index_factory: IndexFactory = default_index_factory) -> Any:

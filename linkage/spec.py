@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from typing import Any
 
 from veclink.errors import InvalidArgument
+from veclink.validation import Problems, build, field_problems
 
 #: how a field's values are compared (see veclink.linkage.compare)
 FIELD_TYPES = ("text", "string", "name", "code", "number", "date", "category")
@@ -173,14 +172,14 @@ class LinkageSpec:
             if problems:
                 raise InvalidArgument("invalid linkage spec: " + "; ".join(problems), field="spec")
             return data
-        problems: list[str] = []
+        found = Problems()
         if isinstance(data, dict):
             data = cls._legacy(data)
-        spec = _build(cls, data, "spec", problems)
+        spec = build(cls, data, "spec", found)
         if spec is not None:
-            problems += spec.problems()
-        if problems or spec is None:
-            raise InvalidArgument("invalid linkage spec: " + "; ".join(problems), field="spec")
+            found.extend(spec.problems())
+        found.raise_if_any("invalid linkage spec", "spec")
+        assert spec is not None  # build returns None only with a problem recorded
         return spec
 
     @classmethod
@@ -193,56 +192,45 @@ class LinkageSpec:
 
     def problems(self) -> list[str]:
         """Every value-level problem of this spec (empty when valid)."""
-        out: list[str] = []
+        typed = field_problems(self, "spec")
+        if typed:  # the value checks below compare values of the right types
+            return typed
+        p = Problems()
         names = [f.name for f in self.fields]
         for i, f in enumerate(self.fields):
-            p = f"spec.fields[{i}]"
-            if not f.name:
-                out.append(f"{p}.name: required")
-            if f.type not in FIELD_TYPES:
-                out.append(f"{p}.type: {f.type!r} is not one of {', '.join(FIELD_TYPES)}")
-            if f.max_chars < 1:
-                out.append(f"{p}.max_chars: must be >= 1")
-            if f.scale is not None and f.scale <= 0:
-                out.append(f"{p}.scale: must be > 0")
+            path = f"spec.fields[{i}]"
+            p.required(f"{path}.name", f.name)
+            p.choice(f"{path}.type", f.type, FIELD_TYPES)
+            p.integer(f"{path}.max_chars", f.max_chars, ge=1)
+            p.number(f"{path}.scale", f.scale, optional=True, gt=0)
             if not (f.embed or f.compare):
-                out.append(f"{p}: embed and compare are both false, the field does nothing")
+                p.add(path, "embed and compare are both false, the field does nothing")
         for name in sorted({n for n in names if names.count(n) > 1}):
-            out.append(f"spec.fields: name {name!r} is used more than once")
+            p.add("spec.fields", f"name {name!r} is used more than once")
         if self.fields and not any(f.embed for f in self.fields):
-            out.append("spec.fields: at least one field must have embed=true")
-        if not self.left_id:
-            out.append("spec.left_id: required")
+            p.add("spec.fields", "at least one field must have embed=true")
+        p.required("spec.left_id", self.left_id)
         b = self.blocking
-        if b.k < 1:
-            out.append("spec.blocking.k: must be >= 1")
-        if not 0 <= b.min_k <= b.k:
-            out.append(f"spec.blocking.min_k: must be in [0, k={b.k}]")
-        if b.margin < 0:
-            out.append("spec.blocking.margin: must be >= 0")
-        if not 0 <= b.lexical_weight <= 1:
-            out.append("spec.blocking.lexical_weight: must be in [0, 1]")
-        if b.lexical_dim < 16:
-            out.append("spec.blocking.lexical_dim: must be >= 16")
-        if b.lexical_blocking_dim < 16:
-            out.append("spec.blocking.lexical_blocking_dim: must be >= 16")
-        if b.max_key_block < 1:
-            out.append("spec.blocking.max_key_block: must be >= 1")
-        if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
-            out.append("spec.memory_budget_mb: must be > 0")
+        if p.integer("spec.blocking.k", b.k, ge=1):
+            p.integer("spec.blocking.min_k", b.min_k, ge=0, le=b.k)
+        p.number("spec.blocking.margin", b.margin, ge=0)
+        p.number("spec.blocking.lexical_weight", b.lexical_weight, ge=0, le=1)
+        p.integer("spec.blocking.lexical_dim", b.lexical_dim, ge=16)
+        p.integer("spec.blocking.lexical_blocking_dim", b.lexical_blocking_dim, ge=16)
+        p.integer("spec.blocking.max_key_block", b.max_key_block, ge=1)
+        p.number("spec.memory_budget_mb", self.memory_budget_mb, optional=True, gt=0)
         for i, key in enumerate(b.keys):
             if not key:
-                out.append(f"spec.blocking.keys[{i}]: empty key")
+                p.add(f"spec.blocking.keys[{i}]", "empty key")
             for name in key:
                 if self.fields and name not in names:
-                    out.append(
-                        f"spec.blocking.keys[{i}]: {name!r} is not a field "
-                        f"(fields: {', '.join(names)})"
+                    p.add(
+                        f"spec.blocking.keys[{i}]",
+                        f"{name!r} is not a field (fields: {', '.join(names)})",
                     )
-        if not 0 <= self.precision <= 1:
-            out.append("spec.precision: must be in [0, 1] (0: no constraint, best estimated F1)")
-        if self.threshold is not None and not 0 <= self.threshold <= 1:
-            out.append("spec.threshold: must be in [0, 1]")
+        if not p.number("spec.precision", self.precision, ge=0, le=1):
+            p.items[-1] += " (0: no constraint, best estimated F1)"
+        p.number("spec.threshold", self.threshold, optional=True, ge=0, le=1)
         for attr, allowed in (
             ("serialization", SERIALIZATIONS),
             ("reference", REFERENCES),
@@ -251,25 +239,20 @@ class LinkageSpec:
             ("cluster", CLUSTER_METHODS),
             ("objective", OBJECTIVES),
         ):
-            value = getattr(self, attr)
-            if value not in allowed:
-                out.append(f"spec.{attr}: {value!r} is not one of {', '.join(allowed)}")
+            p.choice(f"spec.{attr}", getattr(self, attr), allowed)
         j = self.llm_judge
         if j is not None:
-            if not j.model:
-                out.append("spec.llm_judge.model: required")
-            if not 0 < j.band <= 1:
-                out.append("spec.llm_judge.band: must be in (0, 1]")
-            if j.max_pairs < 0:
-                out.append("spec.llm_judge.max_pairs: must be >= 0")
-            if not 0 <= j.weight <= 1:
-                out.append("spec.llm_judge.weight: must be in [0, 1]")
-        if not isinstance(self.encoder, dict) or "kind" not in self.encoder:
-            out.append("spec.encoder: must be an encoder spec object with a 'kind'")
+            p.required("spec.llm_judge.model", j.model)
+            p.number("spec.llm_judge.band", j.band, gt=0, le=1)
+            p.integer("spec.llm_judge.max_pairs", j.max_pairs, ge=0)
+            p.number("spec.llm_judge.weight", j.weight, ge=0, le=1)
+            p.device("spec.llm_judge.device", j.device)
+        if "kind" not in self.encoder:
+            p.add("spec.encoder", "must be an encoder spec object with a 'kind'")
         else:
-            out += _encoder_problems(self.encoder)
-        out += _index_kind_problems(b.index_kind)
-        return out
+            p.extend(_encoder_problems(self.encoder))
+        p.extend(_index_kind_problems(b.index_kind))
+        return p.items
 
 
 def _encoder_problems(encoder: dict[str, Any]) -> list[str]:
@@ -287,86 +270,6 @@ def _index_kind_problems(kind: str) -> list[str]:
         from veclink.index import INDEX_KINDS
     except ImportError:  # an index package without a registry: checked when blocking
         return []
-    if kind not in INDEX_KINDS:
-        return [
-            f"spec.blocking.index_kind: {kind!r} is not one of {', '.join(sorted(INDEX_KINDS))}"
-        ]
-    return []
-
-
-# ------------------------------------------------------------------ generic dict -> dataclass
-
-
-def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
-    """Build dataclass ``cls`` from ``data``, appending every problem to ``problems``."""
-    if not isinstance(data, dict):
-        problems.append(f"{path}: must be an object, got {type(data).__name__}")
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    ok = True
-    for key, value in data.items():
-        if key not in fields:
-            problems.append(f"{path}.{key}: unknown key (valid: {', '.join(fields)})")
-            ok = False
-            continue
-        converted, good = _convert(hints[key], value, f"{path}.{key}", problems)
-        ok &= good
-        kwargs[key] = converted
-    for name, f in fields.items():
-        missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if missing and name not in data:
-            problems.append(f"{path}.{name}: required")
-            ok = False
-    return cls(**kwargs) if ok else None
-
-
-def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None, True
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, path, problems)
-    if dataclasses.is_dataclass(tp):
-        built = _build(tp, value, path, problems)
-        return built, built is not None
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            problems.append(f"{path}: must be a list, got {type(value).__name__}")
-            return None, False
-        item_tp = typing.get_args(tp)[0]
-        items, ok = [], True
-        for i, v in enumerate(value):
-            item, good = _convert(item_tp, v, f"{path}[{i}]", problems)
-            items.append(item)
-            ok &= good
-        return tuple(items), ok
-    if origin is dict:
-        if not isinstance(value, dict):
-            problems.append(f"{path}: must be an object, got {type(value).__name__}")
-            return None, False
-        return dict(value), True
-    if tp is bool:
-        if not isinstance(value, bool):
-            problems.append(f"{path}: must be true or false, got {value!r}")
-            return None, False
-        return value, True
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{path}: must be an integer, got {value!r}")
-            return None, False
-        return value, True
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(f"{path}: must be a number, got {value!r}")
-            return None, False
-        return float(value), True
-    if tp is str:
-        if not isinstance(value, str):
-            problems.append(f"{path}: must be a string, got {value!r}")
-            return None, False
-        return value, True
-    return value, True
+    p = Problems()
+    p.choice("spec.blocking.index_kind", kind, sorted(INDEX_KINDS))
+    return p.items

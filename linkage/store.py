@@ -1,7 +1,7 @@
 """Persistence of linkage jobs, scored pairs and entity ids (SQLAlchemy 2 typed ORM).
 
-The tables (`veclink.linkage.store_rows`) have their own `LinkageBase`, so they can live
-in the service catalog's database or any other: ``create_tables(engine)`` then
+The tables (`veclink.linkage.store_rows`) are created on their own, so they can live in
+the service catalog's database or any other: ``create_tables(engine)`` then
 `LinkageStore(engine)`. Results of a job are written in one transaction (nothing
 half-written); pages are read by offset.
 

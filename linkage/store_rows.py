@@ -1,7 +1,7 @@
-"""The SQL tables of linkage jobs (SQLAlchemy 2 typed ORM), on their own `LinkageBase`.
+"""The SQL tables of linkage jobs (SQLAlchemy 2 typed ORM), on veclink's one `Base`.
 
 `veclink.linkage.store.LinkageStore` reads and writes them; ``create_tables(engine)``
-creates them in any database (the service catalog's or another).
+creates them (and only them) in any database (the service catalog's or another).
 """
 
 from __future__ import annotations
@@ -22,18 +22,13 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
+
+from veclink.sql import Base, utcnow
+from veclink.sql import create_tables as create_row_tables
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class LinkageBase(DeclarativeBase):
-    pass
-
-
-class JobRow(LinkageBase):
+class JobRow(Base):
     __tablename__ = "veclink_linkage_jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -52,7 +47,7 @@ class JobRow(LinkageBase):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-class PairRow(LinkageBase):
+class PairRow(Base):
     __tablename__ = "veclink_linkage_pairs"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -65,7 +60,7 @@ class PairRow(LinkageBase):
     accepted: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class EntityRow(LinkageBase):
+class EntityRow(Base):
     __tablename__ = "veclink_linkage_entities"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -78,7 +73,7 @@ class EntityRow(LinkageBase):
     entity_id: Mapped[str] = mapped_column(String(600), index=True)
 
 
-class MatcherPartRow(LinkageBase):
+class MatcherPartRow(Base):
     """One chunk of one named part of a job's matcher state."""
 
     __tablename__ = "veclink_linkage_matcher_parts"
@@ -93,7 +88,7 @@ class MatcherPartRow(LinkageBase):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class MatchLogRow(LinkageBase):
+class MatchLogRow(Base):
     """A record that `Match` assigned, in order, so a rebuilt matcher can replay it."""
 
     __tablename__ = "veclink_linkage_match_log"
@@ -108,4 +103,4 @@ class MatchLogRow(LinkageBase):
 
 def create_tables(engine: Engine) -> None:
     """Create the linkage tables if they do not exist."""
-    LinkageBase.metadata.create_all(engine)
+    create_row_tables(engine, (JobRow, PairRow, EntityRow, MatcherPartRow, MatchLogRow))

@@ -9,18 +9,15 @@ undecodable file, missing field columns.
 from __future__ import annotations
 
 import codecs
-import csv
 import dataclasses
-import io
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from veclink.linkage.sniff import ReadInfo, bom_encoding, decode_detected, sniff_delimiter
-
 from veclink.errors import InvalidArgument, NotFound
+from veclink.sniff import ReadInfo, bom_encoding
+from veclink.tabular import CSV_SUFFIXES, JSONL_SUFFIXES, open_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +142,7 @@ def read_table(
         id_column: the column holding record ids (must be present, non-empty and unique).
         encoding: text encoding of CSV / JSONL files, e.g. ``latin-1``; None detects it per
             file (a byte-order mark, else UTF-8 when the file decodes, else cp1252, else
-            latin-1; see `veclink.linkage.sniff.detect_encoding`).
+            latin-1; see `veclink.tabular.detect_file_encoding`).
         delimiter: CSV delimiter; None sniffs it among ``,`` ``;`` ``|`` and tab.
         name: how the table is named in errors (default: the file name).
         engine: a SQLAlchemy Engine to run ``source`` on.
@@ -153,30 +150,33 @@ def read_table(
     Raises:
         NotFound: the file does not exist.
         InvalidArgument: unknown format, undecodable file, or bad rows (see `check_records`).
+
+    CSV / TSV / TXT and JSONL files are read by `veclink.tabular.open_rows`.
     """
     if engine is not None:
         return _read_sql(str(source), engine, id_column, name or "query")
     path = Path(source)
     label = name or path.name
-    if not path.is_file():
-        raise NotFound(f"{label}: file {str(path)!r} does not exist", field=label)
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv", ".txt"):
-        rows, info = read_csv_rows(path, encoding=encoding, delimiter=delimiter, label=label)
-        records, columns = _csv_records(rows, info.delimiter or ",", label)
-    elif suffix in (".jsonl", ".ndjson"):
-        text, info = _decode(path, encoding, label)
-        info = dataclasses.replace(info, format="jsonl")
-        records, columns = _read_jsonl(text, label)
-    elif suffix in (".parquet", ".pq"):
-        records, columns = _read_parquet(path, label)
-        info = ReadInfo(format="parquet")
-    else:
+    if suffix not in (*CSV_SUFFIXES, *JSONL_SUFFIXES, ".parquet", ".pq"):
         raise InvalidArgument(
             f"{label}: unknown table format {suffix or '(none)'!r} "
             "(use .csv, .tsv, .txt, .jsonl or .parquet)",
             field=label,
         )
+    if suffix in (".parquet", ".pq"):
+        if not path.is_file():
+            raise NotFound(f"{label}: file {str(path)!r} does not exist", field=label)
+        records, columns = _read_parquet(path, label)
+        info = ReadInfo(format="parquet")
+    else:
+        rows = open_rows(path, encoding=encoding, delimiter=delimiter, label=label)
+        records = [record for _, record in rows]
+        columns = list(rows.header)
+        if rows.format == "jsonl":
+            for record in records:
+                columns += [k for k in record if k not in columns]
+        info = rows.info
     problems = check_records(records, columns, id_column, label)
     if problems and info.encoding_source == "given":
         problems += _bom_hint(path, info.encoding or "", label)
@@ -196,97 +196,6 @@ def _bom_hint(path: Path, encoding: str, label: str) -> list[str]:
         f"{label}: the file starts with a {bom} byte-order mark but was read as {encoding}; "
         "leave the encoding out to detect it"
     ]
-
-
-def _decode(path: Path, encoding: str | None, label: str) -> tuple[str, ReadInfo]:
-    """The file's text (without a leading BOM) and how it was decoded."""
-    raw = path.read_bytes()
-    if encoding is None:
-        text, encoding, source = decode_detected(raw)
-        return text.lstrip("\ufeff"), ReadInfo(format="", encoding=encoding, encoding_source=source)
-    try:
-        text = raw.decode(encoding)
-    except LookupError as exc:
-        raise InvalidArgument(f"unknown encoding {encoding!r}", field="encoding") from exc
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InvalidArgument(
-            f"{label}: cannot decode as {encoding} at byte {exc.start} (line {line}): "
-            f"{exc.reason}; pass the file's encoding, e.g. --encoding latin-1, "
-            "or leave it out to detect it",
-            field="encoding",
-        ) from exc
-    return text.lstrip("\ufeff"), ReadInfo(format="", encoding=encoding, encoding_source="given")
-
-
-def read_csv_rows(
-    path: str | os.PathLike[str],
-    *,
-    encoding: str | None = None,
-    delimiter: str | None = None,
-    label: str | None = None,
-) -> tuple[list[list[str]], ReadInfo]:
-    """Rows of a delimited text file, decoded and sniffed as `read_table` does.
-
-    Raises:
-        InvalidArgument: undecodable file or malformed CSV.
-    """
-    path = Path(path)
-    label = label or path.name
-    text, info = _decode(path, encoding, label)
-    if delimiter is None:
-        default = "\t" if path.suffix.lower() == ".tsv" else ","
-        delimiter, how = sniff_delimiter(text, default)
-    else:
-        how = "given"
-    info = dataclasses.replace(info, format="csv", delimiter=delimiter, delimiter_source=how)
-    try:
-        reader = csv.reader(
-            io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True
-        )
-        rows = list(reader)
-    except csv.Error as exc:
-        raise InvalidArgument(f"{label}: not valid CSV: {exc}", field=label) from exc
-    return rows, info
-
-
-def _csv_records(
-    rows: list[list[str]], delimiter: str, label: str
-) -> tuple[list[dict[str, Any]], list[str]]:
-    if not rows:
-        return [], []
-    header = [h.strip() for h in rows[0]]
-    records = []
-    for lineno, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) > len(header):
-            raise InvalidArgument(
-                f"{label}: row {lineno} has {len(row)} values but the header has "
-                f"{len(header)} (delimiter {delimiter!r}); header seen: {header!r}",
-                field=label,
-            )
-        records.append(dict(zip(header, row, strict=False)))
-    return records, header
-
-
-def _read_jsonl(text: str, label: str) -> tuple[list[dict[str, Any]], list[str]]:
-    records: list[dict[str, Any]] = []
-    columns: list[str] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgument(
-                f"{label}: line {lineno} is not JSON: {exc}", field=label
-            ) from exc
-        if not isinstance(rec, dict):
-            raise InvalidArgument(f"{label}: line {lineno} is not a JSON object", field=label)
-        records.append(rec)
-        columns += [k for k in rec if k not in columns]
-    return records, columns
 
 
 def _read_parquet(path: Path, label: str) -> tuple[list[dict[str, Any]], list[str]]:

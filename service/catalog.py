@@ -19,21 +19,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     inspect,
     text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class Base(DeclarativeBase):
-    pass
+from veclink.sql import Base, create_tables, make_engine, utcnow
 
 
 class CollectionRow(Base):
@@ -55,7 +47,7 @@ class CollectionRow(Base):
     next_vector_id: Mapped[int] = mapped_column(BigInteger, default=0)
     #: stamp of the last committed write; the index rolls back writes stamped above it
     write_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class RecordRow(Base):
@@ -74,31 +66,14 @@ class RecordRow(Base):
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), default=_utcnow, onupdate=_utcnow
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
-
-
-def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL mode, synchronous FULL and foreign keys on."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
 
 
 def open_catalog(url: str) -> tuple[Engine, sessionmaker]:
     """Connect and create the catalog tables if they do not exist."""
     engine = make_engine(url)
-    Base.metadata.create_all(engine)
+    create_tables(engine, (CollectionRow, RecordRow))
     _add_missing_columns(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)
 

@@ -12,11 +12,14 @@ import dataclasses
 import json
 import os
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from veclink.errors import InvalidArgument
+from veclink.validation import Problems, convert, int_problem, number_problem, quote
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ENV_PREFIX = "VECLINK__"
@@ -177,7 +180,11 @@ def load_settings(
 ) -> Settings:
     """Build settings from a TOML file, then the environment, then explicit overrides.
 
-    Every problem is reported at once in one InvalidArgument.
+    Values follow the type policy of `veclink.validation` (``port = 50051.0`` or
+    ``workers = true`` is refused); an environment variable's text is read as the type of the
+    setting it names (``VECLINK__SERVER__PORT=6000`` is the integer 6000, a string setting
+    keeps the text as it is, a list takes JSON or ``a,b,c``). Every problem is reported at
+    once in one InvalidArgument.
     """
     raw: dict[str, Any] = {}
     if path is not None:
@@ -192,16 +199,43 @@ def load_settings(
         if not key.startswith(ENV_PREFIX):
             continue
         parts = key[len(ENV_PREFIX) :].lower().split("__")
-        try:
-            parsed: Any = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
         target = raw
         for part in parts[:-1]:  # VECLINK__SERVER__TLS__CERT -> raw["server"]["tls"]["cert"]
             target = target.setdefault(part, {})
-        target[parts[-1]] = parsed
+        target[parts[-1]] = _EnvText(value)
     _merge(raw, overrides or {})
     return _build(raw)
+
+
+class _EnvText(str):
+    """An environment variable's text, read as the type of the setting it sets."""
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _from_env(hint: Any, text: _EnvText) -> Any:
+    if hint is str or (typing.get_origin(hint) in (typing.Union, types.UnionType)):
+        # a string setting keeps its text; JSON quotes are taken off
+        value = _json_or_text(text) if text.startswith('"') else str(text)
+        return value if isinstance(value, str) else str(text)
+    if typing.get_origin(hint) is tuple:
+        value = _json_or_text(text) if text.startswith("[") else text
+        return value if isinstance(value, list) else str(text).split(",")
+    return _json_or_text(text)
+
+
+def _plain(value: Any) -> Any:
+    """Environment text outside the typed sections (``models``) read as JSON when it parses."""
+    if isinstance(value, _EnvText):
+        return _json_or_text(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _merge(into: dict[str, Any], values: Mapping[str, Any]) -> None:
@@ -213,28 +247,43 @@ def _merge(into: dict[str, Any], values: Mapping[str, Any]) -> None:
             into[key] = dict(value) if isinstance(value, Mapping) else value
 
 
+#: bounds of numeric settings beyond the rule that none is negative
+_BOUNDS: dict[str, dict[str, int]] = {
+    "server.port": {"ge": 0, "le": 65535},
+    "server.metrics_port": {"ge": 0, "le": 65535},
+    "server.workers": {"ge": 1},
+    "server.max_message_bytes": {"ge": 1},
+}
+#: settings that name files or directories
+_PATHS = ("data_dir", "cert", "key", "client_ca", "read_keys_file", "write_keys_file")
+
+
 def _build(raw: dict[str, Any]) -> Settings:
-    errors: list[str] = []
+    problems = Problems()
     kwargs: dict[str, Any] = {}
     for name, value in raw.items():
         if name in _SECTIONS:
             cls = _SECTIONS[name]
             if not isinstance(value, dict):
-                errors.append(f"{name}: must be a table")
+                problems.add(name, "must be a table")
                 continue
-            kwargs[name] = _section(cls, name, value, errors)
+            kwargs[name] = _section(cls, name, value, problems)
         elif name == "models":
+            value = _plain(value)
             if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-                errors.append("models: must map model names to encoder spec tables")
+                problems.add("models", "must map model names to encoder spec tables")
             else:
                 kwargs["models"] = value
         elif name == "default_model":
-            kwargs["default_model"] = str(value)
+            value = str(value) if isinstance(value, _EnvText) else value
+            if isinstance(value, str):
+                kwargs["default_model"] = value
+            else:
+                problems.add("default_model", f"must be a string, got {quote(value)}")
         else:
             valid = ", ".join([*_SECTIONS, "models", "default_model"])
-            errors.append(f"{name}: unknown setting (valid: {valid})")
-    if errors:
-        raise InvalidArgument("invalid settings: " + "; ".join(errors), field="config")
+            problems.add(name, f"unknown setting (valid: {valid})")
+    problems.raise_if_any("invalid settings", "config")
     settings = Settings(**kwargs)
     if settings.default_model not in settings.models:
         raise InvalidArgument(
@@ -244,48 +293,53 @@ def _build(raw: dict[str, Any]) -> Settings:
     return settings
 
 
-def _section(cls: type, name: str, values: dict[str, Any], errors: list[str]) -> Any:
+def _section(cls: type, name: str, values: dict[str, Any], problems: Problems) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
     for key, value in values.items():
+        path = f"{name}.{key}"
         if key not in fields:
-            errors.append(f"{name}.{key}: unknown (valid: {', '.join(fields)})")
+            problems.add(path, f"unknown (valid: {', '.join(fields)})")
             continue
-        default = fields[key].default
-        if dataclasses.is_dataclass(default):  # a sub-table such as [server.tls]
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):  # a sub-table such as [server.tls]
             if isinstance(value, dict):
-                out[key] = _section(type(default), f"{name}.{key}", value, errors)
+                out[key] = _section(hint, path, value, problems)
             else:
-                errors.append(f"{name}.{key}: must be a table")
+                problems.add(path, "must be a table")
             continue
-        try:
-            if isinstance(default, tuple):
-                value = tuple(value.split(",") if isinstance(value, str) else value)
-            elif isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ValueError("expected true or false")
-            elif isinstance(default, int | float):
-                value = type(default)(value)
-                if value < 0:
-                    raise ValueError("must be >= 0")
-            else:
-                value = str(value)
-        except (TypeError, ValueError) as exc:
-            errors.append(f"{name}.{key}: {exc}")
-            continue
-        out[key] = value
+        if isinstance(value, _EnvText):
+            value = _from_env(hint, value)
+        elif typing.get_origin(hint) is tuple and isinstance(value, str):
+            value = value.split(",")  # a list written as one string: "k1,k2"
+        before = len(problems.items)
+        value, ok = convert(hint, value, path, problems)
+        if ok and hint in (int, float):
+            bounds = _BOUNDS.get(path, {"ge": 0})
+            ok = problems.add(
+                path, (int_problem if hint is int else number_problem)(value, **bounds)
+            )
+        if ok and key in _PATHS and value:
+            ok = problems.path(path, value)
+        if ok and key == "path_dirs":
+            ok = all(problems.path(f"{path}[{i}]", d) for i, d in enumerate(value))
+        if ok and len(problems.items) == before:
+            out[key] = value
     if name == "server.tls":
-        _check_tls(out, errors)
+        _check_tls(out, problems)
     url = str(out.get("sql_url", "")) if name == "sources" else ""
     if url and not url.startswith(("sqlite", "postgresql")):
-        errors.append("sources.sql_url: only postgresql and sqlite URLs are supported")
-    if name == "storage" and out.get("default_index_kind", "flat") not in ("flat", "partitioned"):
-        errors.append("storage.default_index_kind: must be flat or partitioned")
+        problems.add("sources.sql_url", "only postgresql and sqlite URLs are supported")
+    if name == "storage" and "default_index_kind" in out:
+        problems.choice(
+            "storage.default_index_kind", out["default_index_kind"], ("flat", "partitioned")
+        )
     return cls(**out)
 
 
-def _check_tls(values: dict[str, Any], errors: list[str]) -> None:
+def _check_tls(values: dict[str, Any], problems: Problems) -> None:
     if bool(values.get("cert")) != bool(values.get("key")):
-        errors.append("server.tls: cert and key go together (set both or neither)")
+        problems.add("server.tls", "cert and key go together (set both or neither)")
     if values.get("client_ca") and not values.get("cert"):
-        errors.append("server.tls.client_ca: mutual TLS needs cert and key as well")
+        problems.add("server.tls.client_ca", "mutual TLS needs cert and key as well")

@@ -35,20 +35,13 @@ from veclink.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
+from veclink.validation import quote
 
 #: longest SQL text a job may send (parsing is linear, but not free)
 MAX_SQL_CHARS = 100_000
-#: characters of a client's input quoted back in an error message
-QUOTE_CHARS = 80
-
 #: PostgreSQL SQLSTATEs that are the caller's doing, not the server's
 _PG_TIMEOUT = "57014"  # query_canceled (statement_timeout)
 _PG_DENIED = ("42501", "25006")  # insufficient_privilege, read_only_sql_transaction
-
-
-def _quote(text: str) -> str:
-    short = text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "..."
-    return repr(short)
 
 
 def check_query(sql: str, field: str) -> str:
@@ -236,19 +229,19 @@ class JobSources:
         try:
             resolved = path.resolve()
         except (OSError, RuntimeError, ValueError) as exc:  # ValueError: a NUL byte
-            raise InvalidArgument(f"{field}: bad path {_quote(raw)}", field=field) from exc
+            raise InvalidArgument(f"{field}: bad path {quote(raw)}", field=field) from exc
         if not any(resolved.is_relative_to(d) for d in self._dirs):
             raise PermissionDenied(
-                f"{field}: {_quote(raw)} is outside the directories sources.path_dirs allows",
+                f"{field}: {quote(raw)} is outside the directories sources.path_dirs allows",
                 field=field,
             )
         try:
             resolved.stat()
         except FileNotFoundError:
-            raise NotFound(f"{field}: no file {_quote(raw)}", field=field) from None
+            raise NotFound(f"{field}: no file {quote(raw)}", field=field) from None
         except OSError as exc:
             raise InvalidArgument(
-                f"{field}: cannot read {_quote(raw)}: {exc.strerror}", field=field
+                f"{field}: cannot read {quote(raw)}: {exc.strerror}", field=field
             ) from exc
         return resolved
 

@@ -25,7 +25,6 @@ reader sees a vector its catalog row does not yet have.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import threading
@@ -44,6 +43,7 @@ from veclink.index.base import check_metric, normalize_rows
 from veclink.service.catalog import CollectionRow, RecordRow, open_catalog
 from veclink.service.models import ModelRegistry
 from veclink.service.rwlock import ReadWriteLock
+from veclink.service.settings import LimitSettings
 
 from veclink.errors import (
     AlreadyExists,
@@ -65,18 +65,9 @@ from veclink.wire.types import (
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Limits:
-    #: records per Upsert message / stream batch
-    max_batch: int = 10_000
-    #: inputs per Embed request
-    max_embed_inputs: int = 2_048
-    #: largest k a search may ask for
-    max_k: int = 1_000
-    #: characters in one text
-    max_text_chars: int = 100_000
-    #: ids per Get / Delete request
-    max_ids: int = 10_000
+#: the bounds a store checks requests against: the ``[limits]`` settings themselves (an
+#: alias kept for the callers that build them by this name)
+Limits = LimitSettings
 
 
 class _Open:
@@ -102,7 +93,7 @@ class VectorStore:
         *,
         database_url: str | None = None,
         default_index_kind: str = "partitioned",
-        limits: Limits = Limits(),
+        limits: LimitSettings | None = None,
         checkpoints: CheckpointPolicy | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
@@ -112,7 +103,7 @@ class VectorStore:
         self.engine, self.sessions = open_catalog(url)
         self.models = models
         self.default_index_kind = default_index_kind
-        self.limits = limits
+        self.limits = limits or LimitSettings()
         self.checkpoints = checkpoints or CheckpointPolicy()
         self._open: dict[str, _Open] = {}
         self._lock = threading.RLock()

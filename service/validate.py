@@ -23,14 +23,12 @@ from veclink.service.settings import LimitSettings
 from veclink.v1 import common_pb2, embeddings_pb2, linkage_pb2, points_pb2
 
 from veclink.errors import InvalidArgument, ResourceExhausted
+from veclink.validation import check_path
 from veclink.wire.options import JSON_OBJECT
 from veclink.wire.types import check_collection_name, quote
 
 #: the page tokens GetResults issues: a decimal offset
 PAGE_TOKEN_RE = re.compile(r"^[0-9]{1,18}$")
-#: longest file name component and path most file systems accept (bytes)
-MAX_PATH_COMPONENT = 255
-MAX_PATH_BYTES = 4096
 
 
 class RequestValidator:
@@ -298,17 +296,7 @@ class RequestValidator:
 
     def path(self, value: str, field: str) -> None:
         """A server path the operating system can be asked about without an OSError."""
-        if "\x00" in value:
-            raise InvalidArgument(f"{field} contains a NUL character", field=field)
-        encoded = value.encode("utf-8", "surrogatepass")
-        if len(encoded) > MAX_PATH_BYTES or any(
-            len(part) > MAX_PATH_COMPONENT for part in encoded.split(b"/")
-        ):
-            raise InvalidArgument(
-                f"{field} {quote(value)} is too long for a file path "
-                f"(at most {MAX_PATH_BYTES} bytes, {MAX_PATH_COMPONENT} per name)",
-                field=field,
-            )
+        check_path(value, field)
 
     def get_results(self, req: linkage_pb2.GetResultsRequest) -> None:
         self.job_id(req.job_id)

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -25,6 +24,7 @@ from veclink.encoders.base import Encoder
 from veclink.encoders.images import ImageLimits, decode_image, read_image_file
 
 from veclink.errors import InvalidArgument
+from veclink.tabular import open_rows
 
 CAPTION_FILES = ("captions.jsonl", "captions.csv")
 
@@ -42,42 +42,28 @@ def load_pairs(folder: str, captions: str | None = None) -> list[tuple[str, str]
                 f"{folder!r} has none of {', '.join(CAPTION_FILES)}", field="captions"
             )
         captions = os.path.join(folder, found[0])
+    is_csv = captions.endswith(".csv")
+    rows = open_rows(captions, format="csv" if is_csv else "jsonl", label=captions)
+    if is_csv and not {"image", "caption"} <= set(rows.header):
+        raise InvalidArgument(f"{captions}: CSV needs columns image, caption", field="captions")
     pairs: list[tuple[str, str]] = []
-    with open(captions, newline="") as fh:
-        if captions.endswith(".csv"):
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
-                raise InvalidArgument(
-                    f"{captions}: CSV needs columns image, caption", field="captions"
-                )
-            rows: Any = ((i + 2, [r["image"], [r["caption"]]]) for i, r in enumerate(reader))
-        else:
-            rows = _jsonl_rows(captions, fh)
-        for line, (image, texts) in rows:
-            path = os.path.join(folder, image)
-            if not os.path.isfile(path):
-                raise InvalidArgument(f"{captions}:{line}: no image {path!r}", field="captions")
-            for text in texts:
-                if not isinstance(text, str) or not text.strip():
-                    raise InvalidArgument(f"{captions}:{line}: empty caption", field="captions")
-                pairs.append((path, text))
+    for line, row in rows:
+        image = row.get("image")
+        texts = row["captions"] if "captions" in row else [row.get("caption")]
+        if not isinstance(image, str) or not isinstance(texts, list):
+            raise InvalidArgument(
+                f"{captions}:{line}: need an object with image and caption(s)", field="captions"
+            )
+        path = os.path.join(folder, image)
+        if not os.path.isfile(path):
+            raise InvalidArgument(f"{captions}:{line}: no image {path!r}", field="captions")
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidArgument(f"{captions}:{line}: empty caption", field="captions")
+            pairs.append((path, text))
     if not pairs:
         raise InvalidArgument(f"{captions}: no pairs", field="captions")
     return pairs
-
-
-def _jsonl_rows(name: str, fh: Any) -> Iterator[tuple[int, tuple[str, list[str]]]]:
-    for line, raw in enumerate(fh, 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-            texts = row["captions"] if "captions" in row else [row["caption"]]
-            yield line, (row["image"], texts)
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InvalidArgument(
-                f"{name}:{line}: need an object with image and caption(s)", field="captions"
-            ) from exc
 
 
 def write_caption_pairs(pairs: Sequence[tuple[str, str]], path: str) -> int:

@@ -10,7 +10,6 @@ Two kinds of CSV (or TSV) files:
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 from veclink.encoders.base import load_encoder
 
 from veclink.errors import InvalidArgument
+from veclink.tabular import open_rows
 
 
 def read_labelled(path: str) -> tuple[str, list[dict[str, str]]]:
@@ -30,8 +30,7 @@ def read_labelled(path: str) -> tuple[str, list[dict[str, str]]]:
     p = Path(path)
     if not p.is_file():
         raise InvalidArgument(f"data file {path!r} does not exist", field="data")
-    with p.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ","))
+    rows = [row for _, row in open_rows(p, format="csv", label=path)]
     cols = set(rows[0]) if rows else set()
     if {"text1", "text2", "score"} <= cols:
         return "sts", rows

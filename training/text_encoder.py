@@ -14,7 +14,6 @@ tokenizer, the adapter on its own, and a ``veclink_training.json`` log) that
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import random
@@ -36,6 +35,7 @@ from veclink.training.config import OBJECTIVES, SPEC_FILE, TrainConfig
 
 from veclink._optional import require
 from veclink.errors import InvalidArgument
+from veclink.tabular import JSONL_SUFFIXES, open_rows
 
 __all__ = ["OBJECTIVES", "SPEC_FILE", "TrainConfig", "serving_spec", "train_text_encoder"]
 
@@ -51,19 +51,12 @@ def read_texts(path: str) -> list[str]:
 def read_pairs(path: str) -> list[tuple[str, str, str | None]]:
     """(query, positive, hard negative or None) from CSV/TSV (header: query,positive[,negative])
     or JSONL objects with the same keys."""
-    p = Path(path)
-    rows: list[dict[str, Any]]
-    if p.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = [
-            json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
-    else:
-        with p.open(encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ","))
     out = []
-    for i, row in enumerate(rows):
+    suffix = Path(path).suffix.lower()
+    rows = open_rows(path, format="jsonl" if suffix in JSONL_SUFFIXES else "csv", label=path)
+    for line, row in rows:
         if not row.get("query") or not row.get("positive"):
-            raise InvalidArgument(f"{path}: row {i + 1} needs 'query' and 'positive'", field="data")
+            raise InvalidArgument(f"{path}:{line}: needs 'query' and 'positive'", field="data")
         out.append((str(row["query"]), str(row["positive"]), row.get("negative") or None))
     if len(out) < 2:
         raise InvalidArgument(f"{path}: needs at least two pairs", field="data")

@@ -29,7 +29,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     [
         (["upsert", "c", "f.csv", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
         (["search", "c", "q", "-k", "0"], "-k: must be an integer >= 1, got 0"),
-        (["search", "c", "q", "-k", "ten"], "-k: must be an integer, got 'ten'"),
+        (["search", "c", "q", "-k", "ten"], "-k: must be an integer >= 1, got 'ten'"),
         (["search", "c", "q", "--nprobe", "-1"], "--nprobe: must be an integer >= 0"),
         (["embed", "x", "--dimensions", "-5"], "--dimensions: must be an integer >= 0"),
         (["collection", "create", "c", "--dim", "0"], "--dim: must be an integer >= 1"),

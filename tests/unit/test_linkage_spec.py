@@ -68,12 +68,12 @@ def test_value_problems_are_reported_together() -> None:
         LinkageSpec.from_dict(bad)
     msg = str(info.value)
     for expected in (
-        "spec.fields[0].type: 'texty' is not one of",
+        "spec.fields[0].type: must be one of text, string",
         "name 'title' is used more than once",
-        "spec.precision: must be in [0, 1]",
-        "spec.blocking.k: must be >= 1",
+        "spec.precision: must be a number in [0, 1], got 1.5",
+        "spec.blocking.k: must be an integer >= 1, got 0",
         "spec.blocking.keys[0]: 'nope' is not a field",
-        "spec.reference: 'middle' is not one of",
+        "spec.reference: must be one of auto, right, left, both, none, got 'middle'",
     ):
         assert expected in msg, msg
 
@@ -97,7 +97,7 @@ def test_encoder_and_index_kind_are_checked_with_the_rest() -> None:
         )
     msg = str(info.value)
     assert "spec.encoder: unknown encoder kind 'nope'" in msg
-    assert "spec.blocking.index_kind: 'magic' is not one of" in msg
+    assert "spec.blocking.index_kind: must be one of flat, partitioned, got 'magic'" in msg
     assert "spec.precision" in msg
 
 

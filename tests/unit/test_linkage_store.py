@@ -106,3 +106,17 @@ def test_matcher_state_and_match_log(engine, monkeypatch) -> None:
     with pytest.raises(NotFound):
         store.matcher_parts(job)
     assert store.logged_matches(job) == []
+
+
+def test_the_catalog_and_the_linkage_tables_are_created_apart(tmp_path: Path) -> None:
+    """One declarative base for every table, but each side creates only its own."""
+    from veclink.service.catalog import open_catalog
+
+    catalog, _ = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    assert set(inspect(catalog).get_table_names()) == {"veclink_collections", "veclink_records"}
+    catalog.dispose()
+    linkage = create_engine(f"sqlite:///{tmp_path / 'linkage.db'}")
+    create_tables(linkage)
+    tables = set(inspect(linkage).get_table_names())
+    assert "veclink_linkage_jobs" in tables and not tables & {"veclink_collections"}
+    linkage.dispose()
