@@ -487,8 +487,9 @@ def report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         "Evaluated on the pairs the gold covers (at least one record in a gold pair; recall "
         "is unchanged, the baseline's oracle threshold is re-chosen):",
         "",
-        "| task | F1 | P | est. P | abs(est - P) | baseline F1 | Splink F1 (p>=0.5 / 1:1) |",
-        "|---|---|---|---|---|---|---|",
+        "| task | F1 | P | est. P | abs(est - P) | R | est. R among candidates "
+        "| baseline F1 | Splink F1 (p>=0.5 / 1:1) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, per in results.items():
         v, b, s = per.get("veclink", {}), per.get("baseline", {}), per.get("splink", {})
@@ -498,7 +499,8 @@ def report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         gap = abs(est - vc["precision"]) if est is not None and "precision" in vc else None
         lines.append(
             f"| {name} | **{_f(vc.get('f1'))}** | {_f(vc.get('precision'))} | {_f(est)} "
-            f"| {_f(gap)} | {_f(bc.get('f1'))} | {_f(sc.get('f1'))} / {_f(s1.get('f1'))} |"
+            f"| {_f(gap)} | {_f(vc.get('recall'))} | {_f(v.get('est_recall'))} "
+            f"| {_f(bc.get('f1'))} | {_f(sc.get('f1'))} / {_f(s1.get('f1'))} |"
         )
     stage_names: list[str] = []
     for per in results.values():

@@ -98,7 +98,12 @@ def write_report(
     curve = result.curve
     if curve.thresholds.size:
         ax.plot(curve.thresholds, curve.precision, label="precision (estimated)", color="C0")
-        ax.plot(curve.thresholds, curve.recall, label="recall (estimated)", color="C1")
+        ax.plot(
+            curve.thresholds,
+            curve.recall,
+            label="recall among candidates (estimated)",
+            color="C1",
+        )
     if truth is not None and gold_set:
         th = np.unique(scores[selected])[::-1]
         order = np.argsort(-scores[selected], kind="stable")

@@ -85,7 +85,7 @@ def _summary(result: LinkResult | DedupeResult, tables: dict[str, Table]) -> dic
         "estimated_precision": _number(choice.est_precision),
         "estimated_precision_interval": [_number(x) for x in choice.interval],
         "estimate_reliable": bool(choice.reliable),
-        "estimated_recall": _number(choice.est_recall),
+        "estimated_recall_among_candidates": _number(choice.est_recall),
         "assignment": result.assignment,
         "duplicate_checks": [d.to_dict() for d in result.duplicates],
         "warnings": list(result.warnings),
@@ -173,8 +173,11 @@ class LinkResult(JobResult):
 
         Keys: ``mode`` (``link``), ``records`` per side, ``pairs`` written, ``threshold``,
         ``estimated_precision`` with its ``estimated_precision_interval`` and whether the
-        estimate's assumptions held (``estimate_reliable``), ``estimated_recall`` (None when
-        unknown), the precision target and whether it was met, the ``assignment`` used and
+        estimate's assumptions held (``estimate_reliable``),
+        ``estimated_recall_among_candidates`` (of the matches among the selected candidate
+        pairs, the share the threshold keeps: matches that blocking or the assignment never
+        selected are not counted, so it bounds recall from above; None when unknown), the
+        precision target and whether it was met, the ``assignment`` used and
         the ``duplicate_checks`` behind it, ``warnings`` (what the user must be told),
         ``scoring`` (unsupervised / supervised), the compared ``fields``, the column
         ``alignment`` (`Alignment.to_dict`, None when the spec listed the fields),
@@ -216,7 +219,7 @@ class LinkResult(JobResult):
 
     def outcome(self) -> dict[str, Any]:
         return {
-            "estimated_recall": self.choice.est_recall,
+            "estimated_recall_among_candidates": self.choice.est_recall,
             "matches": int(self.accepted.sum()),
         }
 

@@ -45,6 +45,8 @@ class ThresholdCurve:
 class ThresholdChoice:
     threshold: float
     est_precision: float
+    #: of the matches among the selected candidates, the share kept (not counting matches
+    #: that blocking or the assignment never selected: true recall can only be lower)
     est_recall: float
     #: False when no threshold reaches the precision target (the most precise one is used)
     target_met: bool

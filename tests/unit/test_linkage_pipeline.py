@@ -309,7 +309,7 @@ def test_link_without_fields_aligns_columns_and_keeps_the_unaligned(tmp_path: Pa
     assert summary["inputs"]["left"]["delimiter"] == ","
     assert summary["inputs"]["right"]["encoding"] == buy.info.encoding
     assert [s["name"] for s in summary["stages"]][:2] == ["align", "embed"]
-    for key in ("threshold", "estimated_precision", "estimated_recall", "fields"):
+    for key in ("threshold", "estimated_precision", "estimated_recall_among_candidates", "fields"):
         assert key in summary
     # the HTML report shows how the files were read and the alignment
     from veclink.linkage.report import write_report
