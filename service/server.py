@@ -32,7 +32,7 @@ from veclink.service.servicers import (
 )
 from veclink.service.settings import Settings
 from veclink.service.sources import JobSources
-from veclink.service.store import Limits, VectorStore
+from veclink.service.store import VectorStore
 from veclink.service.tls import add_port
 from veclink.v1 import (
     collections_pb2,
@@ -59,19 +59,12 @@ SERVICE_NAMES = (
 
 def build_store(settings: Settings) -> VectorStore:
     models = ModelRegistry(settings.models, settings.default_model)
-    lim = settings.limits
     return VectorStore(
         settings.storage.data_dir,
         models,
         database_url=settings.storage.database_url or None,
         default_index_kind=settings.storage.default_index_kind,
-        limits=Limits(
-            max_batch=lim.max_batch,
-            max_embed_inputs=lim.max_embed_inputs,
-            max_k=lim.max_k,
-            max_text_chars=lim.max_text_chars,
-            max_ids=lim.max_ids,
-        ),
+        limits=settings.limits,
         checkpoints=CheckpointPolicy(
             records=settings.storage.checkpoint_records,
             wal_bytes=settings.storage.checkpoint_wal_bytes,

@@ -15,20 +15,10 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from veclink.errors import InvalidArgument
+from veclink.validation import quote
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MAX_ID_LENGTH = 512
-
-
-#: characters of a client's value an error message quotes at most
-QUOTE_CHARS = 64
-
-
-def quote(value: str, limit: int = QUOTE_CHARS) -> str:
-    """``repr`` of at most ``limit`` characters of ``value``, saying how long it was."""
-    if len(value) <= limit:
-        return repr(value)
-    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def check_collection_name(name: str, field: str = "name") -> str:
