@@ -238,7 +238,7 @@ def test_vectors_only_collection_and_filters(client: Client) -> None:
         client.create_collection("bad", dimensions=4, index_options={"split_limit": 512.5})
     with pytest.raises(InvalidArgument, match="colour: unknown key"):
         client.create_collection("bad", dimensions=4, index_options={"colour": 1})
-    with pytest.raises(InvalidArgument, match="split_limit must be >= 8"):
+    with pytest.raises(InvalidArgument, match="split_limit: must be an integer >= 8, got 4"):
         client.create_collection("bad", dimensions=4, index_options={"split_limit": 4})
     with pytest.raises(InvalidArgument, match="a flat index takes no options"):
         client.create_collection(
