@@ -25,15 +25,18 @@ from veclink.client import Client
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def scrape(server: RunningServer) -> Samples:
+def metrics_text(server: RunningServer) -> str:
     assert server.server.probes is not None
     url = f"http://127.0.0.1:{server.server.probes.port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as resp:
         assert resp.status == 200
-        body = resp.read().decode()
+        return resp.read().decode()
+
+
+def scrape(server: RunningServer) -> Samples:
     return {
         (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(body)
+        for family in text_string_to_metric_families(metrics_text(server))
         for s in family.samples
     }
 
@@ -106,6 +109,17 @@ def test_metrics_follow_real_work(tmp_path: Path) -> None:
             assert delta(before, after, "veclink_search_seconds_count", index_kind=kind) == 1
         assert delta(before, after, "veclink_rpcs_total", method="Upsert", code="OK") == 2
         assert delta(before, after, "veclink_rpc_seconds_count", method="Search") == 2
+
+        # every veclink metric is documented in the README's table
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+        exported = {
+            f.name + ("_total" if f.type == "counter" else "")
+            for f in text_string_to_metric_families(metrics_text(server))
+            # the text format lists a counter's or histogram's creation time on its own
+            if f.name.startswith("veclink_") and not f.name.endswith("_created")
+        }
+        assert len(exported) == 11
+        assert {n for n in exported if f"| `{n}` |" not in readme} == set()
 
         # a second server in the process serves its own gauges, and the shared histograms
         other = RunningServer(server_settings(tmp_path / "b"))
