@@ -270,6 +270,16 @@ class WalIndex(VectorIndex):
             self._after_replay()
         return self
 
+    @property
+    def wal_bytes(self) -> int:
+        """Bytes of WAL segments on disk (0 in memory); cheap, takes no lock."""
+        return self._wal.size_bytes if self._wal is not None else 0
+
+    @property
+    def wal_records(self) -> int:
+        """WAL records no snapshot covers, which a reopen would replay; cheap, takes no lock."""
+        return self._wal.records if self._wal is not None else 0
+
     def stats(self) -> dict[str, Any]:
         stats = super().stats()
         if self._wal is not None:

@@ -22,6 +22,9 @@ be a write that was never acknowledged.
 LSNs never go back, even when rotation has left no record on disk: a segment's name holds
 its first LSN, and the owner passes the LSN its snapshot covers (``start_lsn``).
 (Records cut for their stamp give their LSNs back: no snapshot can cover them.)
+
+Every fsync of a segment is timed and reported to the observer set with `observe_fsyncs`
+(the service's metrics set one; the index layer itself knows nothing of Prometheus).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +66,28 @@ def _segments(path: Path) -> list[tuple[int, Path]]:
         except ValueError:
             continue
     return sorted(out)
+
+
+#: called with the seconds each fsync of a segment took; None: not observed
+_fsync_observer: Callable[[float], None] | None = None
+
+
+def observe_fsyncs(observer: Callable[[float], None] | None) -> None:
+    """Report the duration of every WAL segment fsync, process-wide, to ``observer``.
+
+    ``observer`` runs on the writing thread right after the fsync, so it must be cheap and
+    must not raise (a Prometheus histogram's ``observe``); None stops the reports.
+    """
+    global _fsync_observer
+    _fsync_observer = observer
+
+
+def _fsync(fd: int) -> None:
+    began = time.perf_counter()
+    os.fsync(fd)
+    observer = _fsync_observer
+    if observer is not None:
+        observer(time.perf_counter() - began)
 
 
 def fsync_dir(path: Path) -> None:
@@ -179,7 +205,7 @@ class WriteAheadLog:
                 self._file.flush()
                 high = self.last_lsn
             # writers keep appending to the buffer while the disk syncs
-            os.fsync(self._file.fileno())
+            _fsync(self._file.fileno())
             self._durable_lsn = high
             self.syncs += 1
 
@@ -204,7 +230,7 @@ class WriteAheadLog:
                     with open(seg, "r+b") as f:
                         f.truncate(pos)
                         f.flush()
-                        os.fsync(f.fileno())
+                        _fsync(f.fileno())
                     for _, later in segs[n + 1 :]:
                         later.unlink()
                     return
@@ -216,7 +242,7 @@ class WriteAheadLog:
         """Start a new segment and delete the segments a snapshot at ``covered_lsn`` covers."""
         with self._sync_lock, self._write_lock:
             self._file.flush()
-            os.fsync(self._file.fileno())
+            _fsync(self._file.fileno())
             self._file.close()
             self._file = self._new_segment(self.last_lsn + 1)
             self._durable_lsn = self.last_lsn
@@ -234,7 +260,7 @@ class WriteAheadLog:
         with self._sync_lock, self._write_lock:
             if not self._file.closed:
                 self._file.flush()
-                os.fsync(self._file.fileno())
+                _fsync(self._file.fileno())
                 self._file.close()
                 self._durable_lsn = self.last_lsn
 

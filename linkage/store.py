@@ -148,6 +148,17 @@ class LinkageStore:
             rows = s.scalars(select(JobRow).order_by(JobRow.created_at.desc()).limit(limit))
             return [_info(r) for r in rows]
 
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs there are of each (kind, state); every pair, 0 included."""
+        counts = dict.fromkeys(((k, s) for k in JOB_KINDS for s in JOB_STATES), 0)
+        with Session(self.engine) as s:
+            query = select(JobRow.kind, JobRow.state, func.count()).group_by(
+                JobRow.kind, JobRow.state
+            )
+            for kind, state, n in s.execute(query):
+                counts[(kind, state)] = int(n)
+        return counts
+
     def delete_job(self, job_id: str) -> None:
         with Session(self.engine) as s, s.begin():
             # children first: SQLite enforces ON DELETE CASCADE only with foreign_keys on

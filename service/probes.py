@@ -4,7 +4,10 @@
 - ``/readyz``: 200 only when the gRPC health status of the server (service ``""``) is
   SERVING, which it becomes once the server has started (indexes replayed), and the
   catalog database answers ``SELECT 1``; 503 with the reason otherwise (readiness).
-- ``/metrics``: the Prometheus text format of the default registry.
+- ``/metrics``: the Prometheus text format of the default registry (the process-wide
+  counters and histograms) and of this server's own collectors (gauges read at scrape
+  time), through a registry of its own: several servers in one process (the tests) each
+  serve their own gauges, and none is registered globally.
 - Any other path: 404.
 
 It runs on its own port (``server.metrics_port``) in a daemon thread, apart from the gRPC
@@ -16,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +65,14 @@ class Readiness:
         return True, "ready"
 
 
-def _handler(ready: Callable[[], tuple[bool, str]]) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    ready: Callable[[], tuple[bool, str]], registry: CollectorRegistry
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the http.server name)
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._reply(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+                self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 self._reply(200, b"ok\n")
             elif path == "/readyz":
@@ -91,14 +97,27 @@ def _handler(ready: Callable[[], tuple[bool, str]]) -> type[BaseHTTPRequestHandl
 class ProbeServer:
     """The HTTP server of the operations port, serving from a daemon thread."""
 
-    def __init__(self, host: str, port: int, ready: Callable[[], tuple[bool, str]]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ready: Callable[[], tuple[bool, str]],
+        collectors: Sequence[Collector] = (),
+    ) -> None:
         """Bind ``host:port`` (0: any free port) and start serving.
+
+        ``/metrics`` serves the default registry and ``collectors``.
 
         Raises:
             OSError: the port cannot be bound; the message names ``server.metrics_port``.
         """
+        # no auto-describe: the shared registry is collected only when scraped
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(REGISTRY)  # type: ignore[arg-type]  # it collects like a Collector
+        for collector in collectors:
+            registry.register(collector)
         try:
-            self.http = ThreadingHTTPServer((host, port), _handler(ready))
+            self.http = ThreadingHTTPServer((host, port), _handler(ready, registry))
         except OSError as exc:
             raise OSError(
                 exc.errno,

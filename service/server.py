@@ -21,7 +21,7 @@ from veclink.service.decoding import DecodeErrorInterceptor
 from veclink.service.health import HealthServicer
 from veclink.service.linkage_jobs import LinkageJobs
 from veclink.service.logs import RequestIdInterceptor
-from veclink.service.metrics import MetricsInterceptor
+from veclink.service.metrics import MetricsInterceptor, StoreCollector, instrument
 from veclink.service.models import ModelRegistry
 from veclink.service.probes import ProbeServer, Readiness
 from veclink.service.servicers import (
@@ -178,9 +178,15 @@ class Server:
         await server.start()
         probes = None
         if settings.server.metrics:
+            instrument(store)
             try:
                 ready = Readiness(health_servicer, store.engine, asyncio.get_running_loop())
-                probes = ProbeServer(settings.server.host, settings.server.metrics_port, ready)
+                probes = ProbeServer(
+                    settings.server.host,
+                    settings.server.metrics_port,
+                    ready,
+                    collectors=[StoreCollector(store, jobs)],
+                )
             except OSError:
                 await server.stop(0)
                 raise

@@ -21,13 +21,20 @@ also checks idle collections periodically. Snapshots are therefore only taken wh
 stamped index write is committed, which the index checks on open. Readers (Get, Search)
 share a readers-writer lock whose write side covers only index write + commit, so no
 reader sees a vector its catalog row does not yet have.
+
+Observability: ``on_encode`` and ``on_search`` (set by the server's metrics) hear of every
+encode and index search with its duration, and `collection_usage` reports what each open
+collection holds without touching the catalog (its record count is kept up to date by the
+writes themselves).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -70,13 +77,32 @@ log = logging.getLogger(__name__)
 Limits = LimitSettings
 
 
+@dataclasses.dataclass(frozen=True)
+class CollectionUsage:
+    """What an open collection holds, for gauges (see `VectorStore.collection_usage`)."""
+
+    name: str
+    index_kind: str
+    #: records in the catalog
+    records: int
+    #: live vectors in the index
+    vectors: int
+    #: bytes of index WAL on disk, and the WAL records a restart would replay
+    wal_bytes: int
+    wal_records: int
+
+
 class _Open:
     """An open collection: its catalog row snapshot, index, encoder and locks."""
 
-    def __init__(self, row: CollectionRow, index: WalIndex, encoder: Encoder | None) -> None:
+    def __init__(
+        self, row: CollectionRow, index: WalIndex, encoder: Encoder | None, records: int
+    ) -> None:
         self.row = row
         self.index = index
         self.encoder = encoder
+        #: catalog records, counted on open and kept by every committed write
+        self.records = records
         #: serialises writers from catalog read to commit
         self.lock = threading.Lock()
         #: exclusive over index write + catalog commit; readers share it
@@ -107,6 +133,10 @@ class VectorStore:
         self.checkpoints = checkpoints or CheckpointPolicy()
         self._open: dict[str, _Open] = {}
         self._lock = threading.RLock()
+        #: told ``(model, inputs, seconds)`` after every encode (None: nobody listens)
+        self.on_encode: Callable[[str, int, float], None] | None = None
+        #: told ``(index kind, seconds)`` after every index search
+        self.on_search: Callable[[str, float], None] | None = None
         self._remove_orphan_index_dirs()
 
     # ------------------------------------------------------------------ collections
@@ -164,7 +194,7 @@ class VectorStore:
                 shutil.rmtree(path, ignore_errors=True)
                 raise AlreadyExists(f"collection {name!r} already exists", field="name") from exc
             encoder = self.models.for_spec(spec_dict) if spec_dict else None
-            self._open[name] = _Open(row, index, encoder)
+            self._open[name] = _Open(row, index, encoder, records=0)
             return self._info(session, row, None, count=0)
 
     def _create_index(
@@ -246,9 +276,9 @@ class VectorStore:
                 index = open_index(
                     str(self.data_dir / "indexes" / row.index_dir), committed=row.write_version
                 )
-                self._reconcile(session, row, index)
+                records = self._reconcile(session, row, index)
             encoder = self.models.for_spec(row.encoder_spec) if row.encoder_spec else None
-            coll = _Open(row, index, encoder)
+            coll = _Open(row, index, encoder, records)
             self._open[name] = coll
             return coll
 
@@ -270,8 +300,30 @@ class VectorStore:
         with self._lock:
             return sum(int(c.index.stats().get("wal_records", 0)) for c in self._open.values())
 
-    def _reconcile(self, session: Session, row: CollectionRow, index: WalIndex) -> None:
+    def collection_usage(self) -> list[CollectionUsage]:
+        """Records, vectors and WAL of every open collection, by name; cheap (no SQL, no lock).
+
+        Collections not opened (one that failed to open) are left out.
+        """
+        return sorted(
+            (
+                CollectionUsage(
+                    name=name,
+                    index_kind=coll.row.index_kind,
+                    records=coll.records,
+                    vectors=len(coll.index),
+                    wal_bytes=coll.index.wal_bytes,
+                    wal_records=coll.index.wal_records,
+                )
+                for name, coll in list(self._open.items())
+            ),
+            key=lambda usage: usage.name,
+        )
+
+    def _reconcile(self, session: Session, row: CollectionRow, index: WalIndex) -> int:
         """Check that the catalog and the index agree, and repair what cannot be rolled back.
+
+        Returns the collection's catalog record count once they agree.
 
         Stamps make both sides agree after any crash; a difference here comes from an index
         written before stamps existed.
@@ -297,6 +349,7 @@ class VectorStore:
                 )
             )
             session.commit()
+        return int(catalog_ids.size - missing.size)
 
     def _remove_orphan_index_dirs(self) -> None:
         with self.sessions() as session:
@@ -356,6 +409,7 @@ class VectorStore:
                 coll, session, row, lambda stamp: coll.index.add(vector_ids, vectors, stamp=stamp)
             )
             coll.row.next_vector_id = next_id
+            coll.records += len(records) - len(existing)
         return len(records), len(records) - len(existing)
 
     def _commit_write(
@@ -459,7 +513,12 @@ class VectorStore:
                 for i in to_encode
             ]
             try:
-                vectors[to_encode] = coll.encoder.encode(inputs, role="document")  # type: ignore[arg-type]
+                vectors[to_encode] = self._encode(
+                    coll.encoder,
+                    coll.row.model,
+                    inputs,  # type: ignore[arg-type]
+                    "document",
+                )
             except InvalidArgument as exc:
                 raise _reindex(exc, to_encode, "records") from exc
         if coll.row.metric == "cosine":
@@ -493,6 +552,7 @@ class VectorStore:
             self._commit_write(
                 coll, session, row, lambda stamp: coll.index.remove(vector_ids, stamp=stamp)
             )
+            coll.records -= len(rows)
             return len(rows)
 
     def get(
@@ -542,7 +602,10 @@ class VectorStore:
         fetch = q.k if q.filter is None else min(max(4 * q.k, 64), max(size, 1))
         while True:
             with coll.visible.read():
+                began = time.perf_counter()
                 scores, vids = coll.index.search(query, min(fetch, max(size, 1)), **params)
+                if self.on_search is not None:
+                    self.on_search(coll.row.index_kind, time.perf_counter() - began)
                 hits = self._hits(coll, scores[0], vids[0], q)
             if len(hits) >= q.k or fetch >= size:
                 return hits[: q.k]
@@ -573,7 +636,7 @@ class VectorStore:
         content = q.text if q.text is not None else q.image
         encoder = coll.encoder.with_instruction(q.instruction) if q.instruction else coll.encoder
         try:
-            return encoder.encode([content], role="query")  # type: ignore[list-item]
+            return self._encode(encoder, coll.row.model, [content], "query")  # type: ignore[list-item]
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message.replace("inputs[0]", "query"), field="query") from exc
 
@@ -649,12 +712,22 @@ class VectorStore:
                 f"dimensions={dimensions} exceeds model {name!r}'s {encoder.dim}",
                 field="options.dimensions",
             )
-        vectors = encoder.encode(list(inputs), role=role)  # type: ignore[arg-type]
+        vectors = self._encode(encoder, name, list(inputs), role)
         if dimensions:
             vectors = np.ascontiguousarray(vectors[:, :dimensions])
         if normalize:
             vectors = normalize_rows(vectors)
         return name, vectors
+
+    def _encode(
+        self, encoder: Encoder, model: str, inputs: list[str | bytes], role: str
+    ) -> np.ndarray:
+        """``encoder.encode``, timed for ``on_encode`` (failed encodes are not reported)."""
+        began = time.perf_counter()
+        vectors = encoder.encode(inputs, role=role)  # type: ignore[arg-type]
+        if self.on_encode is not None:
+            self.on_encode(model, len(inputs), time.perf_counter() - began)
+        return vectors
 
     def close(self) -> int:
         """Checkpoint (snapshot) and close every open collection's index; returns how many.

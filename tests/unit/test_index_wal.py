@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from veclink.index import create_index, open_index
-from veclink.index.wal import OP_ADD, OP_REMOVE, WriteAheadLog
+from veclink.index.wal import OP_ADD, OP_REMOVE, WriteAheadLog, observe_fsyncs
 
 from veclink.errors import FailedPrecondition
 
@@ -123,6 +123,40 @@ def test_one_fsync_covers_every_record_written_before_it(tmp_path: Path) -> None
     wal.sync(lsns[0])  # already covered by the group's fsync: no second one
     assert wal.syncs == 1
     wal.close()
+
+
+def test_every_segment_fsync_is_reported_to_the_observer(tmp_path: Path) -> None:
+    seconds: list[float] = []
+    observe_fsyncs(seconds.append)
+    try:
+        wal = WriteAheadLog(tmp_path)
+        lsns = [wal.write(OP_ADD, np.array([i]), vecs(1, i)) for i in range(3)]
+        wal.sync(lsns[-1])  # one group commit: one fsync
+        assert len(seconds) == 1
+        wal.append(OP_REMOVE, np.array([0]))
+        wal.rotate(wal.last_lsn)
+        wal.close()
+    finally:
+        observe_fsyncs(None)
+    assert len(seconds) == 4  # sync, sync, rotate, close
+    assert all(0 <= s < 60 for s in seconds)
+    WriteAheadLog(tmp_path).close()  # no observer now: nothing more is reported
+    assert len(seconds) == 4
+
+
+@pytest.mark.parametrize("kind", ["flat", "partitioned"])
+def test_index_reports_its_wal_size_and_pending_records(tmp_path: Path, kind: str) -> None:
+    path = str(tmp_path / "idx")
+    index = create_index(kind, 4, metric="ip", path=path)
+    assert (index.wal_bytes, index.wal_records) == (0, 0)
+    index.add(np.arange(3), vecs(3))
+    index.remove(np.array([1]))
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "idx" / "wal").glob("wal-*.log"))
+    assert index.wal_bytes == on_disk > 3 * 4 * 4 and index.wal_records == 2
+    index.flush()  # the snapshot covers both: the WAL is empty again
+    assert (index.wal_bytes, index.wal_records) == (0, 0)
+    index.close()
+    assert create_index("flat", 4).wal_bytes == 0  # in memory: no WAL at all
 
 
 def test_stamps_round_trip_and_never_decrease(tmp_path: Path) -> None:

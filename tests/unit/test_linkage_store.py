@@ -59,6 +59,25 @@ def test_job_lifecycle_and_pages(engine) -> None:
         store.create_job("merge", spec)
 
 
+def test_job_counts_by_kind_and_state(engine) -> None:
+    store = LinkageStore(engine)
+    counts = store.job_counts()
+    assert len(counts) == 10 and set(counts.values()) == {0}  # 2 kinds x 5 states
+    spec = LinkageSpec().to_dict()
+    jobs = [store.create_job("link", spec) for _ in range(3)] + [store.create_job("dedupe", spec)]
+    store.update_job(jobs[0], state="running")
+    store.update_job(jobs[1], state="failed", error="boom")
+    store.update_job(jobs[3], state="succeeded")
+    counts = store.job_counts()
+    assert {k: n for k, n in counts.items() if n} == {
+        ("link", "queued"): 1,
+        ("link", "running"): 1,
+        ("link", "failed"): 1,
+        ("dedupe", "succeeded"): 1,
+    }
+    assert len(counts) == 10
+
+
 def test_link_result_round_trip(engine) -> None:
     s = support
     left = read_table(FIX / "dblp_sample.csv", encoding="latin-1")

@@ -230,3 +230,36 @@ def test_close_checkpoints_every_collection_even_if_one_fails(
     store.open_all()
     assert store.wal_records() == 0
     store.close()
+
+
+@pytest.mark.parametrize("kind", ["flat", "partitioned"])
+def test_collection_usage_follows_every_write(
+    tmp_path: Path, models: ModelRegistry, db_url: str | None, kind: str
+) -> None:
+    store = make_store(tmp_path, models, db_url, default_index_kind=kind)
+    searched: list[tuple[str, float]] = []
+    store.on_search = lambda index_kind, seconds: searched.append((index_kind, seconds))
+    store.create_collection("a", dim=DIM, metric="ip")
+    store.create_collection("b", dim=DIM, metric="ip")
+    store.upsert("a", vec_records(10))
+    store.upsert("a", vec_records(4, start=8, seed=1))  # 2 replaced, 2 new
+    assert store.delete("a", ["r0", "r1", "missing"]) == 2
+    with pytest.raises(InvalidArgument):  # rejected whole: counts nothing
+        store.upsert("a", [*vec_records(2, start=50), RecordIn(id="x", vector=np.ones(3))])
+    store.search(SearchQuery(collection="a", vector=np.ones(DIM, np.float32), k=2))
+    usage = {u.name: u for u in store.collection_usage()}
+    assert list(usage) == ["a", "b"]
+    a = usage["a"]
+    assert (a.index_kind, a.records, a.vectors) == (kind, 10, 10)
+    assert a.records == store.get_collection("a").count  # the catalog's own COUNT
+    assert a.wal_records == 3 and a.wal_bytes > 12 * DIM * 4
+    assert (usage["b"].records, usage["b"].vectors, usage["b"].wal_bytes) == (0, 0, 0)
+    assert [k for k, _ in searched] == [kind] and 0 <= searched[0][1] < 60
+    store.close()
+    again = make_store(tmp_path, models, db_url)
+    again.open_all()  # counted on open; the checkpoint at close emptied the WAL
+    a = again.collection_usage()[0]
+    assert (a.records, a.vectors, a.wal_bytes, a.wal_records) == (10, 10, 0, 0)
+    again.delete_collection("a")
+    assert [u.name for u in again.collection_usage()] == ["b"]
+    again.close()
