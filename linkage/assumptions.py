@@ -181,3 +181,42 @@ def precision_interval(
         return (0.0, 1.0)
     tail = (1 - level) / 2
     return (float(np.quantile(v, tail)), float(np.quantile(v, 1 - tail)))
+
+
+def mixture_interval(
+    scores: np.ndarray,
+    threshold: float,
+    *,
+    rounds: int = 30,
+    level: float = 0.9,
+    sample: int = 20000,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """An interval for a mixture-based precision estimate (dedupe without labels).
+
+    The estimate is the mean posterior P(match | score) of the pairs scoring at least
+    ``threshold`` under a two-component mixture of the scores
+    (`veclink.linkage.scoring.mixture_posterior`). Its doubt is the mixture's own: the
+    scores are resampled (at most ``sample`` at a time), the mixture refitted and the
+    precision recomputed, ``rounds`` times. None when the mixture fails to separate two
+    groups in more than a quarter of the rounds: then it is no basis for an estimate.
+    """
+    from veclink.linkage.scoring import mixture_posterior
+
+    s = np.asarray(scores, np.float64)
+    if s.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    values, failed = [], 0
+    for r in range(rounds):
+        boot = s[rng.integers(0, s.size, min(s.size, sample))]
+        post = mixture_posterior(boot, seed + r)
+        keep = boot >= threshold
+        if post is None:
+            failed += 1
+            continue
+        values.append(float(post[keep].mean()) if keep.any() else 1.0)
+    if failed > rounds / 4 or not values:
+        return None
+    tail = (1 - level) / 2
+    return (float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)))

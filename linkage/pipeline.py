@@ -20,6 +20,8 @@ from veclink.linkage.assumptions import (
     MIN_SELF_LABELS,
     SideDuplicates,
     duplicate_test,
+    mixture_interval,
+    precision_at,
     precision_interval,
     reference_for,
     resolve_assignment,
@@ -306,6 +308,17 @@ class _Job:
                 "the precision estimate comes from a score mixture and is not reliable; "
                 "label a few hundred pairs (--labels) for a trustworthy one"
             )
+        elif self.dedupe:
+            interval, agree = self._dedupe_interval(scores, null, choice)
+            if not agree:
+                reliable = False
+                warnings.append(
+                    "the two label-free precision estimates disagree (a mixture of the scores: "
+                    f"{choice.est_precision:.2f}; each record's best alternatives as known "
+                    f"non-matches: {agree_point(scores, null, choice.threshold):.2f}): look-alike "
+                    "records or sources that differ systematically break their assumptions, so "
+                    "the precision is not known; label a few hundred pairs (--ask) for one"
+                )
         else:
             interval = precision_interval(
                 scores[selected], null, choice.threshold, seed=self.spec.seed
@@ -345,6 +358,31 @@ class _Job:
             )
         lo, hi = min(lo, choice.est_precision), max(hi, choice.est_precision)
         return dataclasses.replace(choice, interval=(lo, hi), reliable=reliable), warnings
+
+    def _dedupe_interval(
+        self, scores: np.ndarray, null: np.ndarray, choice: ThresholdChoice
+    ) -> tuple[tuple[float, float], bool]:
+        """Dedupe without labels: the interval of the precision, and whether the two
+        label-free estimators agree on it.
+
+        The point estimate comes from a mixture of the scores; its bootstrap measures the
+        mixture's sampling doubt only, not whether two groups of scores are matches and
+        non-matches. The known-non-match estimate (each record's best alternatives, as for
+        a link job) rests on another assumption: an entity rarely holds more than two
+        records. Where they differ by more than `DEDUPE_AGREEMENT`, the interval spans both
+        and the estimate is marked unreliable.
+        """
+        seed = self.spec.seed
+        mixed = mixture_interval(scores, choice.threshold, seed=seed)
+        known = precision_interval(scores, null, choice.threshold, seed=seed) if null.size else None
+        if mixed is None or known is None:
+            return (mixed or known or (0.0, 1.0)), mixed is not None or known is not None
+        agree = abs(choice.est_precision - agree_point(scores, null, choice.threshold)) <= (
+            DEDUPE_AGREEMENT
+        )
+        if agree:
+            return mixed, True
+        return (min(mixed[0], known[0]), max(mixed[1], known[1])), False
 
     def _views(self, report: Callable[[float], None]) -> tuple[Views, Views]:
         model, lt, rt = self.model, self.lt, self.rt
@@ -475,6 +513,18 @@ class _Job:
         if spec.threshold is not None:
             choice = ThresholdChoice(spec.threshold, choice.est_precision, choice.est_recall, True)
         return scores, selected, null, curve, choice
+
+
+#: how far the two label-free precision estimates of a dedupe job may differ and still be
+#: trusted (a tenth: the interval of either estimator alone is seldom wider)
+DEDUPE_AGREEMENT = 0.1
+
+
+def agree_point(scores: np.ndarray, null: np.ndarray, threshold: float) -> float:
+    """The known-non-match precision estimate of the pairs scoring >= ``threshold``."""
+    return precision_at(
+        np.asarray(scores, np.float64), np.asarray(null, np.float64), threshold, 0.5
+    )
 
 
 def _select(

@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from veclink.linkage import link, read_table
+from veclink.linkage import dedupe, link, read_table
 from veclink.linkage.assumptions import (
     duplicate_test,
+    mixture_interval,
     precision_at,
     precision_interval,
     reference_for,
     resolve_assignment,
 )
+from veclink.linkage.scoring import mixture_posterior
 from veclink.linkage.tables import Table
 
 from tests.fixtures.linkage import support
@@ -89,6 +91,46 @@ def test_precision_interval_covers_the_true_precision_of_a_mixture() -> None:
     assert lo <= truth <= hi
     assert hi - lo < 0.1
     assert abs(precision_at(selected, null, t, 0.5) - truth) < 0.03
+
+
+def test_mixture_interval_is_the_mixtures_own_doubt_and_refuses_one_group() -> None:
+    rng = np.random.default_rng(2)
+    logits = np.concatenate([rng.normal(3.0, 1.0, 600), rng.normal(-4.0, 1.2, 3000)])
+    scores = 1 / (1 + np.exp(-logits))
+    post = mixture_posterior(scores)
+    assert post is not None
+    point = post[scores >= 0.5].mean()
+    interval = mixture_interval(scores, 0.5, rounds=20)
+    assert interval is not None
+    lo, hi = interval
+    assert lo - 0.01 <= point <= hi + 0.01 and hi - lo < 0.05
+    # scores spread evenly: no two groups to estimate precision from (a single Gaussian
+    # of logits can still be split in two, which is why dedupe also checks the estimate
+    # against the known non-matches, below)
+    assert mixture_interval(rng.uniform(0.0, 1.0, 3000), 0.5, rounds=20) is None
+
+
+def test_dedupe_across_two_sources_says_its_estimates_disagree() -> None:
+    """Abt and Buy records in one table: look-alike products within a source score like
+    duplicates, and the score mixture's precision is far off. The known-non-match estimate
+    disagrees, so the job says the precision is not known and widens the interval to
+    cover the truth, instead of printing a confident number."""
+    left = read_table(FIX / "abt_sample.csv", id_column="id")
+    right = read_table(FIX / "buy_sample.csv", id_column="id")
+    recs = [{"id": "L" + left.ids[i], **left.record(i)} for i in range(len(left))]
+    recs += [{"id": "R" + right.ids[i], **right.record(i)} for i in range(len(right))]
+    columns = sorted({k for r in recs for k in r})
+    table = Table.from_records([{c: r.get(c) for c in columns} for r in recs], id_column="id")
+    gold = {frozenset(("L" + a, "R" + b)) for a, b in S.gold("abt_buy_gold.csv")}
+    res = dedupe(table, {}, encoder=S.HashEncoder(), index_factory=S.index_factory())
+    c, ids = res.candidates, table.ids
+    accepted = np.flatnonzero(res.accepted)
+    truth = np.mean([frozenset((ids[c.left[p]], ids[c.right[p]])) in gold for p in accepted])
+    assert abs(res.choice.est_precision - truth) > 0.2  # the mixture alone is wrong here
+    assert res.choice.reliable is False
+    assert any("estimates disagree" in w for w in res.warnings)
+    lo, hi = res.choice.interval
+    assert lo <= truth <= hi
 
 
 def _dup_right(right: Table, rows: range) -> Table:
