@@ -24,7 +24,7 @@ import numpy as np
 from veclink.index.base import check_ids, check_k, check_vectors, normalize_rows
 from veclink.index.centroids import CentroidTable
 from veclink.index.durable import WalIndex
-from veclink.index.postings import Posting, VersionMap
+from veclink.index.postings import Posting, PostingStore, VersionMap
 from veclink.index.rebalance import Rebalancer, centroid_rows
 from veclink.index.registry import register_index
 
@@ -79,6 +79,7 @@ class PartitionedIndex(WalIndex):
 
     def _init_state(self) -> None:
         self.parts: dict[int, Posting] = {}
+        self.store = PostingStore(self.dim, self.metric)
         self.centroids = CentroidTable(self.dim)
         self.next_pid = 0
         self.versions = VersionMap()
@@ -112,9 +113,16 @@ class PartitionedIndex(WalIndex):
     def new_partition(self, centroid: np.ndarray) -> int:
         pid = self.next_pid
         self.next_pid += 1
-        self.parts[pid] = Posting(self.dim)
+        self.parts[pid] = self.store.create(pid)
         self.centroids.append(pid, centroid)
         return pid
+
+    def drop_partition(self, pid: int) -> Posting:
+        """Remove partition ``pid``'s posting (its centroid is the caller's); returns it,
+        emptied: copy what it held first."""
+        part = self.parts.pop(pid)
+        self.store.drop(pid, part)
+        return part
 
     def centroid_distances(self, vecs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         return self.centroids.distances(vecs, rows)
@@ -134,6 +142,7 @@ class PartitionedIndex(WalIndex):
         vm.count += slots.size - replaced.size
         vm.ver[slots] += 1
         vm.live[slots] = True
+        self._versions_bumped(slots)
         if not self.parts:
             self.rebalancer.bootstrap(slots, vecs)
             return
@@ -193,6 +202,24 @@ class PartitionedIndex(WalIndex):
             if part is not None:
                 part.stale += c
 
+    def _versions_bumped(self, slots: np.ndarray) -> None:
+        """Keep every stale copy's version within ``2**ver_bits`` of its id's current one.
+
+        The scan tells stale copies by the version bits packed in their faiss ids
+        (`PostingStore`). When a version reaches a multiple of ``2**ver_bits`` (once per
+        ~8M updates of one id), every posting drops its stale entries, so no copy older by a
+        full cycle can survive to alias the current version.
+        """
+        vm = self.versions
+        vm.rekey(slots, self.store.ver_mask)
+        if (vm.ver[slots] & self.store.ver_mask).all():
+            return
+        for part in self.parts.values():
+            ids, ver, _ = part.view()
+            current = vm.current(ids, ver)
+            if not current.all():
+                part.keep(current)
+
     def _apply_remove(self, ids: np.ndarray) -> int:
         vm = self.versions
         present = vm.live_slots(ids)
@@ -202,6 +229,7 @@ class PartitionedIndex(WalIndex):
         self._mark_stale(present)
         vm.ver[present] += 1
         vm.live[present] = False
+        self._versions_bumped(present)
         vm.count -= present.size
         locs = np.unique(vm.loc[present])
         vm.loc[present] = -1
@@ -245,9 +273,8 @@ class PartitionedIndex(WalIndex):
             from veclink.index.scan import scan_postings
 
             scores, slots, scanned = scan_postings(self, q, k, nprobe, eps)
-            ids = np.full_like(slots, -1)
-            found = slots >= 0
-            ids[found] = self.versions.ext[slots[found]]
+            ext = self.versions.ext
+            ids = np.where(slots >= 0, ext.take(slots, mode="clip"), -1) if ext.size else slots
             self.scanned_total += scanned
             self.queries_total += len(q)
         return scores, ids
@@ -333,7 +360,7 @@ class PartitionedIndex(WalIndex):
             offsets = np.concatenate([[0], np.cumsum(z["sizes"])])
             for i, pid in enumerate(z["pids"].tolist()):
                 a, b = offsets[i], offsets[i + 1]
-                part = Posting(self.dim, max(int(b - a), 32))
+                part = self.store.create(pid)
                 part.append(z["ids"][a:b], z["ver"][a:b], z["vecs"][a:b])
                 part.stale = int(z["stale"][i])
                 self.parts[pid] = part
@@ -341,6 +368,7 @@ class PartitionedIndex(WalIndex):
             next_pid, count = (int(x) for x in z["scalars"])
             self.next_pid = next_pid
             self.versions = VersionMap.from_arrays(z, count)
+            self.versions.rekey(np.arange(self.versions.size), self.store.ver_mask)
 
     def _after_replay(self) -> None:
         # work the previous process left pending (it is not in the snapshot)
