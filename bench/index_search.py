@@ -23,6 +23,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 from veclink.index import PartitionedIndex
 from veclink.index.postings import centroid_rows
 
@@ -75,13 +76,16 @@ def faiss_twin(index: PartitionedIndex) -> faiss.IndexIVFFlat:
     return ivf
 
 
-def best_of(repeats: int, fn) -> float:  # type: ignore[no-untyped-def]
-    times = []
+def best_of(repeats: int, *fns) -> list[float]:  # type: ignore[no-untyped-def]
+    """Best wall time of each function over ``repeats`` rounds, the functions interleaved
+    within each round so that both sides see the same machine load."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        for j, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            best[j] = min(best[j], time.perf_counter() - t)
+    return best
 
 
 def measure(name: str, x: np.ndarray, args: argparse.Namespace) -> list[dict[str, object]]:
@@ -109,8 +113,11 @@ def measure(name: str, x: np.ndarray, args: argparse.Namespace) -> list[dict[str
         agree = np.mean([len(set(a) & set(b)) / K for a, b in zip(vi, fi, strict=True)])
         for mode in ("batch", "single"):
             if mode == "batch":
-                tv = best_of(args.repeats, lambda: index.search(q, K, nprobe=nprobe))  # noqa: B023
-                tf = best_of(args.repeats, lambda: ivf.search(q, K))
+                tv, tf = best_of(
+                    args.repeats,
+                    lambda: index.search(q, K, nprobe=nprobe),  # noqa: B023
+                    lambda: ivf.search(q, K),
+                )
                 nq = len(q)
             else:
 
@@ -122,8 +129,7 @@ def measure(name: str, x: np.ndarray, args: argparse.Namespace) -> list[dict[str
                     for row in singles:
                         ivf.search(row[None], K)
 
-                tv = best_of(args.repeats, one_by_one_v)
-                tf = best_of(args.repeats, one_by_one_f)
+                tv, tf = best_of(args.repeats, one_by_one_v, one_by_one_f)
                 nq = len(singles)
             ns_v = tv / (nq * scanned_v) * 1e9
             ns_f = tf / (nq * scanned_f) * 1e9
@@ -224,15 +230,23 @@ def main() -> None:
     ap.add_argument("--singles", type=int, default=200, help="single queries timed")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data"))
-    ap.add_argument("--omp-threads", type=int, default=1, help="faiss OpenMP threads (both)")
+    ap.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS and OpenMP threads of numpy and faiss, for both (per-core cost)",
+    )
     ap.add_argument("--threads", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--thread-seconds", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    faiss.omp_set_num_threads(args.omp_threads)
+    # both sides single-threaded: the table compares per-core kernels; on this busy 2-core
+    # machine a second BLAS thread's wake-ups made a (1000 x 1600) product 18x slower
+    threadpool_limits(args.blas_threads)
+    faiss.omp_set_num_threads(args.blas_threads)
     print(
         f"index search: {args.n:,} vectors, k={K}, batch {args.batch}, {args.singles} single "
-        f"queries, best of {args.repeats}, faiss OpenMP threads {args.omp_threads}",
+        f"queries, best of {args.repeats}, BLAS/OpenMP threads {args.blas_threads}",
         flush=True,
     )
     rows = []

@@ -122,22 +122,6 @@ class CentroidTable:
         best += (vecs * vecs).sum(1)[:, None]
         return np.maximum(best, 0.0), self.pids[rows]
 
-    def top(self, vecs: np.ndarray, k: int, by_ip: bool = False) -> np.ndarray:
-        """Partition ids of the ``k`` nearest centroids of each vector, in no order.
-
-        What search needs when it prunes nothing (``eps`` unset): `nearest` without the
-        sort and the distances, which cost more than the product for a single query.
-        """
-        if k >= self.n:
-            return np.broadcast_to(self.pids, (len(vecs), self.n))
-        key = vecs @ self.cents.T
-        if by_ip:
-            np.negative(key, out=key)
-        else:
-            key *= -2.0
-            key += self._sqbuf[: self.n]
-        return self.pids[np.argpartition(key, k - 1, axis=1)[:, :k]]
-
     def nearest_projected(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(exact squared L2 distance, partition id) of a near centroid of each vector.
 

@@ -105,16 +105,19 @@ class PartitionedIndex(WalIndex):
 
     def set_centroids(self, pids: np.ndarray, cents: np.ndarray) -> None:
         self.centroids.reset(pids, cents)
+        self.store.route_reset(self.store.pid_list[pids], self.cents)
 
     def move_centroids(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Overwrite centroid rows in place."""
         self.centroids.move(rows, values)
+        self.store.route_move(rows, self.cents[rows])
 
     def new_partition(self, centroid: np.ndarray) -> int:
         pid = self.next_pid
         self.next_pid += 1
-        self.parts[pid] = self.store.create(pid)
+        self.parts[pid] = part = self.store.create(pid)
         self.centroids.append(pid, centroid)
+        self.store.route_append(part.list_no, self.cents[-1])
         return pid
 
     def drop_partition(self, pid: int) -> Posting:

@@ -51,13 +51,11 @@ class PostingStore:
         self.ver_bits = VER_BITS
         self.nlist = 0
         self.lists = faiss.ArrayInvertedLists(nlist, self.code_size)
-        self._quantizer = faiss.IndexFlat(dim)  # never used: search is pre-assigned
-        self.ivf = faiss.IndexIVFFlat(
-            self._quantizer,
-            dim,
-            nlist,
-            faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT,
-        )
+        faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        self._flat = faiss.IndexFlat(dim, faiss_metric)
+        #: the centroids, in `CentroidTable` row order, labelled with their list numbers
+        self.router = faiss.IndexIDMap(self._flat)
+        self.ivf = faiss.IndexIVFFlat(self.router, dim, nlist, faiss_metric)
         self.ivf.replace_invlists(self.lists, False)
         self.ivf.is_trained = True
         self.nlist = nlist
@@ -110,6 +108,40 @@ class PostingStore:
         sizes = np.zeros(nlist, dtype=np.int64)
         sizes[: self.sizes.size] = self.sizes
         self.sizes = sizes
+
+    # ------------------------------------------------------------------ router
+    # A faiss copy of the centroids, row for row the `CentroidTable`'s, routing queries in
+    # compiled code; the owner mirrors every centroid change here.
+
+    def route_reset(self, lists: np.ndarray, cents: np.ndarray) -> None:
+        self.router.reset()
+        if len(lists):
+            self.router.add_with_ids(
+                np.ascontiguousarray(cents, dtype=np.float32),
+                np.ascontiguousarray(lists, dtype=np.int64),
+            )
+
+    def route_append(self, list_no: int, centroid: np.ndarray) -> None:
+        self.router.add_with_ids(
+            np.ascontiguousarray(centroid, dtype=np.float32).reshape(1, -1),
+            np.array([list_no], dtype=np.int64),
+        )
+
+    def route_move(self, rows: np.ndarray, values: np.ndarray) -> None:
+        n = self._flat.ntotal
+        xb = faiss.rev_swig_ptr(self._flat.get_xb(), n * self.dim).reshape(n, self.dim)
+        xb[rows] = values
+
+    def route(self, q: np.ndarray, nprobe: int) -> np.ndarray:
+        """List numbers of the ``nprobe`` nearest centroids of each query, nearest first
+        (``nprobe`` at most the number of centroids)."""
+        n = len(q)
+        dist = np.empty((n, nprobe), dtype=np.float32)
+        lists = np.empty((n, nprobe), dtype=np.int64)
+        self.router.search_c(
+            n, faiss.swig_ptr(q), nprobe, faiss.swig_ptr(dist), faiss.swig_ptr(lists)
+        )
+        return lists
 
     def search(self, q: np.ndarray, k: int, lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """faiss's scan of ``lists`` (n, nprobe; -1 skips) for each query: (scores, keys).

@@ -33,7 +33,7 @@ def scan_postings(
     by_ip = index.metric != "l2"
     store = index.store
     if eps is None and device is None:
-        lists = store.pid_list[index.centroids.top(q, nprobe, by_ip)]
+        lists = store.route(q, min(nprobe, len(index.parts)))
         entries = store.sizes[lists].sum(1)  # vectors scanned per query
     else:
         dist, pids = index.nearest(q, nprobe, by_ip=by_ip)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 from veclink.index import PartitionedIndex
@@ -161,3 +162,32 @@ def test_primary_beside_its_replica_still_gives_k_distinct_ids(device: str) -> N
     _, got = index.search(q, 5, nprobe=4)
     for row in got:
         assert sorted(row.tolist()) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_faiss_router_mirrors_the_centroid_table(metric: str) -> None:
+    # search routes through a faiss copy of the centroids; splits, merges, re-centring and
+    # refresh all go through the table, and the copy must follow each of them
+    index = build(metric, 1, "numpy")
+    more = mixture(2000, seed=7) + 2.0  # a drift: more splits, and refresh earned
+    for a in range(0, 2000, 250):
+        index.add(np.arange(5000 + a, 5250 + a), more[a : a + 250])
+    assert index.rebalancer.splits and index.rebalancer.merges and index.rebalancer.refreshed
+    q = mixture(30, seed=3)
+    store = index.store
+    assert store.router.ntotal == len(index.parts) == len(index.cents)
+
+    def mirrored() -> None:
+        n = len(index.cents)
+        np.testing.assert_array_equal(store.router.index.reconstruct_n(0, n), index.cents)
+        labels = faiss.vector_to_array(store.router.id_map)
+        np.testing.assert_array_equal(labels, store.pid_list[index.cent_pid])
+
+    mirrored()
+    index.move_centroids(np.array([1, 3]), index.cents[[1, 3]] + 0.5)
+    mirrored()
+    got = store.route(q, 5)
+    dist, pids = index.nearest(q, 5, by_ip=metric != "l2")
+    want = store.pid_list[pids]
+    assert np.mean(got == want) > 0.97  # ties between equidistant centroids may swap
+    assert all(set(g) == set(w) for g, w in zip(got[:, :3], want[:, :3], strict=True))
