@@ -18,6 +18,7 @@ re-derives the rebalancing, which only moves vectors, never changes the live set
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from veclink.index.durable import WalIndex
 from veclink.index.postings import Posting, PostingStore, VersionMap
 from veclink.index.rebalance import Rebalancer, centroid_rows
 from veclink.index.registry import register_index
+from veclink.index.scan import scan_postings
 
 from veclink.errors import InvalidArgument, NotFound
 from veclink.validation import Problems, is_int, quote
@@ -85,6 +87,7 @@ class PartitionedIndex(WalIndex):
         self.versions = VersionMap()
         self.scanned_total = 0
         self.queries_total = 0
+        self._counters = threading.Lock()
 
     def _start_background(self) -> None:
         self.rebalancer = Rebalancer(self, background=bool(self.options["background"]))
@@ -271,13 +274,12 @@ class PartitionedIndex(WalIndex):
             raise InvalidArgument(f"nprobe must be >= 1; got {nprobe}", field="nprobe")
         if eps is None and not explicit:
             eps = self.options["eps"]
-        with self.lock:
+        with self.lock.shared():  # searches run together; writers and rebalancing wait
             self._check_open()
-            from veclink.index.scan import scan_postings
-
             scores, slots, scanned = scan_postings(self, q, k, nprobe, eps)
             ext = self.versions.ext
             ids = np.where(slots >= 0, ext.take(slots, mode="clip"), -1) if ext.size else slots
+        with self._counters:
             self.scanned_total += scanned
             self.queries_total += len(q)
         return scores, ids
@@ -286,7 +288,7 @@ class PartitionedIndex(WalIndex):
 
     def get(self, ids: np.ndarray) -> np.ndarray:
         ids = check_ids(ids)
-        with self.lock:
+        with self.lock.shared():
             vm = self.versions
             slots = vm.live_slots(ids)
             missing = ids[slots < 0]
@@ -300,7 +302,7 @@ class PartitionedIndex(WalIndex):
             return out
 
     def ids(self) -> np.ndarray:
-        with self.lock:
+        with self.lock.shared():
             return self.versions.live_ids()
 
     def __len__(self) -> int:
@@ -311,7 +313,7 @@ class PartitionedIndex(WalIndex):
         return self.rebalancer.wait_idle(timeout)
 
     def stats(self) -> dict[str, Any]:
-        with self.lock:
+        with self.lock.shared():
             sizes = np.array([p.n for p in self.parts.values()], dtype=np.int64)
             memory = sum(p.nbytes() for p in self.parts.values()) + self.versions.nbytes()
             return {
