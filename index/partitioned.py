@@ -276,9 +276,7 @@ class PartitionedIndex(WalIndex):
             eps = self.options["eps"]
         with self.lock.shared():  # searches run together; writers and rebalancing wait
             self._check_open()
-            scores, slots, scanned = scan_postings(self, q, k, nprobe, eps)
-            ext = self.versions.ext
-            ids = np.where(slots >= 0, ext.take(slots, mode="clip"), -1) if ext.size else slots
+            scores, ids, scanned = scan_postings(self, q, k, nprobe, eps)
         with self._counters:
             self.scanned_total += scanned
             self.queries_total += len(q)

@@ -28,6 +28,30 @@ SLOT_BITS = 40
 SLOT_MASK = (1 << SLOT_BITS) - 1
 #: version bits kept in the faiss id; `PostingStore.ver_bits` (tests shrink it)
 VER_BITS = 23
+#: up to this many queries, faiss runs in the calling thread alone (no OpenMP team)
+SMALL_BATCH = 16
+
+
+def _one_omp_thread(n: int) -> int:
+    """Run faiss without OpenMP helpers for a small batch of ``n`` queries; returns the
+    thread's previous setting for `_restore_omp` (0: unchanged).
+
+    OpenMP's thread count is per calling thread, and a thread that never set it gets one
+    helper per core: a single-query faiss call from a server's worker thread then wakes a
+    team it cannot use (measured on a busy 2-core machine: 2-10 ms instead of 0.1 ms).
+    """
+    if n > SMALL_BATCH:
+        return 0
+    prev = faiss.omp_get_max_threads()
+    if prev == 1:
+        return 0
+    faiss.omp_set_num_threads(1)
+    return int(prev)
+
+
+def _restore_omp(prev: int) -> None:
+    if prev:
+        faiss.omp_set_num_threads(prev)
 
 
 class PostingStore:
@@ -132,34 +156,50 @@ class PostingStore:
         xb = faiss.rev_swig_ptr(self._flat.get_xb(), n * self.dim).reshape(n, self.dim)
         xb[rows] = values
 
-    def route(self, q: np.ndarray, nprobe: int) -> np.ndarray:
-        """List numbers of the ``nprobe`` nearest centroids of each query, nearest first
-        (``nprobe`` at most the number of centroids)."""
+    def route_and_scan(
+        self, q: np.ndarray, nprobe: int, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Route each query to its ``nprobe`` nearest centroids (at most their number) and
+        scan their lists: (scores, keys) as `scan`, and the lists probed, nearest first."""
         n = len(q)
-        dist = np.empty((n, nprobe), dtype=np.float32)
+        coarse = np.empty((n, nprobe), dtype=np.float32)
         lists = np.empty((n, nprobe), dtype=np.int64)
-        self.router.search_c(
-            n, faiss.swig_ptr(q), nprobe, faiss.swig_ptr(dist), faiss.swig_ptr(lists)
-        )
-        return lists
+        prev = _one_omp_thread(n)
+        try:
+            self.router.search_c(
+                n, faiss.swig_ptr(q), nprobe, faiss.swig_ptr(coarse), faiss.swig_ptr(lists)
+            )
+            scores, keys = self._scan(q, k, lists, coarse)
+        finally:
+            _restore_omp(prev)
+        return scores, keys, lists
 
-    def search(self, q: np.ndarray, k: int, lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def scan(self, q: np.ndarray, k: int, lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """faiss's scan of ``lists`` (n, nprobe; -1 skips) for each query: (scores, keys).
 
         Scores are higher-is-better (``l2``: negative squared distance), best first; keys
         are the entries' faiss ids, -1 past the end.
         """
-        n = len(q)
         q = np.ascontiguousarray(q, dtype=np.float32)
         lists = np.ascontiguousarray(lists, dtype=np.int64)
+        coarse = np.zeros(lists.shape, dtype=np.float32)  # unused by a flat scan
+        prev = _one_omp_thread(len(q))
+        try:
+            return self._scan(q, k, lists, coarse)
+        finally:
+            _restore_omp(prev)
+
+    def _scan(
+        self, q: np.ndarray, k: int, lists: np.ndarray, coarse: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n, width = lists.shape
         dist = np.empty((n, k), dtype=np.float32)
         keys = np.empty((n, k), dtype=np.int64)
-        params = self._params.get(lists.shape[1])
+        params = self._params.get(width)
         if params is None:  # one per probe width (building one costs more than a scan)
             params = faiss.SearchParametersIVF()
-            params.nprobe = lists.shape[1]
-            self._params[lists.shape[1]] = params
-        coarse = np.zeros(lists.shape, dtype=np.float32)  # unused by a flat scan
+            params.nprobe = width
+            self._params[width] = params
         self.ivf.search_preassigned_c(
             n,
             faiss.swig_ptr(q),

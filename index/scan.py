@@ -25,68 +25,70 @@ if TYPE_CHECKING:
 def scan_postings(
     index: PartitionedIndex, q: np.ndarray, k: int, nprobe: int, eps: float | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Return (scores (nq, k), slots (nq, k), vectors scanned)."""
+    """Return (scores (nq, k), ids (nq, k), vectors scanned); ids are the caller's."""
     nq = len(q)
     if not index.parts or index.versions.count == 0:
         return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64), 0
     device = resolve_device(index.options["device"])
-    by_ip = index.metric != "l2"
     store = index.store
+    vm = index.versions
+    replicas = int(index.options["replicas"])
+    # stale copies and replicas take candidate places: ask for some more than needed, and
+    # again, deeper, for the queries that come back short
+    depth = k * replicas + k // 2 + 4
     if eps is None and device is None:
-        lists = store.route(q, min(nprobe, len(index.parts)))
-        entries = store.sizes[lists].sum(1)  # vectors scanned per query
+        scores, keys, lists = store.route_and_scan(q, min(nprobe, len(index.parts)), depth)
+        sizes = store.sizes[lists]
     else:
-        dist, pids = index.nearest(q, nprobe, by_ip=by_ip)
+        dist, pids = index.nearest(q, nprobe, by_ip=index.metric != "l2")
         probe = np.ones(pids.shape, dtype=bool)
         if eps is not None:
             probe = dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
         if device is not None:
-            return scan_postings_torch(index, q, k, dist, pids, probe, device)
+            s, slots, scanned = scan_postings_torch(index, q, k, dist, pids, probe, device)
+            return s, np.where(slots >= 0, vm.ext.take(slots, mode="clip"), -1), scanned
         lists = store.pid_list[pids]
         lists[~probe] = -1
-        entries = np.where(probe, store.sizes[lists], 0).sum(1)
-    replicas = int(index.options["replicas"])
-    # stale copies and replicas take candidate places: ask for some more than needed, and
-    # again, deeper, for the queries that come back short
-    depth = int(min(k * replicas + k // 2 + 4, max(int(entries.max()), 1)))
-    scores, keys = store.search(q, depth, lists)
-    found = current_slots(index, scores, keys, replicas)
-    if depth >= k and found[:, :k].min() >= 0:  # the common case: all of the top k current
-        return scores[:, :k], found[:, :k], int(entries.sum())
+        sizes = np.where(probe, store.sizes[lists], 0)
+        scores, keys = store.scan(q, depth, lists)
+    scanned = int(sizes.sum())
+    slots = keys & SLOT_MASK
+    # a key is current iff it is its slot's `cur_key`; -1 (no entry) maps to the last slot
+    # by clipping and never equals a key
+    current = vm.cur_key.take(slots, mode="clip") == keys
+    if replicas == 1 and current[:, :k].all():  # the common case: the top k are all current
+        return scores[:, :k], vm.ext.take(slots[:, :k]), scanned
+    entries = sizes.sum(1)
     out_s = np.full((nq, k), -np.inf, dtype=np.float32)
     out_i = np.full((nq, k), -1, dtype=np.int64)
     rows = np.arange(nq)
     while True:
-        take = min(k, depth)
+        found = keep_current(scores, slots, current, replicas)
         # each row's current entries in faiss's order (best first)
-        order = np.argsort(found < 0, axis=1, kind="stable")[:, :take]
-        out_s[rows, :take] = np.take_along_axis(scores, order, 1)
-        out_i[rows, :take] = np.take_along_axis(found, order, 1)
+        order = np.argsort(found < 0, axis=1, kind="stable")[:, :k]
+        out_s[rows] = np.take_along_axis(scores, order, 1)
+        out_i[rows] = np.take_along_axis(found, order, 1)
         short = ((found >= 0).sum(1) < k) & (entries[rows] > depth)
         rows = rows[short]
         if not rows.size:
             break
         depth = int(min(4 * depth, entries[rows].max()))
-        scores, keys = store.search(q[rows], depth, lists[rows])
-        found = current_slots(index, scores, keys, replicas)
-    out_s[out_i < 0] = -np.inf
-    return out_s, out_i, int(entries.sum())
+        scores, keys = store.scan(q[rows], depth, lists[rows])
+        slots = keys & SLOT_MASK
+        current = vm.cur_key.take(slots, mode="clip") == keys
+    found = out_i >= 0
+    out_s[~found] = -np.inf
+    out_i[found] = vm.ext[out_i[found]]
+    return out_s, out_i, scanned
 
 
-def current_slots(
-    index: PartitionedIndex, scores: np.ndarray, keys: np.ndarray, replicas: int
+def keep_current(
+    scores: np.ndarray, slots: np.ndarray, current: np.ndarray, replicas: int
 ) -> np.ndarray:
-    """Slots of the current entries among faiss's ``keys`` (-1 elsewhere); with replicas,
-    only each id's best copy per row. ``scores`` of dropped entries become -inf (in place).
-
-    A key is current iff it is its slot's ``cur_key`` (`VersionMap`); -1 (no entry) maps to
-    the last slot by clipping and never equals a key.
-    """
-    slots = keys & SLOT_MASK
-    current = index.versions.cur_key.take(slots, mode="clip") == keys
+    """``slots`` where ``current`` (-1 elsewhere); with replicas, only each id's best copy per
+    row. ``scores`` of dropped entries become -inf (in place)."""
     found = np.where(current, slots, -1)
-    if not current.all():
-        scores[~current] = -np.inf
+    scores[~current] = -np.inf
     if replicas > 1:
         drop_duplicate_ids(scores, found)
     return found
