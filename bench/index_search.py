@@ -7,7 +7,8 @@ one ``nprobe`` both scan the same vectors (the table checks it: "scan/q"). Each 
 best of ``--repeats`` timings; ns/vec = wall time / vectors scanned, routing included for
 both. Batches of ``--batch`` queries and single queries (one call per query), at several
 nprobe, for d = 50, 128, 384: a Gaussian mixture, and the WordNet MiniLM vectors (PCA to the
-lower dimensions) when ``--data`` holds them. Then searches from 1 and 8 threads of one
+lower dimensions) when ``--data`` holds them. "path" is veclink's scan: faiss's kernel, or
+for large batches of long vectors its partition-major BLAS scan (`veclink.index.scan`). Then searches from 1 and 8 threads of one
 process on one index (QPS; the index lets readers run together).
 
     python bench/index_search.py                  # 100k vectors, ~3-5 min on 2 busy cores
@@ -26,6 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from veclink.index import PartitionedIndex
 from veclink.index.postings import centroid_rows
+from veclink.index.scan import blas_pays
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
@@ -139,6 +141,7 @@ def measure(name: str, x: np.ndarray, args: argparse.Namespace) -> list[dict[str
                     "d": d,
                     "mode": mode,
                     "nprobe": nprobe,
+                    "path": "blas" if mode == "batch" and blas_pays(index, nq, nprobe) else "faiss",
                     "scan/q": f"{scanned_v:.0f}/{scanned_f:.0f}",
                     "agree": agree,
                     "veclink ns/vec": ns_v,
@@ -196,6 +199,7 @@ COLS = (
     "d",
     "mode",
     "nprobe",
+    "path",
     "scan/q",
     "agree",
     "veclink ns/vec",

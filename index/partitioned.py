@@ -10,6 +10,12 @@ postings round-robin against all centroids (`veclink.index.refresh`), which in
 high-dimensional data finds the misplaced vectors a split's neighbourhood misses. Nothing
 ever rebuilds the whole index. Ids map to dense slots (`veclink.index.postings.VersionMap`).
 
+Search runs in faiss: postings are the inverted lists of an ``IndexIVFFlat`` the index owns
+and edits in place, and a faiss copy of the centroids routes the queries
+(`veclink.index.postings.PostingStore`, `veclink.index.scan`). Searches share the index lock
+(`veclink.index.locks.SharedLock`) and run side by side, faiss without the GIL; writes and
+each rebalancing step hold it alone, so a search sees every posting whole.
+
 Durability: every mutation is in the WAL (fsync) before it is acknowledged; a snapshot
 stores postings, centroids and the version map with the WAL position it covers. Replay
 re-derives the rebalancing, which only moves vectors, never changes the live set.

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from veclink.index.postings import SLOT_MASK
+from veclink.index.postings import SLOT_MASK, SMALL_BATCH
 from veclink.index.scan_torch import resolve_device, scan_postings_torch
 
 if TYPE_CHECKING:
@@ -36,7 +36,8 @@ def scan_postings(
     # stale copies and replicas take candidate places: ask for some more than needed, and
     # again, deeper, for the queries that come back short
     depth = k * replicas + k // 2 + 4
-    if eps is None and device is None:
+    blas = blas_pays(index, nq, nprobe)
+    if eps is None and device is None and not blas:
         scores, keys, lists = store.route_and_scan(q, min(nprobe, len(index.parts)), depth)
         sizes = store.sizes[lists]
     else:
@@ -44,8 +45,11 @@ def scan_postings(
         probe = np.ones(pids.shape, dtype=bool)
         if eps is not None:
             probe = dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
-        if device is not None:
-            s, slots, scanned = scan_postings_torch(index, q, k, dist, pids, probe, device)
+        if device is not None or blas:
+            if device is not None:
+                s, slots, scanned = scan_postings_torch(index, q, k, dist, pids, probe, device)
+            else:
+                s, slots, scanned = scan_blas(index, q, k, pids, probe)
             return s, np.where(slots >= 0, vm.ext.take(slots, mode="clip"), -1), scanned
         lists = store.pid_list[pids]
         lists[~probe] = -1
@@ -79,6 +83,96 @@ def scan_postings(
     found = out_i >= 0
     out_s[~found] = -np.inf
     out_i[found] = vm.ext[out_i[found]]
+    return out_s, out_i, scanned
+
+
+#: the partition-major BLAS scan (`scan_blas`) pays once (queries probing a posting, on
+#: average) x (dimension) reaches this; measured on WordNet MiniLM (PCA), 100k vectors,
+#: batches of 1,000: the crossover lies at ~7 probes per posting at 384-d, 20-60 at 128-d,
+#: and above 60 at 50-d (bench/index_search.py, BENCHMARKS.md)
+BLAS_MIN_WORK = 3072
+
+
+def blas_pays(index: PartitionedIndex, nq: int, nprobe: int) -> bool:
+    """Whether a batch is scanned partition-major with BLAS instead of by faiss.
+
+    faiss scans query by query (a vector-to-vector kernel, bound by memory bandwidth); one
+    matrix product per posting against all the queries that probe it reuses each posting
+    from cache and runs at BLAS speed, but costs ~20 us of Python per posting. It wins when
+    many queries share each posting and the vectors are long enough for BLAS to matter.
+    """
+    parts = len(index.parts)
+    return nq > SMALL_BATCH and nq * min(nprobe, parts) * index.dim >= BLAS_MIN_WORK * parts
+
+
+def scan_blas(
+    index: PartitionedIndex, q: np.ndarray, k: int, pids: np.ndarray, probe: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Partition-major scan of a query batch: (scores, slots, vectors scanned).
+
+    Each chosen posting is scanned once against all the queries that probe it (one BLAS
+    matrix product), stale entries are masked by the version map, and each query keeps its
+    best ``k`` per posting in a candidate buffer that is reduced at the end.
+    """
+    nq = len(q)
+    out_s = np.full((nq, k), -np.inf, dtype=np.float32)
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    qi = np.repeat(np.arange(nq), pids.shape[1])[probe.ravel()]
+    pi = pids.ravel()[probe.ravel()]
+    order = np.argsort(pi, kind="stable")
+    qi, pi = qi[order], pi[order]
+    uniq, starts = np.unique(pi, return_index=True)
+    bounds = [*starts.tolist(), pi.size]
+
+    # an id has at most `replicas` current copies, and a reassignment can bring a primary into
+    # the posting that holds its replica: taking k x replicas per posting still leaves k
+    # distinct ids after the duplicates are dropped
+    per_posting = k * int(index.options["replicas"])
+    width = pids.shape[1] * per_posting
+    cand_s = np.full((nq, width), -np.inf, dtype=np.float32)
+    cand_i = np.full((nq, width), -1, dtype=np.int64)
+    fill = np.zeros(nq, dtype=np.int64)
+    scanned = 0
+    vm = index.versions
+    l2 = index.metric == "l2"
+    for pid, a, b in zip(uniq.tolist(), bounds[:-1], bounds[1:], strict=True):
+        ids, ver, vecs = index.parts[pid].view()
+        if not ids.size:
+            continue
+        qs = qi[a:b]
+        sub = q[qs]
+        scores = sub @ vecs.T
+        if l2:
+            scores = 2 * scores - (vecs * vecs).sum(1)[None, :] - (sub * sub).sum(1)[:, None]
+        current = vm.current(ids, ver)
+        if not current.all():
+            scores[:, ~current] = -np.inf
+        scanned += ids.size * qs.size
+        kk = min(per_posting, ids.size)
+        if ids.size > kk:
+            top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        else:
+            top = np.broadcast_to(np.arange(kk), (qs.size, kk))
+        cols = fill[qs][:, None] + np.arange(kk)[None, :]
+        cand_s[qs[:, None], cols] = np.take_along_axis(scores, top, 1)
+        cand_i[qs[:, None], cols] = ids[top]
+        fill[qs] += kk
+
+    cand_i[np.isneginf(cand_s)] = -1
+    if int(index.options["replicas"]) > 1:
+        drop_duplicate_ids(cand_s, cand_i)
+    kk = min(k, width)
+    top = (
+        np.argpartition(-cand_s, kk - 1, axis=1)[:, :kk]
+        if width > kk
+        else np.broadcast_to(np.arange(width), (nq, width))
+    )
+    top_s = np.take_along_axis(cand_s, top, 1)
+    order = np.argsort(-top_s, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, 1)
+    out_s[:, :kk] = np.take_along_axis(cand_s, top, 1)
+    out_i[:, :kk] = np.take_along_axis(cand_i, top, 1)
+    out_i[np.isneginf(out_s)] = -1
     return out_s, out_i, scanned
 
 

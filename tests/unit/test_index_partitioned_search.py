@@ -191,3 +191,27 @@ def test_faiss_router_mirrors_the_centroid_table(metric: str) -> None:
     want = store.pid_list[pids]
     assert np.mean(got == want) > 0.97  # ties between equidistant centroids may swap
     assert all(set(g) == set(w) for g, w in zip(got[:, :3], want[:, :3], strict=True))
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_blas_and_faiss_batch_scans_agree(
+    metric: str, replicas: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # large batches of long vectors go partition-major through BLAS (`blas_pays`), the rest
+    # through faiss: both must give the same results, stale copies and replicas included
+    from veclink.index import scan
+
+    index = build(metric, replicas, "numpy")
+    q = mixture(40, seed=21)
+    results = {}
+    for path, work in (("faiss", 10**12), ("blas", 0)):
+        monkeypatch.setattr(scan, "BLAS_MIN_WORK", work)
+        assert scan.blas_pays(index, len(q), 6) == (path == "blas")
+        index.scanned_total = index.queries_total = 0
+        results[path] = (*index.search(q, 10, nprobe=6), index.stats()["scanned_per_query"])
+    (s0, i0, n0), (s1, i1, n1) = results["faiss"], results["blas"]
+    np.testing.assert_allclose(s0, s1, rtol=1e-4, atol=1e-3)
+    assert n0 == n1
+    for a, b in zip(i0, i1, strict=True):
+        assert set(a.tolist()) == set(b.tolist())
