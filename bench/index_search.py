@@ -8,8 +8,9 @@ best of ``--repeats`` timings; ns/vec = wall time / vectors scanned, routing inc
 both. Batches of ``--batch`` queries and single queries (one call per query), at several
 nprobe, for d = 50, 128, 384: a Gaussian mixture, and the WordNet MiniLM vectors (PCA to the
 lower dimensions) when ``--data`` holds them. "path" is veclink's scan: faiss's kernel, or
-for large batches of long vectors its partition-major BLAS scan (`veclink.index.scan`). Then searches from 1 and 8 threads of one
-process on one index (QPS; the index lets readers run together).
+for large batches of long vectors its partition-major BLAS scan (`veclink.index.scan`).
+Then searches from 1 and 8 threads of one process on one index (QPS; the index lets readers
+run together).
 
     python bench/index_search.py                  # 100k vectors, ~3-5 min on 2 busy cores
     python bench/index_search.py --n 20000 --dims 50 --nprobes 16  # quick look
