@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import threading
 import time
 from abc import abstractmethod
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from veclink.index.base import VectorIndex, check_ids, check_metric, check_vectors, normalize_rows
+from veclink.index.locks import SharedLock
 from veclink.index.wal import OP_ADD, OP_REMOVE, WriteAheadLog, fsync_dir
 
 from veclink.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -69,7 +69,7 @@ class WalIndex(VectorIndex):
     #: file name of the snapshot inside the index directory
     snapshot_name: ClassVar[str]
 
-    lock: threading.RLock
+    lock: SharedLock
     path: Path | None
 
     def __init__(self, dim: int, metric: str = "ip", path: str | None = None) -> None:
@@ -89,7 +89,7 @@ class WalIndex(VectorIndex):
         self.dim = dim
         self.metric = metric
         self.path = path
-        self.lock = threading.RLock()
+        self.lock = SharedLock()
         self._wal: WriteAheadLog | None = None
         self._closed = False
         self._snapshot_time = time.monotonic()

@@ -61,7 +61,7 @@ class FlatIndex(WalIndex):
         q = check_vectors(queries, self.dim, field="queries")
         if self.metric == "cosine":
             q = normalize_rows(q)
-        with self.lock:
+        with self.lock.shared():
             self._check_open()
             if self._index.ntotal == 0:
                 return (

@@ -10,6 +10,12 @@ postings round-robin against all centroids (`veclink.index.refresh`), which in
 high-dimensional data finds the misplaced vectors a split's neighbourhood misses. Nothing
 ever rebuilds the whole index. Ids map to dense slots (`veclink.index.postings.VersionMap`).
 
+Search runs in faiss: postings are the inverted lists of an ``IndexIVFFlat`` the index owns
+and edits in place, and a faiss copy of the centroids routes the queries
+(`veclink.index.postings.PostingStore`, `veclink.index.scan`). Searches share the index lock
+(`veclink.index.locks.SharedLock`) and run side by side, faiss without the GIL; writes and
+each rebalancing step hold it alone, so a search sees every posting whole.
+
 Durability: every mutation is in the WAL (fsync) before it is acknowledged; a snapshot
 stores postings, centroids and the version map with the WAL position it covers. Replay
 re-derives the rebalancing, which only moves vectors, never changes the live set.
@@ -18,15 +24,17 @@ re-derives the rebalancing, which only moves vectors, never changes the live set
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any
 
 import numpy as np
 from veclink.index.base import check_ids, check_k, check_vectors, normalize_rows
 from veclink.index.centroids import CentroidTable
 from veclink.index.durable import WalIndex
-from veclink.index.postings import Posting, VersionMap
+from veclink.index.postings import Posting, PostingStore, VersionMap
 from veclink.index.rebalance import Rebalancer, centroid_rows
 from veclink.index.registry import register_index
+from veclink.index.scan import scan_postings
 
 from veclink.errors import InvalidArgument, NotFound
 from veclink.validation import Problems, is_int, quote
@@ -79,11 +87,13 @@ class PartitionedIndex(WalIndex):
 
     def _init_state(self) -> None:
         self.parts: dict[int, Posting] = {}
+        self.store = PostingStore(self.dim, self.metric)
         self.centroids = CentroidTable(self.dim)
         self.next_pid = 0
         self.versions = VersionMap()
         self.scanned_total = 0
         self.queries_total = 0
+        self._counters = threading.Lock()
 
     def _start_background(self) -> None:
         self.rebalancer = Rebalancer(self, background=bool(self.options["background"]))
@@ -104,17 +114,27 @@ class PartitionedIndex(WalIndex):
 
     def set_centroids(self, pids: np.ndarray, cents: np.ndarray) -> None:
         self.centroids.reset(pids, cents)
+        self.store.route_reset(self.store.pid_list[pids], self.cents)
 
     def move_centroids(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Overwrite centroid rows in place."""
         self.centroids.move(rows, values)
+        self.store.route_move(rows, self.cents[rows])
 
     def new_partition(self, centroid: np.ndarray) -> int:
         pid = self.next_pid
         self.next_pid += 1
-        self.parts[pid] = Posting(self.dim)
+        self.parts[pid] = part = self.store.create(pid)
         self.centroids.append(pid, centroid)
+        self.store.route_append(part.list_no, self.cents[-1])
         return pid
+
+    def drop_partition(self, pid: int) -> Posting:
+        """Remove partition ``pid``'s posting (its centroid is the caller's); returns it,
+        emptied: copy what it held first."""
+        part = self.parts.pop(pid)
+        self.store.drop(pid, part)
+        return part
 
     def centroid_distances(self, vecs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         return self.centroids.distances(vecs, rows)
@@ -134,6 +154,7 @@ class PartitionedIndex(WalIndex):
         vm.count += slots.size - replaced.size
         vm.ver[slots] += 1
         vm.live[slots] = True
+        self._versions_bumped(slots)
         if not self.parts:
             self.rebalancer.bootstrap(slots, vecs)
             return
@@ -193,6 +214,24 @@ class PartitionedIndex(WalIndex):
             if part is not None:
                 part.stale += c
 
+    def _versions_bumped(self, slots: np.ndarray) -> None:
+        """Keep every stale copy's version within ``2**ver_bits`` of its id's current one.
+
+        The scan tells stale copies by the version bits packed in their faiss ids
+        (`PostingStore`). When a version reaches a multiple of ``2**ver_bits`` (once per
+        ~8M updates of one id), every posting drops its stale entries, so no copy older by a
+        full cycle can survive to alias the current version.
+        """
+        vm = self.versions
+        vm.rekey(slots, self.store.ver_mask)
+        if (vm.ver[slots] & self.store.ver_mask).all():
+            return
+        for part in self.parts.values():
+            ids, ver, _ = part.view()
+            current = vm.current(ids, ver)
+            if not current.all():
+                part.keep(current)
+
     def _apply_remove(self, ids: np.ndarray) -> int:
         vm = self.versions
         present = vm.live_slots(ids)
@@ -202,6 +241,7 @@ class PartitionedIndex(WalIndex):
         self._mark_stale(present)
         vm.ver[present] += 1
         vm.live[present] = False
+        self._versions_bumped(present)
         vm.count -= present.size
         locs = np.unique(vm.loc[present])
         vm.loc[present] = -1
@@ -240,14 +280,10 @@ class PartitionedIndex(WalIndex):
             raise InvalidArgument(f"nprobe must be >= 1; got {nprobe}", field="nprobe")
         if eps is None and not explicit:
             eps = self.options["eps"]
-        with self.lock:
+        with self.lock.shared():  # searches run together; writers and rebalancing wait
             self._check_open()
-            from veclink.index.scan import scan_postings
-
-            scores, slots, scanned = scan_postings(self, q, k, nprobe, eps)
-            ids = np.full_like(slots, -1)
-            found = slots >= 0
-            ids[found] = self.versions.ext[slots[found]]
+            scores, ids, scanned = scan_postings(self, q, k, nprobe, eps)
+        with self._counters:
             self.scanned_total += scanned
             self.queries_total += len(q)
         return scores, ids
@@ -256,7 +292,7 @@ class PartitionedIndex(WalIndex):
 
     def get(self, ids: np.ndarray) -> np.ndarray:
         ids = check_ids(ids)
-        with self.lock:
+        with self.lock.shared():
             vm = self.versions
             slots = vm.live_slots(ids)
             missing = ids[slots < 0]
@@ -270,7 +306,7 @@ class PartitionedIndex(WalIndex):
             return out
 
     def ids(self) -> np.ndarray:
-        with self.lock:
+        with self.lock.shared():
             return self.versions.live_ids()
 
     def __len__(self) -> int:
@@ -281,7 +317,7 @@ class PartitionedIndex(WalIndex):
         return self.rebalancer.wait_idle(timeout)
 
     def stats(self) -> dict[str, Any]:
-        with self.lock:
+        with self.lock.shared():
             sizes = np.array([p.n for p in self.parts.values()], dtype=np.int64)
             memory = sum(p.nbytes() for p in self.parts.values()) + self.versions.nbytes()
             return {
@@ -333,7 +369,7 @@ class PartitionedIndex(WalIndex):
             offsets = np.concatenate([[0], np.cumsum(z["sizes"])])
             for i, pid in enumerate(z["pids"].tolist()):
                 a, b = offsets[i], offsets[i + 1]
-                part = Posting(self.dim, max(int(b - a), 32))
+                part = self.store.create(pid)
                 part.append(z["ids"][a:b], z["ver"][a:b], z["vecs"][a:b])
                 part.stale = int(z["stale"][i])
                 self.parts[pid] = part
@@ -341,6 +377,7 @@ class PartitionedIndex(WalIndex):
             next_pid, count = (int(x) for x in z["scalars"])
             self.next_pid = next_pid
             self.versions = VersionMap.from_arrays(z, count)
+            self.versions.rekey(np.arange(self.versions.size), self.store.ver_mask)
 
     def _after_replay(self) -> None:
         # work the previous process left pending (it is not in the snapshot)

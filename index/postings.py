@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
+
+from veclink.errors import ResourceExhausted
 
 
 def row_mean(x: np.ndarray) -> np.ndarray:
@@ -20,42 +23,248 @@ def centroid_rows(cent_pid: np.ndarray, pids: np.ndarray) -> np.ndarray:
     return order[np.searchsorted(cent_pid, pids, sorter=order)]
 
 
-class Posting:
-    """A growable array of (slot, version, vector) entries of one partition.
+#: a posting entry's faiss id packs its slot (low bits) and its version's low bits (high bits)
+SLOT_BITS = 40
+SLOT_MASK = (1 << SLOT_BITS) - 1
+#: version bits kept in the faiss id; `PostingStore.ver_bits` (tests shrink it)
+VER_BITS = 23
+#: up to this many queries, faiss runs in the calling thread alone (no OpenMP team)
+SMALL_BATCH = 16
 
-    A slot stands for an id (see `VersionMap`); "ids" below means slots.
+
+def _one_omp_thread(n: int) -> int:
+    """Run faiss without OpenMP helpers for a small batch of ``n`` queries; returns the
+    thread's previous setting for `_restore_omp` (0: unchanged).
+
+    OpenMP's thread count is per calling thread, and a thread that never set it gets one
+    helper per core: a single-query faiss call from a server's worker thread then wakes a
+    team it cannot use (measured on a busy 2-core machine: 2-10 ms instead of 0.1 ms).
+    """
+    if n > SMALL_BATCH:
+        return 0
+    prev = faiss.omp_get_max_threads()
+    if prev == 1:
+        return 0
+    faiss.omp_set_num_threads(1)
+    return int(prev)
+
+
+def _restore_omp(prev: int) -> None:
+    if prev:
+        faiss.omp_set_num_threads(prev)
+
+
+class PostingStore:
+    """The vectors of every posting, as the inverted lists of one faiss ``IndexIVFFlat``.
+
+    The index owns the lists and edits them in place (``add_entries`` / ``resize``); search
+    hands faiss the probed lists of each query (``search_preassigned``), so the scan runs in
+    faiss's compiled kernels, with its GIL released. A list entry's faiss id is
+    ``slot | (version mod 2**ver_bits) << SLOT_BITS``: the scan returns ids, and the version
+    bits let the caller drop stale copies exactly (`PartitionedIndex` keeps any stale copy's
+    version within ``2**ver_bits`` of its id's current one, see ``_versions_bumped``).
+
+    List numbers are recycled; ``pid_list`` maps a partition id to its list (-1: none) and
+    ``sizes`` holds each list's entry count, for vectorised bookkeeping in the scan.
     """
 
-    __slots__ = ("ids", "ver", "vecs", "n", "stale")
+    def __init__(self, dim: int, metric: str, nlist: int = 64) -> None:
+        self.dim = dim
+        self.code_size = 4 * dim
+        self.metric = metric
+        self.ver_bits = VER_BITS
+        self.nlist = 0
+        self.lists = faiss.ArrayInvertedLists(nlist, self.code_size)
+        faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        self._flat = faiss.IndexFlat(dim, faiss_metric)
+        #: the centroids, in `CentroidTable` row order, labelled with their list numbers
+        self.router = faiss.IndexIDMap(self._flat)
+        self.ivf = faiss.IndexIVFFlat(self.router, dim, nlist, faiss_metric)
+        self.ivf.replace_invlists(self.lists, False)
+        self.ivf.is_trained = True
+        self.nlist = nlist
+        self.sizes = np.zeros(nlist, dtype=np.int64)
+        self.pid_list = np.full(64, -1, dtype=np.int64)
+        self._free: list[int] = []
+        self._params: dict[int, faiss.SearchParametersIVF] = {}
+        self._next = 0
 
-    def __init__(self, dim: int, capacity: int = 32) -> None:
-        self.ids = np.empty(capacity, dtype=np.int64)
-        self.ver = np.empty(capacity, dtype=np.uint32)
-        self.vecs = np.empty((capacity, dim), dtype=np.float32)
+    @property
+    def ver_mask(self) -> int:
+        return (1 << self.ver_bits) - 1
+
+    def create(self, pid: int) -> Posting:
+        """A new empty posting for partition ``pid``."""
+        if self._free:
+            list_no = self._free.pop()
+        else:
+            if self._next == self.nlist:
+                self._grow(2 * self.nlist)
+            list_no = self._next
+            self._next += 1
+        if pid >= self.pid_list.size:
+            grown = np.full(max(2 * self.pid_list.size, pid + 1), -1, dtype=np.int64)
+            grown[: self.pid_list.size] = self.pid_list
+            self.pid_list = grown
+        self.pid_list[pid] = list_no
+        return Posting(self, list_no)
+
+    def drop(self, pid: int, posting: Posting) -> None:
+        """Forget partition ``pid``; its list is emptied and reused."""
+        self.lists.resize(posting.list_no, 0)
+        self.sizes[posting.list_no] = 0
+        self._free.append(posting.list_no)
+        self.pid_list[pid] = -1
+        posting.n = 0
+
+    def _grow(self, nlist: int) -> None:
+        """Move the lists into a larger ``ArrayInvertedLists`` (amortised by doubling)."""
+        old = self.lists
+        new = faiss.ArrayInvertedLists(nlist, self.code_size)
+        for list_no in range(self.nlist):
+            n = old.list_size(list_no)
+            if n:
+                new.add_entries(list_no, n, old.get_ids(list_no), old.get_codes(list_no))
+        self.ivf.nlist = nlist
+        self.ivf.replace_invlists(new, False)
+        self.lists = new
+        self.nlist = nlist
+        sizes = np.zeros(nlist, dtype=np.int64)
+        sizes[: self.sizes.size] = self.sizes
+        self.sizes = sizes
+
+    # ------------------------------------------------------------------ router
+    # A faiss copy of the centroids, row for row the `CentroidTable`'s, routing queries in
+    # compiled code; the owner mirrors every centroid change here.
+
+    def route_reset(self, lists: np.ndarray, cents: np.ndarray) -> None:
+        self.router.reset()
+        if len(lists):
+            self.router.add_with_ids(
+                np.ascontiguousarray(cents, dtype=np.float32),
+                np.ascontiguousarray(lists, dtype=np.int64),
+            )
+
+    def route_append(self, list_no: int, centroid: np.ndarray) -> None:
+        self.router.add_with_ids(
+            np.ascontiguousarray(centroid, dtype=np.float32).reshape(1, -1),
+            np.array([list_no], dtype=np.int64),
+        )
+
+    def route_move(self, rows: np.ndarray, values: np.ndarray) -> None:
+        n = self._flat.ntotal
+        xb = faiss.rev_swig_ptr(self._flat.get_xb(), n * self.dim).reshape(n, self.dim)
+        xb[rows] = values
+
+    def route_and_scan(
+        self, q: np.ndarray, nprobe: int, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Route each query to its ``nprobe`` nearest centroids (at most their number) and
+        scan their lists: (scores, keys) as `scan`, and the lists probed, nearest first."""
+        n = len(q)
+        coarse = np.empty((n, nprobe), dtype=np.float32)
+        lists = np.empty((n, nprobe), dtype=np.int64)
+        prev = _one_omp_thread(n)
+        try:
+            self.router.search_c(
+                n, faiss.swig_ptr(q), nprobe, faiss.swig_ptr(coarse), faiss.swig_ptr(lists)
+            )
+            scores, keys = self._scan(q, k, lists, coarse)
+        finally:
+            _restore_omp(prev)
+        return scores, keys, lists
+
+    def scan(self, q: np.ndarray, k: int, lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's scan of ``lists`` (n, nprobe; -1 skips) for each query: (scores, keys).
+
+        Scores are higher-is-better (``l2``: negative squared distance), best first; keys
+        are the entries' faiss ids, -1 past the end.
+        """
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        lists = np.ascontiguousarray(lists, dtype=np.int64)
+        coarse = np.zeros(lists.shape, dtype=np.float32)  # unused by a flat scan
+        prev = _one_omp_thread(len(q))
+        try:
+            return self._scan(q, k, lists, coarse)
+        finally:
+            _restore_omp(prev)
+
+    def _scan(
+        self, q: np.ndarray, k: int, lists: np.ndarray, coarse: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n, width = lists.shape
+        dist = np.empty((n, k), dtype=np.float32)
+        keys = np.empty((n, k), dtype=np.int64)
+        params = self._params.get(width)
+        if params is None:  # one per probe width (building one costs more than a scan)
+            params = faiss.SearchParametersIVF()
+            params.nprobe = width
+            self._params[width] = params
+        self.ivf.search_preassigned_c(
+            n,
+            faiss.swig_ptr(q),
+            k,
+            faiss.swig_ptr(lists),
+            faiss.swig_ptr(coarse),
+            faiss.swig_ptr(dist),
+            faiss.swig_ptr(keys),
+            False,
+            params,
+        )
+        if self.metric == "l2":
+            np.negative(dist, out=dist)
+        return dist, keys
+
+
+class Posting:
+    """The (slot, version, vector) entries of one partition: a list of the `PostingStore`.
+
+    A slot stands for an id (see `VersionMap`); "ids" below means slots. Vectors and the
+    packed ids live in faiss; versions in a numpy buffer beside them. `view` returns arrays
+    that alias faiss's memory: valid until this posting is next changed.
+    """
+
+    __slots__ = ("store", "list_no", "ver", "n", "stale")
+
+    def __init__(self, store: PostingStore, list_no: int) -> None:
+        self.store = store
+        self.list_no = list_no
+        self.ver = np.empty(32, dtype=np.uint32)
         self.n = 0
         #: entries known to be stale (deleted or replaced); a hint for compaction
         self.stale = 0
 
     def append(self, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray) -> None:
+        if not ids.size:
+            return
+        store = self.store
         need = self.n + ids.size
-        if need > self.ids.size:
-            self._grow(max(need, 2 * self.ids.size))
-        self.ids[self.n : need] = ids
+        if need > self.ver.size:
+            grown = np.empty(max(need, 2 * self.ver.size), dtype=np.uint32)
+            grown[: self.n] = self.ver[: self.n]
+            self.ver = grown
         self.ver[self.n : need] = ver
-        self.vecs[self.n : need] = vecs
+        keys = np.asarray(ids, dtype=np.int64) | (
+            (np.asarray(ver, dtype=np.int64) & store.ver_mask) << SLOT_BITS
+        )
+        codes = np.ascontiguousarray(vecs, dtype=np.float32)
+        store.lists.add_entries(
+            self.list_no, ids.size, faiss.swig_ptr(keys), faiss.swig_ptr(codes.view(np.uint8))
+        )
         self.n = need
-
-    def _grow(self, cap: int) -> None:
-        """Reallocate the buffers to ``cap`` entries, keeping the first ``n``."""
-        n = self.n
-        ids = np.empty(cap, dtype=np.int64)
-        ver = np.empty(cap, dtype=np.uint32)
-        vecs = np.empty((cap, self.vecs.shape[1]), dtype=np.float32)
-        ids[:n], ver[:n], vecs[:n] = self.ids[:n], self.ver[:n], self.vecs[:n]
-        self.ids, self.ver, self.vecs = ids, ver, vecs
+        store.sizes[self.list_no] = need
 
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.ids[: self.n], self.ver[: self.n], self.vecs[: self.n]
+        n, store = self.n, self.store
+        if not n:
+            return (
+                np.zeros(0, np.int64),
+                self.ver[:0],
+                np.zeros((0, store.dim), np.float32),
+            )
+        keys = faiss.rev_swig_ptr(store.lists.get_ids(self.list_no), n)
+        codes = faiss.rev_swig_ptr(store.lists.get_codes(self.list_no), n * store.code_size)
+        return keys & SLOT_MASK, self.ver[:n], codes.view(np.float32).reshape(n, store.dim)
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the entries where ``mask`` is true (in order)."""
@@ -63,16 +272,20 @@ class Posting:
         self.replace(ids[mask], ver[mask], vecs[mask])
 
     def replace(self, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray) -> None:
-        """Make ``(ids, ver, vecs)`` the whole content (none of it stale)."""
+        """Make ``(ids, ver, vecs)`` the whole content (none of it stale).
+
+        The arguments must not be views of this posting (`view`); copies are.
+        """
+        self.store.lists.resize(self.list_no, 0)
         self.n = self.stale = 0
-        if self.ids.size > 2 * max(ids.size, 32):
-            # a split or compaction left most of the buffers empty (a posting that grew to
-            # twice the split limit keeps half or less): give the slack back
-            self._grow(max(ids.size + ids.size // 4, 32))
+        self.store.sizes[self.list_no] = 0
+        if self.ver.size > 2 * max(ids.size, 32):
+            self.ver = np.empty(max(ids.size + ids.size // 4, 32), dtype=np.uint32)
         self.append(ids, ver, vecs)
 
     def nbytes(self) -> int:
-        return self.ids.nbytes + self.ver.nbytes + self.vecs.nbytes
+        """Bytes held for the entries (faiss's allocator slack is not visible from here)."""
+        return self.n * (self.store.code_size + 8) + self.ver.nbytes
 
 
 class VersionMap:
@@ -93,6 +306,8 @@ class VersionMap:
         self.live = np.zeros(0, dtype=bool)
         #: partition of the primary copy, -1 when none
         self.loc = np.zeros(0, dtype=np.int64)
+        #: the faiss id (`PostingStore`) of each slot's current copy; -2 when not live
+        self.cur_key = np.zeros(0, dtype=np.int64)
         self.size = 0  # slots in use (the arrays above have spare capacity)
         self.count = 0  # live ids
 
@@ -113,6 +328,8 @@ class VersionMap:
         if new.any():
             fresh = ids[new]
             first = self.size
+            if first + fresh.size > SLOT_MASK:
+                raise ResourceExhausted(f"an index holds at most {SLOT_MASK} distinct ids")
             self._grow(first + fresh.size)
             slots[new] = np.arange(first, first + fresh.size)
             self.ext[first : first + fresh.size] = fresh
@@ -132,10 +349,16 @@ class VersionMap:
         self.ver = np.concatenate([self.ver, np.zeros(new - cap, np.uint32)])
         self.live = np.concatenate([self.live, np.zeros(new - cap, bool)])
         self.loc = np.concatenate([self.loc, np.full(new - cap, -1, np.int64)])
+        self.cur_key = np.concatenate([self.cur_key, np.full(new - cap, -2, np.int64)])
 
     def current(self, slots: np.ndarray, ver: np.ndarray) -> np.ndarray:
         """Mask of entries that are the live, latest copy of their id."""
         return self.live[slots] & (self.ver[slots] == ver)
+
+    def rekey(self, slots: np.ndarray, ver_mask: int) -> None:
+        """Refresh ``cur_key`` of ``slots`` after their version or liveness changed."""
+        key = slots | ((self.ver[slots].astype(np.int64) & ver_mask) << SLOT_BITS)
+        self.cur_key[slots] = np.where(self.live[slots], key, -2)
 
     def live_slots(self, ids: np.ndarray) -> np.ndarray:
         """Slots of ``ids`` (-1 where the id is not live)."""
@@ -173,9 +396,9 @@ class VersionMap:
             vm.keys = np.nonzero(vm.ver)[0].astype(np.int64)
             vm.key_slot = vm.keys.copy()
         vm.size, vm.count = n, count
+        vm.cur_key = np.full(n, -2, dtype=np.int64)
         return vm
 
     def nbytes(self) -> int:
-        return sum(
-            a.nbytes for a in (self.keys, self.key_slot, self.ext, self.ver, self.live, self.loc)
-        )
+        arrays = (self.keys, self.key_slot, self.ext, self.ver, self.live, self.loc, self.cur_key)
+        return sum(a.nbytes for a in arrays)

@@ -475,7 +475,7 @@ class Rebalancer:
                 # again (copies of one vector all want the same centroid): merge and split
                 # would then undo each other forever; keep this posting small instead
                 return
-        ix.parts.pop(pid)
+        ix.drop_partition(pid)
         keep = ix.cent_pid != pid
         ix.set_centroids(ix.cent_pid[keep], ix.cents[keep])
         self.merges += 1

@@ -1,9 +1,13 @@
-"""Partition-major search of the partitioned index.
+"""Search of the partitioned index: faiss scans the probed postings.
 
-For a batch of queries, the nearest centroids of every query are found at once; then each
-chosen posting is scanned once against all the queries that probe it (one BLAS matrix
-product per posting), stale entries are masked by the version map, and each query keeps
-its best ``k`` per posting in a candidate buffer that is reduced at the end.
+The nearest centroids of every query are found at once (one BLAS product); their postings
+are faiss inverted lists (`veclink.index.postings.PostingStore`), which faiss's
+``search_preassigned`` scans in compiled code, the cost per scanned vector of an
+``IndexIVFFlat``. It returns more than ``k`` candidates per query: stale copies (deleted or
+replaced ids, not yet compacted) are dropped by the version bits of their faiss ids, and
+replicas' duplicate copies by id. A query left with fewer than ``k`` ids while faiss still had
+candidates to give is searched again with a deeper candidate list, so results are exact for
+the probed postings whatever the share of stale entries.
 """
 
 from __future__ import annotations
@@ -11,33 +15,108 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from veclink.index.postings import SLOT_MASK, SMALL_BATCH
 from veclink.index.scan_torch import resolve_device, scan_postings_torch
 
 if TYPE_CHECKING:
     from veclink.index.partitioned import PartitionedIndex
 
-#: up to this many queries, each is scanned on its own (see `scan_few`)
-FEW_QUERIES = 4
-
 
 def scan_postings(
     index: PartitionedIndex, q: np.ndarray, k: int, nprobe: int, eps: float | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Return (scores (nq, k), ids (nq, k), vectors scanned)."""
+    """Return (scores (nq, k), ids (nq, k), vectors scanned); ids are the caller's."""
+    nq = len(q)
+    if not index.parts or index.versions.count == 0:
+        return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64), 0
+    device = resolve_device(index.options["device"])
+    store = index.store
+    vm = index.versions
+    replicas = int(index.options["replicas"])
+    # stale copies and replicas take candidate places: ask for some more than needed, and
+    # again, deeper, for the queries that come back short
+    depth = k * replicas + k // 2 + 4
+    blas = blas_pays(index, nq, nprobe)
+    if eps is None and device is None and not blas:
+        scores, keys, lists = store.route_and_scan(q, min(nprobe, len(index.parts)), depth)
+        sizes = store.sizes[lists]
+    else:
+        dist, pids = index.nearest(q, nprobe, by_ip=index.metric != "l2")
+        probe = np.ones(pids.shape, dtype=bool)
+        if eps is not None:
+            probe = dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
+        if device is not None or blas:
+            if device is not None:
+                s, slots, scanned = scan_postings_torch(index, q, k, dist, pids, probe, device)
+            else:
+                s, slots, scanned = scan_blas(index, q, k, pids, probe)
+            return s, np.where(slots >= 0, vm.ext.take(slots, mode="clip"), -1), scanned
+        lists = store.pid_list[pids]
+        lists[~probe] = -1
+        sizes = np.where(probe, store.sizes[lists], 0)
+        scores, keys = store.scan(q, depth, lists)
+    scanned = int(sizes.sum())
+    slots = keys & SLOT_MASK
+    # a key is current iff it is its slot's `cur_key`; -1 (no entry) maps to the last slot
+    # by clipping and never equals a key
+    current = vm.cur_key.take(slots, mode="clip") == keys
+    if replicas == 1 and current[:, :k].all():  # the common case: the top k are all current
+        return scores[:, :k], vm.ext.take(slots[:, :k]), scanned
+    entries = sizes.sum(1)
+    out_s = np.full((nq, k), -np.inf, dtype=np.float32)
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    rows = np.arange(nq)
+    while True:
+        found = keep_current(scores, slots, current, replicas)
+        # each row's current entries in faiss's order (best first)
+        order = np.argsort(found < 0, axis=1, kind="stable")[:, :k]
+        out_s[rows] = np.take_along_axis(scores, order, 1)
+        out_i[rows] = np.take_along_axis(found, order, 1)
+        short = ((found >= 0).sum(1) < k) & (entries[rows] > depth)
+        rows = rows[short]
+        if not rows.size:
+            break
+        depth = int(min(4 * depth, entries[rows].max()))
+        scores, keys = store.scan(q[rows], depth, lists[rows])
+        slots = keys & SLOT_MASK
+        current = vm.cur_key.take(slots, mode="clip") == keys
+    found = out_i >= 0
+    out_s[~found] = -np.inf
+    out_i[found] = vm.ext[out_i[found]]
+    return out_s, out_i, scanned
+
+
+#: the partition-major BLAS scan (`scan_blas`) pays once (queries probing a posting, on
+#: average) x (dimension) reaches this; measured on WordNet MiniLM (PCA), 100k vectors,
+#: batches of 1,000: the crossover lies at ~7 probes per posting at 384-d, 20-60 at 128-d,
+#: and above 60 at 50-d (bench/index_search.py, BENCHMARKS.md)
+BLAS_MIN_WORK = 3072
+
+
+def blas_pays(index: PartitionedIndex, nq: int, nprobe: int) -> bool:
+    """Whether a batch is scanned partition-major with BLAS instead of by faiss.
+
+    faiss scans query by query (a vector-to-vector kernel, bound by memory bandwidth); one
+    matrix product per posting against all the queries that probe it reuses each posting
+    from cache and runs at BLAS speed, but costs ~20 us of Python per posting. It wins when
+    many queries share each posting and the vectors are long enough for BLAS to matter.
+    """
+    parts = len(index.parts)
+    return nq > SMALL_BATCH and nq * min(nprobe, parts) * index.dim >= BLAS_MIN_WORK * parts
+
+
+def scan_blas(
+    index: PartitionedIndex, q: np.ndarray, k: int, pids: np.ndarray, probe: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Partition-major scan of a query batch: (scores, slots, vectors scanned).
+
+    Each chosen posting is scanned once against all the queries that probe it (one BLAS
+    matrix product), stale entries are masked by the version map, and each query keeps its
+    best ``k`` per posting in a candidate buffer that is reduced at the end.
+    """
     nq = len(q)
     out_s = np.full((nq, k), -np.inf, dtype=np.float32)
     out_i = np.full((nq, k), -1, dtype=np.int64)
-    if not index.parts or index.versions.count == 0:
-        return out_s, out_i, 0
-    dist, pids = index.nearest(q, nprobe, by_ip=index.metric != "l2")
-    probe = np.ones(pids.shape, dtype=bool)
-    if eps is not None:
-        probe = dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
-    device = resolve_device(index.options["device"])
-    if device is not None:
-        return scan_postings_torch(index, q, k, dist, pids, probe, device)
-    if nq <= FEW_QUERIES:
-        return scan_few(index, q, k, pids, probe)
     qi = np.repeat(np.arange(nq), pids.shape[1])[probe.ravel()]
     pi = pids.ravel()[probe.ravel()]
     order = np.argsort(pi, kind="stable")
@@ -97,43 +176,16 @@ def scan_postings(
     return out_s, out_i, scanned
 
 
-def scan_few(
-    index: PartitionedIndex, q: np.ndarray, k: int, pids: np.ndarray, probe: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Query-major scan for a handful of queries (single-query latency).
-
-    Partition-major bookkeeping costs tens of microseconds per posting; one query needs only
-    a matrix-vector product per posting, and its scores, ids and versions are concatenated
-    once, masked by the version map and reduced with a single partial sort.
-    """
-    nq = len(q)
-    out_s = np.full((nq, k), -np.inf, dtype=np.float32)
-    out_i = np.full((nq, k), -1, dtype=np.int64)
-    scanned = 0
-    l2 = index.metric == "l2"
-    for i in range(nq):
-        views = [index.parts[p].view() for p in pids[i][probe[i]].tolist()]
-        views = [v for v in views if v[0].size]
-        if not views:
-            continue
-        if l2:
-            scores = np.concatenate([-((v[2] - q[i]) ** 2).sum(1) for v in views])
-        else:
-            scores = np.concatenate([v[2] @ q[i] for v in views])
-        ids = np.concatenate([v[0] for v in views])
-        scores[~index.versions.current(ids, np.concatenate([v[1] for v in views]))] = -np.inf
-        scanned += ids.size
-        width = min(k * int(index.options["replicas"]), ids.size)
-        top = np.argpartition(-scores, width - 1)[:width] if ids.size > width else np.arange(width)
-        row_s, row_i = scores[top][None, :].astype(np.float32), ids[top][None, :]
-        row_i[np.isneginf(row_s)] = -1
-        if int(index.options["replicas"]) > 1:
-            drop_duplicate_ids(row_s, row_i)
-        order = np.argsort(-row_s[0], kind="stable")[:k]
-        out_s[i, : order.size] = row_s[0, order]
-        out_i[i, : order.size] = row_i[0, order]
-    out_i[np.isneginf(out_s)] = -1
-    return out_s, out_i, scanned
+def keep_current(
+    scores: np.ndarray, slots: np.ndarray, current: np.ndarray, replicas: int
+) -> np.ndarray:
+    """``slots`` where ``current`` (-1 elsewhere); with replicas, only each id's best copy per
+    row. ``scores`` of dropped entries become -inf (in place)."""
+    found = np.where(current, slots, -1)
+    scores[~current] = -np.inf
+    if replicas > 1:
+        drop_duplicate_ids(scores, found)
+    return found
 
 
 def drop_duplicate_ids(cand_s: np.ndarray, cand_i: np.ndarray) -> None:

@@ -123,6 +123,7 @@ class Server:
         The port is bound first, so a busy port fails at once (no SO_REUSEPORT: a second
         server never shares it); health says NOT_SERVING until the indexes are replayed.
         """
+        limit_blas_threads(settings.server.blas_threads)
         store = store or build_store(settings)
         executor = ThreadPoolExecutor(settings.server.workers, thread_name_prefix="veclink")
         size = settings.server.max_message_bytes
@@ -281,3 +282,14 @@ async def serve_forever(
     log.info("%s: shutting down (NOT_SERVING, drain up to %.1f s, checkpoint)", received[0], grace)
     await server.stop(grace)
     log.info("stopped")
+
+
+def limit_blas_threads(n: int) -> None:
+    """Cap numpy's and faiss's BLAS threads for the whole process (0: leave them be)."""
+    if not n:
+        return
+    try:  # threadpoolctl comes with scikit-learn, a core dependency
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(n, user_api="blas")

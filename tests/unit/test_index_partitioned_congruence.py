@@ -59,7 +59,7 @@ def test_random_updates_match_flat_index(
     assert stats["over_split_limit"] == 0
     assert np.isfinite(index.cents).all()
     assert sorted(index.ids().tolist()) == sorted(flat.ids().tolist())
-    for nq in (3, 9):  # the few-query and the partition-major scan
+    for nq in (3, 9):  # single and batched queries
         q = rng.normal(size=(nq, d)).astype(np.float32)
         s1, i1 = index.search(q, 5, nprobe=1_000_000)
         s2, _ = flat.search(q, 5)

@@ -1,7 +1,8 @@
-"""PartitionedIndex search paths: numpy (partition-major) and torch agree; eps pruning."""
+"""PartitionedIndex search paths: faiss scan and torch agree; eps pruning; stale copies."""
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 from veclink.index import PartitionedIndex
@@ -81,16 +82,66 @@ def test_drop_duplicate_ids_keeps_best_copy() -> None:
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 @pytest.mark.parametrize("replicas", [1, 2])
-def test_few_query_path_matches_partition_major(metric: str, replicas: int) -> None:
+def test_single_queries_match_their_batch_rows(metric: str, replicas: int) -> None:
     index = build(metric, replicas, "numpy")
     q = mixture(12, seed=11)
-    batch_s, batch_i = index.search(q, 10, nprobe=6)  # partition-major (> FEW_QUERIES)
+    batch_s, batch_i = index.search(q, 10, nprobe=6)
     for a in range(0, 12, 3):
-        s, i = index.search(q[a : a + 3], 10, nprobe=6)  # query-major
+        s, i = index.search(q[a : a + 3], 10, nprobe=6)
         np.testing.assert_allclose(s, batch_s[a : a + 3], rtol=1e-4, atol=1e-3)
         for row, ref in zip(i, batch_i[a : a + 3], strict=True):
             assert set(row[row >= 0].tolist()) == set(ref[ref >= 0].tolist())
             assert np.unique(row[row >= 0]).size == (row >= 0).sum()
+
+
+def exact_top(index: PartitionedIndex, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.sort(index.ids())
+    x = index.get(ids)
+    s = q @ x.T
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, top, 1), ids[top]
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_stale_copies_crowding_the_top_are_searched_past(
+    replicas: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stale copies that score best of all fill faiss's candidate list: the scan must search
+    # those queries again, deeper, and still return the exact current top k
+    index = build("ip", replicas, "numpy")
+    q = mixture(6, seed=13)
+    for part in list(index.parts.values())[:40]:
+        slots, ver, _ = (a.copy() for a in part.view())
+        n = min(slots.size, 12)
+        stale_vecs = np.repeat(q[:1] * 10, n, axis=0)  # outscores every live vector
+        part.append(slots[:n], ver[:n] - 1, stale_vecs)
+    calls = []
+    scan = index.store.scan
+    monkeypatch.setattr(index.store, "scan", lambda *a: calls.append(1) or scan(*a))
+    s, got = index.search(q, 10, nprobe=len(index.parts))
+    assert len(calls) >= 2  # the deeper second search ran
+    ref_s, ref_i = exact_top(index, q, 10)
+    np.testing.assert_allclose(s, ref_s, rtol=1e-4, atol=1e-4)
+    for row, ref in zip(got, ref_i, strict=True):
+        assert set(row.tolist()) == set(ref.tolist())
+
+
+def test_version_bits_wrapping_never_revive_a_stale_copy() -> None:
+    # faiss ids keep only the low `ver_bits` bits of a version: when an id's version crosses
+    # a multiple of 2**ver_bits, postings drop their stale copies, so an old copy never
+    # matches the current version's bits
+    index = PartitionedIndex(D, metric="ip", split_limit=512, background=False, device="numpy")
+    index.store.ver_bits = 2
+    x = mixture(400)
+    index.add(np.arange(400), x)
+    far = -x[0] * 5  # id 0 moves far away, again and again
+    for step in range(9):
+        index.add(np.array([0]), (far + step * 1e-3)[None])
+        _, got = index.search(x[:1], 5, nprobe=len(index.parts))
+        assert 0 not in got[0].tolist(), step
+    s, got = index.search(far[None], 1, nprobe=len(index.parts))
+    assert got[0, 0] == 0
+    np.testing.assert_allclose(s[0, 0], far @ (far + 8e-3), rtol=1e-5)
 
 
 @pytest.mark.parametrize("device", ["numpy", "cpu"])
@@ -107,7 +158,60 @@ def test_primary_beside_its_replica_still_gives_k_distinct_ids(device: str) -> N
     slots, ver, vecs = (a.copy() for a in part.view())
     top = np.argsort(-vecs[:, 0])[:5]
     part.append(slots[top], ver[top], vecs[top])  # second copies of ids 0..4
-    q = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (8, 1))  # > FEW_QUERIES
+    q = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (8, 1))
     _, got = index.search(q, 5, nprobe=4)
     for row in got:
         assert sorted(row.tolist()) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_faiss_router_mirrors_the_centroid_table(metric: str) -> None:
+    # search routes through a faiss copy of the centroids; splits, merges, re-centring and
+    # refresh all go through the table, and the copy must follow each of them
+    index = build(metric, 1, "numpy")
+    more = mixture(2000, seed=7) + 2.0  # a drift: more splits, and refresh earned
+    for a in range(0, 2000, 250):
+        index.add(np.arange(5000 + a, 5250 + a), more[a : a + 250])
+    assert index.rebalancer.splits and index.rebalancer.merges and index.rebalancer.refreshed
+    q = mixture(30, seed=3)
+    store = index.store
+    assert store.router.ntotal == len(index.parts) == len(index.cents)
+
+    def mirrored() -> None:
+        n = len(index.cents)
+        np.testing.assert_array_equal(store.router.index.reconstruct_n(0, n), index.cents)
+        labels = faiss.vector_to_array(store.router.id_map)
+        np.testing.assert_array_equal(labels, store.pid_list[index.cent_pid])
+
+    mirrored()
+    index.move_centroids(np.array([1, 3]), index.cents[[1, 3]] + 0.5)
+    mirrored()
+    got = store.route_and_scan(q, 5, 1)[2]
+    dist, pids = index.nearest(q, 5, by_ip=metric != "l2")
+    want = store.pid_list[pids]
+    assert np.mean(got == want) > 0.97  # ties between equidistant centroids may swap
+    assert all(set(g) == set(w) for g, w in zip(got[:, :3], want[:, :3], strict=True))
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_blas_and_faiss_batch_scans_agree(
+    metric: str, replicas: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # large batches of long vectors go partition-major through BLAS (`blas_pays`), the rest
+    # through faiss: both must give the same results, stale copies and replicas included
+    from veclink.index import scan
+
+    index = build(metric, replicas, "numpy")
+    q = mixture(40, seed=21)
+    results = {}
+    for path, work in (("faiss", 10**12), ("blas", 0)):
+        monkeypatch.setattr(scan, "BLAS_MIN_WORK", work)
+        assert scan.blas_pays(index, len(q), 6) == (path == "blas")
+        index.scanned_total = index.queries_total = 0
+        results[path] = (*index.search(q, 10, nprobe=6), index.stats()["scanned_per_query"])
+    (s0, i0, n0), (s1, i1, n1) = results["faiss"], results["blas"]
+    np.testing.assert_allclose(s0, s1, rtol=1e-4, atol=1e-3)
+    assert n0 == n1
+    for a, b in zip(i0, i1, strict=True):
+        assert set(a.tolist()) == set(b.tolist())
