@@ -8,11 +8,13 @@ normalising are the same code for every backend.
 
 from __future__ import annotations
 
+import importlib.metadata as metadata
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -191,10 +193,8 @@ class HFTextEncoder(Encoder):
         if backend != "torch":
             self.model = None  # the fast path holds its own copy of the weights
 
-    def _choice_file(self) -> Any:
-        import importlib.metadata as metadata
-
-        versions = {}
+    def _choice_file(self) -> Path:
+        versions: dict[str, str | None] = {}
         for dist in ("torch", "transformers", "onnxruntime", "onnx"):
             try:
                 versions[dist] = metadata.version(dist)
