@@ -34,7 +34,7 @@ BUILTIN_MODELS = ("all-MiniLM-L6-v2",)
 #: what ``auto`` tries besides plain torch. Each candidate that is installed and gives
 #: cosine >= AUTO_MIN_COSINE to the torch vectors on every probe text is timed on the same
 #: batch, and the fastest wins (torch included). On all-MiniLM-L6-v2 on 2 cores of a Xeon
-#: with AMX: bf16 3x onnx-int8, cosine 0.9999; onnx-int8 1.1-1.5x onnx fp32 (BENCHMARKS.md).
+#: with AMX: bf16 1.7-3.1x onnx-int8, cosine 0.9999; onnx-int8 1.1x onnx fp32 (BENCHMARKS.md).
 #: int8 makes a vector depend slightly on its batch (one activation scale per batch tensor:
 #: min cosine 0.998 (onnx-int8) / 0.995 (int8) between a gloss encoded alone and in a batch
 #: of 40).
