@@ -5,9 +5,10 @@ pooling and normalising stay in the encoder, so a fast path cannot change what i
 
 - ``bf16``: a copy of the torch model in bfloat16. On CPUs with bf16 matrix units (AMX on
   Xeon 4th gen and later) oneDNN runs its matrix products several times faster than fp32
-  (all-MiniLM-L6-v2 on 2 cores: 1.7-3.1x onnx-int8, cosine 0.9999 to fp32); elsewhere it is
-  slower than fp32, which is why ``auto`` times it before taking it. oneDNN compiles a
-  kernel per input shape, so this path pads each batch to a multiple of ``BF16_PAD`` tokens.
+  (all-MiniLM-L6-v2 on 2 cores: 1.7-3.1x onnx-int8, cosine 0.9999 to fp32); without such
+  units it can be slower than fp32, which is why ``auto`` times it first. oneDNN compiles
+  a kernel per input shape, so this path pads each batch to a multiple of ``BF16_PAD``
+  tokens.
 - ``int8``: ``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear`` (weights int8,
   activations quantised per batch at run time).
 - ``onnx``: the loaded model exported once with ``torch.onnx.export`` and run by an

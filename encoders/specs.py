@@ -59,12 +59,12 @@ class HFTextSpec(EncoderSpec):
     #: ``fp32``, ``fp16`` or ``bf16``
     dtype: str = "fp32"
     #: ``torch`` (the model as loaded), ``bf16`` (torch, a bfloat16 copy: fast on CPUs with
-    #: bf16 matrix units such as AMX, slow elsewhere), ``int8`` (torch, int8 weights in the
-    #: layers that ``int8_layers`` names), ``onnx`` / ``onnx-int8`` (ONNX Runtime with fp32
-    #: weights / int8 in those layers; extra ``fast``), or ``auto``: of torch and the fast
-    #: paths that are installed and give cosine >= 0.99 to the torch vectors on every probe
-    #: text, the fastest on this machine (timed once, the decision kept in the cache
-    #: directory). The fast paths run on the CPU only; ``auto`` on a GPU is torch.
+    #: bf16 matrix units such as AMX, can be slow elsewhere), ``int8`` (torch, int8 weights
+    #: in the layers that ``int8_layers`` names), ``onnx`` / ``onnx-int8`` (ONNX Runtime
+    #: with fp32 weights / int8 in those layers; extra ``fast``), or ``auto``: of torch and
+    #: the fast paths that are installed and give cosine >= 0.99 to the torch vectors on
+    #: every probe text, the fastest on this machine (timed once, the decision kept in the
+    #: cache directory). The fast paths run on the CPU only; ``auto`` on a GPU is torch.
     backend: str = "torch"
     #: the int8 backends' layers: ``attention`` (the square hidden x hidden projections;
     #: the feed-forward layers stay fp32, their outlier activations do not survive int8)
