@@ -99,6 +99,10 @@ def unreachable_hint(exc: Exception, args: argparse.Namespace) -> str | None:
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command: 0 on success, 1 on a veclink error (its message on stderr; an
     unreachable server named with a hint) or an unreadable file, 130 on Ctrl-C."""
+    # idle OpenMP threads sleep instead of spinning (read when torch loads, so before any
+    # command imports it): on a machine whose cores other processes keep busy, spinning
+    # made CPU embedding 3-6x slower (encoders/hf_fast.py); the user's own setting wins
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         with progress_bars(enabled=not getattr(args, "quiet", False)):
             return int(args.func(args))

@@ -8,10 +8,13 @@ normalising are the same code for every backend.
 
 from __future__ import annotations
 
+import importlib.metadata as metadata
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,14 +31,18 @@ log = logging.getLogger(__name__)
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("all-MiniLM-L6-v2",)
-#: what ``auto`` tries, fastest first, before plain torch. On MiniLM on 2 cores ONNX fp32
-#: is 2-3x torch with the same vectors and int8 attention projections add 5-50% more
-#: (BENCHMARKS.md); int8 makes a vector depend slightly on its batch (one activation scale
-#: per batch tensor: min cosine 0.998 (onnx-int8) / 0.995 (int8) between a gloss encoded
-#: alone and in a batch of 40).
-AUTO_ORDER = ("onnx-int8", "onnx", "int8")
+#: what ``auto`` tries besides plain torch. Each candidate that is installed and gives
+#: cosine >= AUTO_MIN_COSINE to the torch vectors on every probe text is timed on the same
+#: batch, and the fastest wins (torch included). On all-MiniLM-L6-v2 on 2 cores of a Xeon
+#: with AMX: bf16 1.7-3.1x onnx-int8, cosine 0.9999; onnx-int8 1.1x onnx fp32 (BENCHMARKS.md).
+#: int8 makes a vector depend slightly on its batch (one activation scale per batch tensor:
+#: min cosine 0.998 (onnx-int8) / 0.995 (int8) between a gloss encoded alone and in a batch
+#: of 40).
+AUTO_ORDER = ("bf16", "onnx-int8", "onnx", "int8")
 #: a fast path must give at least this cosine to the torch vectors on every probe text
 AUTO_MIN_COSINE = 0.99
+#: timed runs per candidate (the best counts: other processes only ever add time)
+AUTO_TIMING_RUNS = 3
 
 
 def resolve_model_path(model: str) -> str:
@@ -82,6 +89,8 @@ class HFTextEncoder(Encoder):
         self.model.eval().to(self.device)
         self._dim = int(self.model.config.hidden_size)
         self.backend = "torch"
+        #: pad each batch to a multiple of this many tokens (None: to its longest input)
+        self._pad_multiple: int | None = None
         self._run: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self._run_torch
         if spec.backend in CPU_BACKENDS:
             if self.device.type != "cpu":
@@ -121,6 +130,7 @@ class HFTextEncoder(Encoder):
                     truncation=True,
                     max_length=self.spec.max_length,
                     return_tensors="pt",
+                    pad_to_multiple_of=self._pad_multiple,
                 )
             )
 
@@ -146,6 +156,14 @@ class HFTextEncoder(Encoder):
     # ------------------------------------------------------------------ fast paths
 
     def _fast_runner(self, backend: str) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        if backend == "bf16":
+            half = hf_fast.to_bf16(self.model)
+
+            @torch.inference_mode()
+            def run_bf16(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+                return half(**batch).last_hidden_state
+
+            return run_bf16
         if backend == "int8":
             quantized = hf_fast.quantize_int8(self.model, self.spec.int8_layers)
 
@@ -164,25 +182,88 @@ class HFTextEncoder(Encoder):
         )
         return hf_fast.OnnxRunner(path)
 
+    def _try(self, backend: str, run: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> None:
+        """Run batches through ``run`` from now on (the fp32 model is kept)."""
+        self._run = run
+        self._pad_multiple = hf_fast.BF16_PAD if backend == "bf16" else None
+
     def _use(self, backend: str, run: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> None:
-        self.backend, self._run = backend, run
+        self._try(backend, run)
+        self.backend = backend
         if backend != "torch":
             self.model = None  # the fast path holds its own copy of the weights
 
+    def _choice_file(self) -> Path:
+        versions: dict[str, str | None] = {}
+        for dist in ("torch", "transformers", "onnxruntime", "onnx"):
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                versions[dist] = None
+        names = tuple(self.preprocess(["x"], "document"))
+        return hf_fast.choice_file(
+            hf_fast.model_key(self.model, self.model_path, names),
+            {
+                "candidates": AUTO_ORDER,
+                "min_cosine": AUTO_MIN_COSINE,
+                "int8_layers": self.spec.int8_layers,
+                "max_length": self.spec.max_length,
+                "versions": versions,
+            },
+        )
+
     def _choose_fast_path(self) -> None:
-        """``auto``: take the first fast path that is available and reproduces the model."""
-        reference = self.encode(hf_fast.PROBE_TEXTS)
+        """``auto``: the fastest backend that reproduces the model, decided once per machine.
+
+        Every candidate that is installed and reaches ``AUTO_MIN_COSINE`` on every probe text
+        is timed, torch included; the decision is stored in the cache directory, keyed by
+        the model's files, the library versions and the CPU, and later loads take it as is.
+        """
+        path = self._choice_file()
+        stored = hf_fast.read_choice(path)
+        if stored is not None and stored["backend"] in ("torch", *AUTO_ORDER):
+            backend = stored["backend"]
+            try:
+                self._use(
+                    backend, self._run_torch if backend == "torch" else self._fast_runner(backend)
+                )
+                log.info("hf-text auto: using %s (decided before, %s)", backend, path)
+                return
+            except Exception as exc:  # noqa: BLE001 -- decide again below
+                log.info("hf-text auto: stored choice %s unavailable (%s)", backend, exc)
+        probes = list(hf_fast.PROBE_TEXTS)
+        reference = self.encode(probes)
+        timed = {"torch": self._seconds("torch")}
+        cosines = {"torch": 1.0}
+        runners: dict[str, Callable[[dict[str, torch.Tensor]], torch.Tensor]] = {}
         for backend in AUTO_ORDER:
             try:
                 run = self._fast_runner(backend)
             except Exception as exc:  # noqa: BLE001 -- any failure means: not this path
                 log.info("hf-text auto: %s unavailable (%s)", backend, exc)
                 continue
-            self._run = run
-            cosine = hf_fast.min_cosine(reference, self.encode(hf_fast.PROBE_TEXTS))
-            if cosine >= AUTO_MIN_COSINE:
-                log.info("hf-text auto: using %s (min cosine %.4f)", backend, cosine)
-                self._use(backend, run)
-                return
-            log.info("hf-text auto: %s rejected (min cosine %.4f)", backend, cosine)
-        self._use("torch", self._run_torch)
+            self._try(backend, run)
+            cosines[backend] = hf_fast.min_cosine(reference, self.encode(probes))
+            if cosines[backend] < AUTO_MIN_COSINE:
+                log.info("hf-text auto: %s rejected (min cosine %.4f)", backend, cosines[backend])
+                continue
+            timed[backend] = self._seconds(backend)
+            runners[backend] = run
+        best = min(timed, key=timed.__getitem__)
+        log.info("hf-text auto: using %s (seconds %s, min cosine %s)", best, timed, cosines)
+        self._use(best, runners.get(best, self._run_torch))
+        hf_fast.write_choice(path, {"backend": best, "seconds": timed, "min_cosine": cosines})
+
+    def _seconds(self, backend: str) -> float:
+        """Best time of the current backend, ``backend``, on record-like texts (after a warm-up)."""
+        probes = hf_fast.PROBE_TEXTS
+        # distinct texts (encode dedupes) of 10-60 tokens, as records are
+        texts = [f"{a} {b}" for a in probes for b in probes[:4]]
+        self.encode(texts)
+        best = float("inf")
+        for _ in range(AUTO_TIMING_RUNS):
+            start = time.perf_counter()
+            self.encode(texts)
+            best = min(best, time.perf_counter() - start)
+        log.debug("hf-text auto: %s took %.3f s", backend, best)
+        return best

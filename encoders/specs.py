@@ -20,8 +20,8 @@ from veclink.validation import DTYPES, Problems
 CLIP_PREFIXES = ("open_clip:", "hf:")
 HF_POOLINGS = ("mean", "cls")
 #: how an hf-text model runs; all but ``torch`` run on the CPU (see ``hf_fast``)
-HF_BACKENDS = ("torch", "int8", "onnx", "onnx-int8", "auto")
-CPU_BACKENDS = ("int8", "onnx", "onnx-int8")
+HF_BACKENDS = ("torch", "bf16", "int8", "onnx", "onnx-int8", "auto")
+CPU_BACKENDS = ("bf16", "int8", "onnx", "onnx-int8")
 INT8_LAYERS = ("attention", "all")
 LLM_POOLINGS = ("mean", "weighted_mean", "last_token", "bos", "latent_attention")
 #: MoEE's prompt (PromptEOL)
@@ -58,11 +58,13 @@ class HFTextSpec(EncoderSpec):
     device: str = "cpu"
     #: ``fp32``, ``fp16`` or ``bf16``
     dtype: str = "fp32"
-    #: ``torch`` (the model as loaded), ``int8`` (torch, int8 weights in the layers that
-    #: ``int8_layers`` names), ``onnx`` / ``onnx-int8`` (ONNX Runtime with fp32 weights /
-    #: int8 in those layers; extra ``fast``), or ``auto``: the first of onnx-int8, onnx,
-    #: int8 that is installed and gives cosine >= 0.99 to the torch vectors on every probe
-    #: text, else torch. The three fast paths run on the CPU only; ``auto`` on a GPU is torch.
+    #: ``torch`` (the model as loaded), ``bf16`` (torch, a bfloat16 copy: fast on CPUs with
+    #: bf16 matrix units such as AMX, can be slow elsewhere), ``int8`` (torch, int8 weights
+    #: in the layers that ``int8_layers`` names), ``onnx`` / ``onnx-int8`` (ONNX Runtime
+    #: with fp32 weights / int8 in those layers; extra ``fast``), or ``auto``: of torch and
+    #: the fast paths that are installed and give cosine >= 0.99 to the torch vectors on
+    #: every probe text, the fastest on this machine (timed once, the decision kept in the
+    #: cache directory). The fast paths run on the CPU only; ``auto`` on a GPU is torch.
     backend: str = "torch"
     #: the int8 backends' layers: ``attention`` (the square hidden x hidden projections;
     #: the feed-forward layers stay fp32, their outlier activations do not survive int8)

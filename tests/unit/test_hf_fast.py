@@ -156,6 +156,7 @@ def tiny_reference(tiny_bert: str) -> np.ndarray:
     ("backend", "layers", "floor", "invariance"),
     [
         ("onnx", "attention", 0.9999, 0.99999),
+        ("bf16", "attention", 0.99, 0.999),
         ("int8", "attention", 0.99, 0.995),
         ("int8", "all", 0.98, 0.995),
         ("onnx-int8", "attention", 0.99, 0.995),
@@ -186,6 +187,15 @@ def test_backend_pools_like_torch(
     assert cosine.min() >= floor
     alone = enc.encode([TEXTS[3]])
     assert _cosines(alone, got[3:4])[0] >= invariance
+
+
+def test_bf16_pads_batches_to_a_multiple_of_eight_tokens(tiny_bert: str) -> None:
+    enc = load_encoder({"kind": "hf-text", "model": tiny_bert, "backend": "bf16"})
+    for texts in (TEXTS[:1], TEXTS[2:4], TEXTS):
+        batch = enc.preprocess(texts, "document")
+        assert batch["input_ids"].shape[1] % hf_fast.BF16_PAD == 0
+    fp32 = load_encoder({"kind": "hf-text", "model": tiny_bert})
+    assert fp32.preprocess(TEXTS[2:3], "document")["input_ids"].shape[1] < hf_fast.BF16_PAD
 
 
 def test_int8_quantizes_only_the_chosen_layers(tiny_bert: str) -> None:
@@ -259,11 +269,25 @@ def test_without_the_fast_extra(tiny_bert: str, monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(MissingDependency, match=r"veclink\[fast\]"):
         load_encoder({"kind": "hf-text", "model": tiny_bert, "backend": "onnx"})
     auto = load_encoder({"kind": "hf-text", "model": tiny_bert, "backend": "auto"})
-    assert auto.backend in ("int8", "torch")
+    assert auto.backend in ("bf16", "int8", "torch")
     assert auto.encode(TEXTS).shape == (len(TEXTS), 32)
 
 
-def test_auto_takes_the_first_path_that_reproduces_the_model(
+def _timings(monkeypatch: pytest.MonkeyPatch, seconds: dict[str, float]) -> list[str]:
+    """Make ``auto``'s timing deterministic; returns the backends it timed, in order."""
+    import veclink.encoders.hf_text as hf_text
+
+    timed: list[str] = []
+
+    def fake(self: Any, backend: str) -> float:
+        timed.append(backend)
+        return seconds[backend]
+
+    monkeypatch.setattr(hf_text.HFTextEncoder, "_seconds", fake)
+    return timed
+
+
+def test_auto_takes_the_fastest_path_that_reproduces_the_model(
     tiny_bert: str, tiny_reference: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import veclink.encoders.hf_text as hf_text
@@ -273,13 +297,86 @@ def test_auto_takes_the_first_path_that_reproduces_the_model(
     reference = load_encoder(spec).encode(list(hf_fast.PROBE_TEXTS))
     worst = hf_fast.min_cosine(int8, reference)
     assert worst < 0.99999
-    monkeypatch.setattr(hf_text, "AUTO_ORDER", ("int8", "onnx"))
+    monkeypatch.setattr(hf_text, "AUTO_ORDER", ("int8", "onnx", "bf16"))
     monkeypatch.setattr(hf_text, "AUTO_MIN_COSINE", (worst + 1.0) / 2)  # int8 falls short
-    assert load_encoder({**spec, "backend": "auto"}).backend == "onnx"
+    timed = _timings(monkeypatch, {"torch": 3.0, "int8": 0.1, "onnx": 1.0, "bf16": 2.0})
+    auto = load_encoder({**spec, "backend": "auto"})
+    # int8, the fastest, was refused by the cosine check before it was timed
+    assert auto.backend == "onnx" and timed == ["torch", "onnx", "bf16"]
     monkeypatch.setattr(hf_text, "AUTO_MIN_COSINE", 1.01)  # nothing is close enough
     auto = load_encoder({**spec, "backend": "auto"})
     assert auto.backend == "torch" and auto.model is not None
     np.testing.assert_allclose(auto.encode(TEXTS), tiny_reference, atol=1e-6)
+
+
+def test_auto_refuses_a_fast_path_that_does_not_reproduce_the_model(
+    tiny_bert: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import veclink.encoders.hf_text as hf_text
+
+    real = hf_text.HFTextEncoder._fast_runner
+
+    def broken(self: Any, backend: str) -> Any:
+        run = real(self, backend)
+        if backend != "bf16":
+            return run
+        # a bad quantisation: the hidden states of another model of the same shape
+        return lambda batch: torch.roll(run(batch).float(), shifts=1, dims=-1)
+
+    monkeypatch.setattr(hf_text.HFTextEncoder, "_fast_runner", broken)
+    monkeypatch.setattr(hf_text, "AUTO_ORDER", ("bf16", "onnx"))
+    _timings(monkeypatch, {"torch": 3.0, "bf16": 0.1, "onnx": 1.0})
+    auto = load_encoder({"kind": "hf-text", "model": tiny_bert, "backend": "auto"})
+    assert auto.backend == "onnx"
+    stored = [hf_fast.read_choice(p) for p in hf_fast.cache_dir().glob("auto/*.json")]
+    assert [c["backend"] for c in stored if c] == ["onnx"]
+    assert stored[0]["min_cosine"]["bf16"] < 0.99  # recorded, with the reason it lost
+
+
+def test_auto_decides_once_and_reuses_the_decision(
+    tiny_bert: str, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import veclink.encoders.hf_text as hf_text
+
+    monkeypatch.setattr(hf_text, "AUTO_ORDER", ("onnx", "bf16"))
+    timed = _timings(monkeypatch, {"torch": 3.0, "onnx": 2.0, "bf16": 1.0})
+    spec = {"kind": "hf-text", "model": tiny_bert, "backend": "auto"}
+    first = load_encoder(spec)
+    assert first.backend == "bf16" and len(timed) == 3
+    files = list(cache.glob("auto/*.json"))
+    assert len(files) == 1 and hf_fast.read_choice(files[0])["backend"] == "bf16"
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("decided again despite the stored decision")
+
+    # neither the probe texts' reference nor any timing is computed again
+    monkeypatch.setattr(hf_fast, "min_cosine", refuse)
+    monkeypatch.setattr(hf_text.HFTextEncoder, "_seconds", refuse)
+    again = load_encoder(spec)
+    assert again.backend == "bf16" and again.model is None
+    np.testing.assert_allclose(again.encode(TEXTS), first.encode(TEXTS), atol=1e-6)
+    # another setting the decision depends on is another decision
+    with pytest.raises(AssertionError, match="decided again"):
+        load_encoder({**spec, "int8_layers": "all"})
+
+
+def test_a_stored_decision_that_cannot_be_used_is_made_again(
+    tiny_bert: str, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import veclink.encoders.hf_text as hf_text
+
+    monkeypatch.setattr(hf_text, "AUTO_ORDER", ("onnx", "bf16"))
+    _timings(monkeypatch, {"torch": 3.0, "onnx": 1.0, "bf16": 2.0})
+    spec = {"kind": "hf-text", "model": tiny_bert, "backend": "auto"}
+    assert load_encoder(spec).backend == "onnx"
+    (path,) = cache.glob("auto/*.json")
+    _without_onnxruntime(monkeypatch)  # the stored backend is gone: decide among the rest
+    assert load_encoder(spec).backend == "bf16"
+    assert hf_fast.read_choice(path)["backend"] == "bf16"
+    for junk in ("{not json", '{"backend": "fp4"}', "[]"):
+        path.write_text(junk)
+        assert load_encoder(spec).backend == "bf16"
+        assert hf_fast.read_choice(path)["backend"] == "bf16"
 
 
 # ---------------------------------------------------------------------------- real model
@@ -291,7 +388,7 @@ def test_fast_paths_reach_cosine_099_per_text_on_minilm() -> None:
     glosses = [line.split("\t", 1)[1] for line in lines[::25][:200]]
     assert len(glosses) == 200
     reference = load_encoder({"kind": "hf-text", "max_length": 128}).encode(glosses)
-    for backend in ("int8", "onnx", "onnx-int8"):
+    for backend in ("bf16", "int8", "onnx", "onnx-int8"):
         enc = load_encoder({"kind": "hf-text", "max_length": 128, "backend": backend})
         cosine = _cosines(enc.encode(glosses), reference)
         assert cosine.min() >= 0.99, (backend, float(cosine.min()))
