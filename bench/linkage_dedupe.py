@@ -5,7 +5,9 @@ against the known-non-match estimate (each record's best alternatives). Two clea
 in one table are a common real dedupe (records gathered from several systems), with a gold
 that is complete for cross-source pairs; neither source repeats an entity, so a pair within
 one source is false. Prints per task: pairs accepted, true precision and recall, the
-estimate with its interval, whether it is marked reliable, and the job's warnings.
+estimate with its interval (and whether the true precision is inside it, to 0.001: a
+posterior mean never reaches exactly 1), whether it is marked reliable, and the job's
+warnings.
 
     VECLINK_LINKAGE_DATA=../shared/data/linkage python bench/linkage_dedupe.py
     python bench/linkage_dedupe.py --tasks abt-buy dblp-acm febrl4
@@ -99,10 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deduplicating {name} ...", file=sys.stderr, flush=True)
         r = run(name, args.data)
         lo, hi = r["interval"]  # type: ignore[misc]
-        inside = "yes" if lo - 1e-9 <= r["precision"] <= hi + 1e-9 else "**no**"  # type: ignore[operator]
+        inside = "yes" if lo - 1e-3 <= r["precision"] <= hi + 1e-3 else "**no**"  # type: ignore[operator]
         rows.append(
             f"| {name} | {r['pairs']} | {r['precision']:.3f} | {r['recall']:.3f} "
-            f"| {r['est']:.3f} [{lo:.2f}, {hi:.2f}] | {inside} | {r['reliable']} "
+            f"| {r['est']:.3f} [{lo:.3f}, {hi:.3f}] | {inside} | {r['reliable']} "
             f"| {r['seconds']:.1f} |"
         )
         notes += [f"- {name}: {w}" for w in r["warnings"]]  # type: ignore[attr-defined]
