@@ -223,7 +223,7 @@ class _Job:
                         candidates, scored, assignment
                     )
         model.assignment = assignment
-        choice, warnings = self._honesty(scored, scores, selected, null, choice, duplicates)
+        choice, warnings = self._honesty(scored, scores, selected, null, choice, duplicates, curve)
         judged = np.zeros(0, np.int64)
         if spec.llm_judge is not None:
             with self.stages.stage("judge"):
@@ -285,6 +285,7 @@ class _Job:
         null: np.ndarray,
         choice: ThresholdChoice,
         duplicates: Sequence[SideDuplicates],
+        curve: ThresholdCurve,
     ) -> tuple[ThresholdChoice, list[str]]:
         """The precision interval, and what the user must be told about the estimate."""
         warnings: list[str] = []
@@ -351,6 +352,9 @@ class _Job:
         lo, hi = interval
         if hi - lo > 0.2:
             warnings.append(f"the precision estimate is uncertain: between {lo:.2f} and {hi:.2f}")
+        narrow = self._narrow_target(curve, choice)
+        if narrow:
+            warnings.append(narrow)
         if not choice.target_met and self.spec.precision > 0:
             warnings.append(
                 f"no threshold reaches the precision target {self.spec.precision}: "
@@ -358,6 +362,30 @@ class _Job:
             )
         lo, hi = min(lo, choice.est_precision), max(hi, choice.est_precision)
         return dataclasses.replace(choice, interval=(lo, hi), reliable=reliable), warnings
+
+    def _narrow_target(self, curve: ThresholdCurve, choice: ThresholdChoice) -> str | None:
+        """A warning when the precision target is met only by a sliver of top pairs.
+
+        Where the estimate is conservative (duplicates make a record's best alternative a
+        match, not a non-match), the only thresholds it lets through the target may keep
+        a few tied top pairs. The threshold is still the one asked for; the user is told
+        what the target costs and what dropping it would give.
+        """
+        if not choice.target_met or self.spec.precision <= 0 or self.spec.threshold is not None:
+            return None
+        best = choose_threshold(curve, 0.0, "f1")
+        f1 = 2 * choice.est_precision * choice.est_recall
+        f1 /= max(choice.est_precision + choice.est_recall, 1e-12)
+        best_f1 = 2 * best.est_precision * best.est_recall
+        best_f1 /= max(best.est_precision + best.est_recall, 1e-12)
+        if choice.est_recall >= NARROW_RECALL or best_f1 - f1 < NARROW_F1_GAP:
+            return None
+        return (
+            f"the precision target {self.spec.precision} is met only by the top pairs "
+            f"(estimated recall {choice.est_recall:.2f} of the candidates' matches); without "
+            f"it (--precision 0) the best estimated F1 is {best_f1:.2f}, at estimated "
+            f"precision {best.est_precision:.2f} and recall {best.est_recall:.2f}"
+        )
 
     def _dedupe_interval(
         self, scores: np.ndarray, null: np.ndarray, choice: ThresholdChoice
@@ -514,6 +542,11 @@ class _Job:
             choice = ThresholdChoice(spec.threshold, choice.est_precision, choice.est_recall, True)
         return scores, selected, null, curve, choice
 
+
+#: a target met at an estimated recall below this, while dropping it would raise the
+#: estimated F1 by at least NARROW_F1_GAP, gets a warning (see `_Job._narrow_target`)
+NARROW_RECALL = 0.5
+NARROW_F1_GAP = 0.2
 
 #: how far the two label-free precision estimates of a dedupe job may differ and still be
 #: trusted (a tenth: the interval of either estimator alone is seldom wider)

@@ -163,3 +163,29 @@ def test_link_detects_duplicates_on_the_right_and_says_so() -> None:
     assert hits / len(matched) > 0.8
     copies = sum(b.endswith("-copy") for _, b in matched)
     assert copies > 0
+
+
+def test_a_target_met_only_by_the_top_pairs_is_reported() -> None:
+    from types import SimpleNamespace
+
+    from veclink.linkage.pipeline import _Job
+    from veclink.linkage.scoring import ThresholdCurve, choose_threshold
+    from veclink.linkage.spec import LinkageSpec
+
+    # 100 thresholds: the top 5 estimated at 0.95 precision, everything below at 0.6
+    thresholds = np.linspace(1.0, 0.01, 100)
+    accepted = np.arange(1, 101, dtype=np.float64) * 10
+    precision = np.where(np.arange(100) < 5, 0.95, 0.6)
+    true_above = precision * accepted
+    curve = ThresholdCurve(thresholds, accepted, precision, true_above / true_above.max())
+    job = SimpleNamespace(spec=LinkageSpec())
+    choice = choose_threshold(curve, 0.9)
+    assert choice.target_met and choice.est_recall < 0.1
+    said = _Job._narrow_target(job, curve, choice)  # type: ignore[arg-type]
+    assert said is not None and "met only by the top pairs" in said and "--precision 0" in said
+    # a target met with most of the matches: nothing to say
+    wide = ThresholdCurve(thresholds, accepted, np.full(100, 0.95), accepted / accepted.max())
+    assert _Job._narrow_target(job, wide, choose_threshold(wide, 0.9)) is None  # type: ignore[arg-type]
+    # no target: nothing to say
+    free = SimpleNamespace(spec=LinkageSpec(precision=0.0))
+    assert _Job._narrow_target(free, curve, choose_threshold(curve, 0.0)) is None  # type: ignore[arg-type]
