@@ -47,9 +47,9 @@ from sqlalchemy.orm import Session
 from veclink.encoders import Encoder
 from veclink.index import CheckpointPolicy, WalIndex, create_index, open_index
 from veclink.index.base import check_metric, normalize_rows
+from veclink.index.locks import SharedLock
 from veclink.service.catalog import CollectionRow, RecordRow, open_catalog
 from veclink.service.models import ModelRegistry
-from veclink.service.rwlock import ReadWriteLock
 from veclink.service.settings import LimitSettings
 
 from veclink.errors import (
@@ -106,7 +106,7 @@ class _Open:
         #: serialises writers from catalog read to commit
         self.lock = threading.Lock()
         #: exclusive over index write + catalog commit; readers share it
-        self.visible = ReadWriteLock()
+        self.visible = SharedLock()
 
 
 class VectorStore:
@@ -424,7 +424,7 @@ class VectorStore:
         row.write_version = stamp
         session.flush()
         try:
-            with coll.visible.write():
+            with coll.visible:
                 write_index(stamp)
                 session.commit()
         except BaseException:
@@ -563,7 +563,7 @@ class VectorStore:
             raise ResourceExhausted(
                 f"{len(ids)} ids in one request; the limit is {self.limits.max_ids}", field="ids"
             )
-        with coll.visible.read(), self.sessions() as session:
+        with coll.visible.shared(), self.sessions() as session:
             rows = {
                 r.external_id: r
                 for r in session.scalars(
@@ -601,7 +601,7 @@ class VectorStore:
         size = len(coll.index)
         fetch = q.k if q.filter is None else min(max(4 * q.k, 64), max(size, 1))
         while True:
-            with coll.visible.read():
+            with coll.visible.shared():
                 began = time.perf_counter()
                 scores, vids = coll.index.search(query, min(fetch, max(size, 1)), **params)
                 if self.on_search is not None:

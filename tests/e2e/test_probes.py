@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 from veclink.service.probes import Readiness
 from veclink.service.settings import load_settings
 
-from tests.fixtures.server import RunningServer, server_settings
+from tests.fixtures.server import RunningServer, free_port, server_settings
 from veclink.client import Client
 
 
@@ -73,9 +73,7 @@ def test_readyz_follows_grpc_health(running: RunningServer) -> None:
 
 def test_readyz_needs_the_catalog(running: RunningServer) -> None:
     """A catalog that does not answer makes the server unready (a closed PostgreSQL port)."""
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = free_port()  # a port nothing listens on
     engine = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{closed}/test")
     try:
         ok, reason = Readiness(running.server.health, engine, running.loop)()

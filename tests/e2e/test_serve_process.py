@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,20 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.server import free_port
 from veclink.client import Client
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve(data_dir: Path, *extra: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     veclink = Path(sys.executable).with_name("veclink")
     proc = subprocess.Popen(
         [

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from veclink.service.server import Server, build_store
 from veclink.service.settings import load_settings
 
-from tests.fixtures.server import on_server_loop
+from tests.fixtures.server import free_port, on_server_loop
 from veclink.client import Client
 from veclink.errors import FailedPrecondition
 from veclink.wire.types import RecordIn
@@ -80,12 +80,6 @@ def test_veclink_serve_on_a_busy_port_exits_with_a_clear_error(tmp_path: Path) -
     assert "loading encoder" not in proc.stderr  # it failed before loading any model
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _health(address: str) -> int:
     with Client(address) as c:
         stub = health_pb2_grpc.HealthStub(c.channel)
@@ -93,7 +87,7 @@ def _health(address: str) -> int:
 
 
 def test_indexes_are_replayed_before_health_says_serving(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     settings = _settings(tmp_path / "data", port)
     store = build_store(settings)
     store.create_collection("c", dim=4, metric="ip", index_kind="flat")

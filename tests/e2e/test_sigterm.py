@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from veclink.v1 import points_pb2, points_pb2_grpc
 
+from tests.fixtures.server import free_port
 from veclink.client import Client
 from veclink.errors import VeclinkError
 
@@ -60,9 +60,7 @@ class ServeProcess:
     """`veclink serve` with separate stdout and stderr, read by threads into lists."""
 
     def __init__(self, data_dir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+        port = free_port()
         self.address = f"127.0.0.1:{port}"
         cmd = [
             str(Path(sys.executable).with_name("veclink")),

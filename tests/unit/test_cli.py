@@ -3,7 +3,6 @@ optional packages checked before any work, --quiet, an unreachable server explai
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from veclink.cli.main import main
 from veclink.cli.points import query_vector
 from veclink.cli.records import locate_batch_error, numbered_records
 
+from tests.fixtures.server import free_port
 from veclink.errors import InvalidArgument
 
 
@@ -47,12 +47,6 @@ def test_nonsensical_flags_are_rejected(
 ) -> None:
     code, out, err = run(capsys, *argv)
     assert code == 2 and message in err and out == ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_unreachable_server_names_the_address(

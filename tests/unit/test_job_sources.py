@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from veclink.service.servicers import status_of
 from veclink.service.settings import SourceSettings, load_settings
 from veclink.service.sources import JobSources, check_query
 
+from tests.fixtures.server import free_port
 from veclink.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from veclink.wire import TableSource
 
@@ -256,8 +256,6 @@ def test_unreachable_source_database_is_a_precondition(tmp_path: Path) -> None:
     with pytest.raises(FailedPrecondition, match="sources.sql_url"):
         _sql(_sources(f"sqlite:///{tmp_path / 'missing.db'}"), "select 1 as id")
     assert not (tmp_path / "missing.db").exists()  # read-only: never created
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = free_port()  # a port nothing listens on
     with pytest.raises(FailedPrecondition, match="cannot connect"):
         _sql(_sources(f"postgresql+psycopg://reader@127.0.0.1:{closed}/x"), "select 1 as id")
