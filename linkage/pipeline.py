@@ -310,13 +310,13 @@ class _Job:
                 "label a few hundred pairs (--labels) for a trustworthy one"
             )
         elif self.dedupe:
-            interval, agree = self._dedupe_interval(scores, null, choice)
-            if not agree:
+            interval, known = self._dedupe_interval(scores, null, choice)
+            if known is not None:
                 reliable = False
                 warnings.append(
                     "the two label-free precision estimates disagree (a mixture of the scores: "
                     f"{choice.est_precision:.2f}; each record's best alternatives as known "
-                    f"non-matches: {agree_point(scores, null, choice.threshold):.2f}): look-alike "
+                    f"non-matches: {known:.2f}): look-alike "
                     "records or sources that differ systematically break their assumptions, so "
                     "the precision is not known; label a few hundred pairs (--ask) for one"
                 )
@@ -389,9 +389,9 @@ class _Job:
 
     def _dedupe_interval(
         self, scores: np.ndarray, null: np.ndarray, choice: ThresholdChoice
-    ) -> tuple[tuple[float, float], bool]:
-        """Dedupe without labels: the interval of the precision, and whether the two
-        label-free estimators agree on it.
+    ) -> tuple[tuple[float, float], float | None]:
+        """Dedupe without labels: the interval of the precision, and the known-non-match
+        estimate when it disagrees with the mixture's (None when they agree).
 
         The point estimate comes from a mixture of the scores; its bootstrap measures the
         mixture's sampling doubt only, not whether two groups of scores are matches and
@@ -404,13 +404,11 @@ class _Job:
         mixed = mixture_interval(scores, choice.threshold, seed=seed)
         known = precision_interval(scores, null, choice.threshold, seed=seed) if null.size else None
         if mixed is None or known is None:
-            return (mixed or known or (0.0, 1.0)), mixed is not None or known is not None
-        agree = abs(choice.est_precision - agree_point(scores, null, choice.threshold)) <= (
-            DEDUPE_AGREEMENT
-        )
-        if agree:
-            return mixed, True
-        return (min(mixed[0], known[0]), max(mixed[1], known[1])), False
+            return (mixed or known or (0.0, 1.0)), None
+        point = agree_point(scores, null, choice.threshold)
+        if abs(choice.est_precision - point) <= DEDUPE_AGREEMENT:
+            return mixed, None
+        return (min(mixed[0], known[0]), max(mixed[1], known[1])), point
 
     def _views(self, report: Callable[[float], None]) -> tuple[Views, Views]:
         model, lt, rt = self.model, self.lt, self.rt
