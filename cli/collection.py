@@ -24,6 +24,11 @@ def add_parser(sub: Any) -> None:
     c.add_argument(
         "--index-options", type=json_object, help="JSON object, e.g. '{\"split_limit\": 512}'"
     )
+    c.add_argument(
+        "--shards",
+        type=positive_int,
+        help="spread the vectors over N shards (Ray actors when the server runs with --ray)",
+    )
     c.add_argument("--json", action="store_true")
     c = add_remote(csub.add_parser("list"))
     c.add_argument("--json", action="store_true")
@@ -41,6 +46,7 @@ def _print_collection(info: Any, as_json: bool) -> None:
         "dimensions": info.dim,
         "metric": info.metric,
         "index_kind": info.index_kind,
+        "shards": info.shards,
         "count": info.count,
         "created_at": info.created_at.isoformat(),
     }
@@ -65,6 +71,7 @@ def cmd_collection(args: argparse.Namespace) -> int:
                 metric=args.metric,
                 index_kind=args.index_kind or "",
                 index_options=args.index_options,
+                shards=args.shards or 0,
             )
             _print_collection(info, args.json)
         elif args.action == "list":

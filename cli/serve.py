@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from typing import Any
 
 from veclink.cli.common import non_negative_int
@@ -33,6 +34,12 @@ def add_parser(sub: Any) -> None:
         help="port of HTTP /metrics, /healthz, /readyz (default 9464; 0: any free port)",
     )
     p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="cluster mode on Ray: 'local' starts one here, 'auto', host:6379 or "
+        "ray://host:10001 joins a cluster (needs pip install 'veclink[ray]')",
+    )
+    p.add_argument(
         "--demo",
         action="store_true",
         help="create the 'wordnet' demo collection (4,998 glosses) if it is missing",
@@ -43,7 +50,7 @@ def add_parser(sub: Any) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """``veclink serve``: settings from file, environment and flags; serve until stopped."""
     from veclink.service.logs import configure_logging
-    from veclink.service.server import build_store, serve_forever
+    from veclink.service.server import build_store, cluster_warnings, serve_forever
     from veclink.service.settings import load_settings
 
     # before anything logs: JSON lines on stderr (VECLINK_LOG_FORMAT=text for a terminal)
@@ -51,7 +58,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ.get("VECLINK_LOG_LEVEL", "INFO"), os.environ.get("VECLINK_LOG_FORMAT", "json")
     )
 
-    overrides: dict[str, dict[str, Any]] = {"server": {}, "storage": {}}
+    overrides: dict[str, dict[str, Any]] = {"server": {}, "storage": {}, "cluster": {}}
+    if args.ray:
+        overrides["cluster"]["ray_address"] = args.ray
     if args.host:
         overrides["server"]["host"] = args.host
     if args.port is not None:
@@ -76,6 +85,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if tls:
         overrides["server"]["tls"] = tls
     settings = load_settings(args.config, overrides=overrides)
+    for warning in cluster_warnings(settings):
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     store = build_store(settings)  # models load on first use: a start does not wait for one
 
     def prepare() -> None:  # after the port is bound, before SERVING

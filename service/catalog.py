@@ -47,6 +47,10 @@ class CollectionRow(Base):
     next_vector_id: Mapped[int] = mapped_column(BigInteger, default=0)
     #: stamp of the last committed write; the index rolls back writes stamped above it
     write_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: 0: one index in the server process; N >= 1: N shards (Ray actors in cluster mode)
+    shards: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: the shard map: the Ray node id holding each shard's disk (None: not placed by Ray)
+    shard_nodes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -81,11 +85,14 @@ def open_catalog(url: str) -> tuple[Engine, sessionmaker]:
 def _add_missing_columns(engine: Engine) -> None:
     """Bring a catalog created by an earlier version up to date (columns added since)."""
     have = {c["name"] for c in inspect(engine).get_columns(CollectionRow.__tablename__)}
-    if "write_version" not in have:
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    f"ALTER TABLE {CollectionRow.__tablename__} "
-                    "ADD COLUMN write_version BIGINT NOT NULL DEFAULT 0"
+    added = {
+        "write_version": "BIGINT NOT NULL DEFAULT 0",
+        "shards": "INTEGER NOT NULL DEFAULT 0",
+        "shard_nodes": "JSON",
+    }
+    for column, ddl in added.items():
+        if column not in have:
+            with engine.begin() as conn:
+                conn.execute(
+                    text(f"ALTER TABLE {CollectionRow.__tablename__} ADD COLUMN {column} {ddl}")
                 )
-            )

@@ -57,8 +57,37 @@ SERVICE_NAMES = (
 )
 
 
+def cluster_warnings(settings: Settings) -> list[str]:
+    """What an operator must hear about a cluster-mode configuration (empty: nothing)."""
+    if not settings.cluster.ray_address:
+        return []
+    url = settings.storage.database_url
+    if url and not url.startswith("sqlite"):
+        return []
+    return [
+        "cluster mode with a SQLite catalog "
+        f"({url or 'the default ' + settings.storage.data_dir + '/catalog.db'}): only this "
+        "front-end can reach it, and it is lost with this node's disk. Use PostgreSQL "
+        "(storage.database_url / --database-url) as the shared catalog in cluster mode."
+    ]
+
+
 def build_store(settings: Settings) -> VectorStore:
+    """The store of ``settings``; in cluster mode (``[cluster] ray_address``) it connects to Ray."""
     models = ModelRegistry(settings.models, settings.default_model)
+    cluster = None
+    if settings.cluster.ray_address:
+        from veclink.cluster.runtime import ClusterOptions, RayCluster  # Ray: cluster mode only
+
+        for warning in cluster_warnings(settings):
+            log.warning("%s", warning)
+        cluster = RayCluster(
+            ClusterOptions(
+                ray_address=settings.cluster.ray_address,
+                shard_cpus=settings.cluster.shard_cpus,
+                local_cpus=settings.cluster.local_cpus,
+            )
+        )
     return VectorStore(
         settings.storage.data_dir,
         models,
@@ -70,6 +99,7 @@ def build_store(settings: Settings) -> VectorStore:
             wal_bytes=settings.storage.checkpoint_wal_bytes,
             seconds=settings.storage.checkpoint_seconds,
         ),
+        cluster=cluster,
     )
 
 

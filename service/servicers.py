@@ -35,6 +35,7 @@ from veclink.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    ShardUnavailable,
     VeclinkError,
 )
 from veclink.wire import ModelInfo, convert
@@ -50,6 +51,7 @@ STATUS = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     MissingDependency: grpc.StatusCode.FAILED_PRECONDITION,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    ShardUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -163,6 +165,7 @@ class CollectionsServicer(_Base, collections_pb2_grpc.CollectionsServicer):
             metric=new.metric,
             index_kind=new.index_kind,
             index_options=new.index_options,
+            shards=new.shards,
         )
         return collections_pb2.CreateCollectionResponse(
             collection=convert.collection_to_proto(info)

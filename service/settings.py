@@ -119,6 +119,8 @@ class LimitSettings:
     max_sql_chars: int = 100_000
     #: partitions a search may ask to probe
     max_nprobe: int = 1_000_000
+    #: shards of one collection
+    max_shards: int = 1_024
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -151,12 +153,32 @@ class SourceSettings:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ClusterSettings:
+    """``[cluster]``: cluster mode on Ray (docs/ray.md); off unless ``ray_address`` is set."""
+
+    #: empty: embedded mode (no Ray). ``local``: start a Ray inside the server (trying it
+    #: out); ``auto``: the cluster of this node; ``host:6379`` or ``ray://host:10001``
+    ray_address: str = ""
+    #: CPUs each shard actor reserves (0: shards need memory and disk, not a CPU slot)
+    shard_cpus: float = 0.0
+    #: encoder replicas (Ray actors) per served model; 0: encoders run in the server process
+    encoder_replicas: int = 0
+    #: GPUs each encoder replica reserves (one each when the cluster has GPUs)
+    encoder_gpus: float = 0.0
+    #: CPUs each encoder replica reserves
+    encoder_cpus: float = 1.0
+    #: CPUs a ``local`` Ray may use (0: all of this machine's)
+    local_cpus: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
     limits: LimitSettings = LimitSettings()
     auth: AuthSettings = AuthSettings()
     sources: SourceSettings = SourceSettings()
+    cluster: ClusterSettings = ClusterSettings()
     #: served model name -> encoder spec (JSON object with "kind")
     models: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=lambda: {DEFAULT_MODEL: {"kind": "hf-text"}}
@@ -174,6 +196,7 @@ _SECTIONS = {
     "limits": LimitSettings,
     "auth": AuthSettings,
     "sources": SourceSettings,
+    "cluster": ClusterSettings,
 }
 
 

@@ -22,6 +22,11 @@ stamped index write is committed, which the index checks on open. Readers (Get, 
 share a readers-writer lock whose write side covers only index write + commit, so no
 reader sees a vector its catalog row does not yet have.
 
+Sharded collections (``shards`` >= 1) keep their vectors in a
+`veclink.cluster.sharded.ShardedIndex` instead: in-process shards in embedded mode, Ray
+actors in cluster mode (``cluster`` given). The store drives it like one index: the same
+stamps, the same rollback on reopen, the same checkpoints; the catalog stays here.
+
 Observability: ``on_encode`` and ``on_search`` (set by the server's metrics) hear of every
 encode and index search with its duration, and `collection_usage` reports what each open
 collection holds without touching the catalog (its record count is kept up to date by the
@@ -38,12 +43,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from veclink.cluster.sharded import LocalShards, ShardedIndex
 from veclink.encoders import Encoder
 from veclink.index import CheckpointPolicy, WalIndex, create_index, open_index
 from veclink.index.base import check_metric, normalize_rows
@@ -69,6 +75,9 @@ from veclink.wire.types import (
     check_collection_name,
 )
 
+if TYPE_CHECKING:  # Ray is imported in cluster mode only
+    from veclink.cluster.runtime import RayCluster
+
 log = logging.getLogger(__name__)
 
 
@@ -92,11 +101,15 @@ class CollectionUsage:
     wal_records: int
 
 
+#: what a collection's vectors live in: one index, or shards behind the same surface
+CollectionIndex = WalIndex | ShardedIndex
+
+
 class _Open:
     """An open collection: its catalog row snapshot, index, encoder and locks."""
 
     def __init__(
-        self, row: CollectionRow, index: WalIndex, encoder: Encoder | None, records: int
+        self, row: CollectionRow, index: CollectionIndex, encoder: Encoder | None, records: int
     ) -> None:
         self.row = row
         self.index = index
@@ -121,8 +134,11 @@ class VectorStore:
         default_index_kind: str = "partitioned",
         limits: LimitSettings | None = None,
         checkpoints: CheckpointPolicy | None = None,
+        cluster: RayCluster | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        #: the Ray cluster of cluster mode (None: embedded, every shard in this process)
+        self.cluster = cluster
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "indexes").mkdir(exist_ok=True)
         url = database_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
@@ -150,9 +166,15 @@ class VectorStore:
         metric: str = "cosine",
         index_kind: str = "",
         index_options: dict[str, Any] | None = None,
+        shards: int = 0,
     ) -> CollectionInfo:
+        """Create a collection; ``shards`` >= 1 spreads its vectors over that many shards."""
         check_collection_name(name)
         check_metric(metric)
+        if not isinstance(shards, int) or not 0 <= shards <= self.limits.max_shards:
+            raise InvalidArgument(
+                f"shards must be in 0..{self.limits.max_shards}; got {shards!r}", field="shards"
+            )
         index_kind = index_kind or self.default_index_kind
         spec_dict: dict[str, Any] | None = None
         if model:
@@ -174,7 +196,12 @@ class VectorStore:
                 raise AlreadyExists(f"collection {name!r} already exists", field="name")
             index_dir = uuid.uuid4().hex
             path = self.data_dir / "indexes" / index_dir
-            index = self._create_index(index_kind, dim, metric, path, index_options or {})
+            if shards:
+                index: CollectionIndex = self._create_sharded(
+                    index_kind, dim, metric, path, index_options or {}, shards
+                )
+            else:
+                index = self._create_index(index_kind, dim, metric, path, index_options or {})
             row = CollectionRow(
                 name=name,
                 model=model,
@@ -185,6 +212,8 @@ class VectorStore:
                 index_options=dict(index_options or {}),
                 index_dir=index_dir,
                 next_vector_id=0,
+                shards=shards,
+                shard_nodes=_shard_nodes(index),
             )
             session.add(row)
             try:
@@ -208,6 +237,35 @@ class VectorStore:
         except (TypeError, ValueError) as exc:
             shutil.rmtree(path, ignore_errors=True)
             raise InvalidArgument(f"invalid index options: {exc}", field="index_options") from exc
+
+    def _create_sharded(
+        self,
+        kind: str,
+        dim: int,
+        metric: str,
+        path: Path,
+        options: dict[str, Any],
+        shards: int,
+    ) -> ShardedIndex:
+        # options are checked here, where a mistake is an InvalidArgument, not in a shard
+        self._create_index(kind, dim, metric, path, options).abandon()
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        create = {"kind": kind, "dim": dim, "metric": metric, "options": options}
+        try:
+            return ShardedIndex(
+                self._shard_group(path, shards, create, None), kind=kind, dim=dim, metric=metric
+            )
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+
+    def _shard_group(
+        self, path: Path, shards: int, create: dict[str, Any] | None, nodes: list[str] | None
+    ) -> Any:
+        if self.cluster is not None:
+            return self.cluster.open_shards(path, shards, create, nodes)
+        return LocalShards.open(path, shards, create)
 
     def get_collection(self, name: str) -> CollectionInfo:
         coll = self._collection(name)
@@ -235,13 +293,14 @@ class VectorStore:
                 session.commit()
                 coll.index.close()
                 self._open.pop(name, None)
+                # (shards on other nodes' disks are left there; see docs/ray.md)
                 shutil.rmtree(self.data_dir / "indexes" / coll.row.index_dir, ignore_errors=True)
 
     def _info(
         self,
         session: Session,
         row: CollectionRow,
-        index: WalIndex | None,
+        index: CollectionIndex | None,
         count: int | None = None,
     ) -> CollectionInfo:
         """Describe a collection; index statistics only when ``index`` is given."""
@@ -258,6 +317,7 @@ class VectorStore:
             index_options=dict(row.index_options or {}),
             count=int(count or 0),
             created_at=row.created_at,
+            shards=int(row.shards or 0),
             index_stats=_jsonable(index.stats()) if index is not None else {},
         )
 
@@ -273,14 +333,22 @@ class VectorStore:
                 row = session.scalar(select(CollectionRow).where(CollectionRow.name == name))
                 if row is None:
                     raise NotFound(f"collection {name!r} does not exist", field="collection")
-                index = open_index(
-                    str(self.data_dir / "indexes" / row.index_dir), committed=row.write_version
-                )
+                index = self._open_index(row)
                 records = self._reconcile(session, row, index)
             encoder = self.models.for_spec(row.encoder_spec) if row.encoder_spec else None
             coll = _Open(row, index, encoder, records)
             self._open[name] = coll
             return coll
+
+    def _open_index(self, row: CollectionRow) -> CollectionIndex:
+        """Reopen a collection's index (or shards) as its last committed write left it."""
+        path = self.data_dir / "indexes" / row.index_dir
+        if not row.shards:
+            return open_index(str(path), committed=row.write_version)
+        group = self._shard_group(path, row.shards, None, row.shard_nodes)
+        index = ShardedIndex(group, kind=row.index_kind, dim=row.dim, metric=row.metric)
+        index.rollback(row.write_version)
+        return index
 
     def open_all(self) -> int:
         """Open every collection now (index replay, reconciliation); returns how many opened."""
@@ -320,7 +388,7 @@ class VectorStore:
             key=lambda usage: usage.name,
         )
 
-    def _reconcile(self, session: Session, row: CollectionRow, index: WalIndex) -> int:
+    def _reconcile(self, session: Session, row: CollectionRow, index: CollectionIndex) -> int:
         """Check that the catalog and the index agree, and repair what cannot be rolled back.
 
         Returns the collection's catalog record count once they agree.
@@ -747,6 +815,12 @@ class VectorStore:
             self._open.clear()
             self.engine.dispose()
         return closed
+
+
+def _shard_nodes(index: CollectionIndex) -> list[str] | None:
+    """The Ray nodes of a sharded index's shards (None: not placed by Ray)."""
+    nodes = getattr(getattr(index, "group", None), "nodes", None)
+    return list(nodes) if nodes else None
 
 
 def _reindex(exc: InvalidArgument, positions: list[int], prefix: str) -> InvalidArgument:

@@ -193,6 +193,10 @@ class RequestValidator:
                 field="dimensions",
             )
         self.options(req.index_options, "index_options")
+        if req.shards > self.limits.max_shards:
+            raise InvalidArgument(
+                f"shards={req.shards} is above the limit {self.limits.max_shards}", field="shards"
+            )
 
     # ------------------------------------------------------------------ points
 

@@ -262,11 +262,14 @@ class Client:
         metric: str = "cosine",
         index_kind: str = "",
         index_options: Mapping[str, Any] | None = None,
+        shards: int = 0,
     ) -> CollectionInfo:
         """Create a collection embedded by a served ``model``, or vectors-only (``dimensions``).
 
         ``index_options`` are the index kind's options, e.g. ``{"split_limit": 512}`` for a
         partitioned index (options without an ``index_kind`` make a partitioned index).
+        ``shards`` >= 1 spreads the vectors over that many shards (Ray actors when the server
+        runs in cluster mode); 0 keeps one index.
         """
         new = NewCollection(
             name=name,
@@ -275,6 +278,7 @@ class Client:
             metric=metric,
             index_kind=index_kind,
             index_options=dict(index_options or {}),
+            shards=shards,
         )
         req = convert.new_collection_to_proto(new)
         resp = self._call(self.collections.CreateCollection, req)

@@ -46,3 +46,7 @@ class FailedPrecondition(VeclinkError):
 
 class MissingDependency(VeclinkError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class ShardUnavailable(VeclinkError):
+    """A shard of a collection (a Ray actor) is down or restarting; retrying may succeed."""

@@ -56,6 +56,8 @@ class NewCollection:
     index_kind: str = ""
     #: the index kind's options, e.g. ``{"split_limit": 512}`` for a partitioned index
     index_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: 0: one index; N >= 1: vectors spread over N shards (Ray actors in cluster mode)
+    shards: int = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -69,6 +71,8 @@ class CollectionInfo:
     count: int
     created_at: dt.datetime
     index_stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: 0: one index; N >= 1: the number of shards
+    shards: int = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

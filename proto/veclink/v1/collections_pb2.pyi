@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Collection(_message.Message):
-    __slots__ = ("name", "model", "dimensions", "metric", "index_kind", "count", "created_at", "index_stats", "index_options")
+    __slots__ = ("name", "model", "dimensions", "metric", "index_kind", "count", "created_at", "index_stats", "index_options", "shards")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,7 @@ class Collection(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     INDEX_STATS_FIELD_NUMBER: _ClassVar[int]
     INDEX_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     dimensions: int
@@ -30,7 +31,8 @@ class Collection(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     index_stats: _common_pb2.JsonObject
     index_options: IndexOptions
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., index_kind: _Optional[_Union[_common_pb2.IndexKind, str]] = ..., count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., index_stats: _Optional[_Union[_common_pb2.JsonObject, _Mapping]] = ..., index_options: _Optional[_Union[IndexOptions, _Mapping]] = ...) -> None: ...
+    shards: int
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., index_kind: _Optional[_Union[_common_pb2.IndexKind, str]] = ..., count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., index_stats: _Optional[_Union[_common_pb2.JsonObject, _Mapping]] = ..., index_options: _Optional[_Union[IndexOptions, _Mapping]] = ..., shards: _Optional[int] = ...) -> None: ...
 
 class IndexOptions(_message.Message):
     __slots__ = ("flat", "partitioned")
@@ -69,20 +71,22 @@ class PartitionedIndexOptions(_message.Message):
     def __init__(self, split_limit: _Optional[int] = ..., merge_limit: _Optional[int] = ..., nprobe: _Optional[int] = ..., eps: _Optional[float] = ..., replicas: _Optional[int] = ..., replica_eps: _Optional[float] = ..., reassign_neighbors: _Optional[int] = ..., refresh: _Optional[float] = ..., background: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "model", "dimensions", "metric", "index_kind", "index_options")
+    __slots__ = ("name", "model", "dimensions", "metric", "index_kind", "index_options", "shards")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     INDEX_KIND_FIELD_NUMBER: _ClassVar[int]
     INDEX_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     dimensions: int
     metric: _common_pb2.Metric
     index_kind: _common_pb2.IndexKind
     index_options: IndexOptions
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., index_kind: _Optional[_Union[_common_pb2.IndexKind, str]] = ..., index_options: _Optional[_Union[IndexOptions, _Mapping]] = ...) -> None: ...
+    shards: int
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., index_kind: _Optional[_Union[_common_pb2.IndexKind, str]] = ..., index_options: _Optional[_Union[IndexOptions, _Mapping]] = ..., shards: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionResponse(_message.Message):
     __slots__ = ("collection",)

@@ -57,6 +57,7 @@ def new_collection_to_proto(c: NewCollection) -> collections_pb2.CreateCollectio
         metric=METRIC.to_proto(c.metric),
         index_kind=INDEX_KIND.to_proto(c.index_kind, allow_empty=True),
         index_options=index_options_to_proto(c.index_kind, c.index_options),
+        shards=c.shards,
     )
 
 
@@ -75,6 +76,7 @@ def new_collection_from_proto(req: collections_pb2.CreateCollectionRequest) -> N
         metric=METRIC.from_proto(req.metric, default="cosine"),
         index_kind=kind or options_kind,
         index_options=options,
+        shards=req.shards,
     )
 
 
@@ -89,6 +91,7 @@ def collection_to_proto(info: CollectionInfo) -> collections_pb2.Collection:
         count=info.count,
         created_at=timestamp(info.created_at),
         index_stats=to_object(info.index_stats, "index_stats"),
+        shards=info.shards,
     )
 
 
@@ -103,4 +106,5 @@ def collection_from_proto(c: collections_pb2.Collection) -> CollectionInfo:
         count=c.count,
         created_at=c.created_at.ToDatetime(),
         index_stats=from_object(c.index_stats),
+        shards=c.shards,
     )

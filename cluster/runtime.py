@@ -1,0 +1,68 @@
+"""Connecting to Ray, and what the store asks of the cluster: shards and encoder replicas."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from veclink.errors import MissingDependency
+
+log = logging.getLogger(__name__)
+
+#: the Ray namespace of every veclink actor (named shard actors are looked up in it)
+NAMESPACE = "veclink"
+
+
+def import_ray() -> Any:
+    """``ray``, or an error that names the extra to install."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingDependency(
+            "cluster mode needs Ray: pip install 'veclink[ray]'", field="cluster.ray_address"
+        ) from exc
+    return ray
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClusterOptions:
+    """How the store uses the cluster (from the ``[cluster]`` settings)."""
+
+    #: Ray address: ``local`` starts a Ray inside this process, ``auto`` finds the node's
+    #: cluster, ``ray://host:10001`` or ``host:6379`` connects to one
+    ray_address: str
+    #: CPUs one shard actor reserves (0: shards only need memory and disk)
+    shard_cpus: float = 0.0
+    #: CPUs a ``local`` Ray may use (0: all of this machine's)
+    local_cpus: int = 0
+
+
+class RayCluster:
+    """A connection to a Ray cluster, and the factories of the actors veclink runs there."""
+
+    def __init__(self, options: ClusterOptions) -> None:
+        self.options = options
+        ray = import_ray()
+        if ray.is_initialized():
+            log.info("using this process's Ray connection")
+        elif options.ray_address == "local":
+            ray.init(
+                num_cpus=options.local_cpus or None,
+                namespace=NAMESPACE,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+        else:
+            ray.init(address=options.ray_address, namespace=NAMESPACE, log_to_driver=False)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        log.info("connected to Ray: %d alive nodes", len(nodes))
+
+    def open_shards(
+        self, root: Path, count: int, create: dict[str, Any] | None, nodes: list[str] | None
+    ) -> Any:
+        """Start or find the shard actors of a collection (see `RayShards.start`)."""
+        from veclink.cluster.ray_shards import RayShards
+
+        return RayShards.start(root, count, create, nodes=nodes, num_cpus=self.options.shard_cpus)
