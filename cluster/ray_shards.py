@@ -7,8 +7,9 @@ in flight when it died fail (``max_task_retries=0``: a write is never silently a
 twice out of order); the store turns that failure into UNAVAILABLE, rolls the other shards
 back to the catalog's commit, and the client retries.
 
-Actors are named after the collection's index directory and shard, so a store that reopens
-a collection (after a failed write) finds the same actors instead of starting new ones.
+The store's `RayCluster` keeps each collection's `RayShards`, so a collection reopened after
+a failed write finds the same actors (and rolls them back) instead of starting new ones.
+Actors are named after the collection's index directory and shard, for operators.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ class RayShards:
             handles.append(
                 _ShardActor.options(
                     name=f"veclink-shard-{root.name}-{s}",
-                    get_if_exists=True,
                     num_cpus=num_cpus,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=soft),
                 ).remote(str(shard_path(root, s)), create)

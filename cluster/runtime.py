@@ -1,4 +1,4 @@
-"""Connecting to Ray, and what the store asks of the cluster: shards and encoder replicas."""
+"""Connecting to Ray, and what the store asks of the cluster: shard actors and encoder replicas."""
 
 from __future__ import annotations
 
@@ -58,11 +58,20 @@ class RayCluster:
             ray.init(address=options.ray_address, namespace=NAMESPACE, log_to_driver=False)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         log.info("connected to Ray: %d alive nodes", len(nodes))
+        #: the shard actors this process started, by index directory. Their first handles
+        #: live here: Ray ends an actor (named or not) once its creator's handles are gone,
+        #: and a collection reopened after a failed write must find the same actors
+        self._shards: dict[str, Any] = {}
 
     def open_shards(
         self, root: Path, count: int, create: dict[str, Any] | None, nodes: list[str] | None
     ) -> Any:
-        """Start or find the shard actors of a collection (see `RayShards.start`)."""
+        """Start the shard actors of a collection, or return those already running."""
         from veclink.cluster.ray_shards import RayShards
 
-        return RayShards.start(root, count, create, nodes=nodes, num_cpus=self.options.shard_cpus)
+        running = self._shards.get(str(root))
+        if running is not None and running.handles:
+            return running
+        shards = RayShards.start(root, count, create, nodes=nodes, num_cpus=self.options.shard_cpus)
+        self._shards[str(root)] = shards
+        return shards
