@@ -26,7 +26,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from veclink.cluster.shard import Shard
 from veclink.cluster.sharded import Call, shard_path
 
-from veclink.errors import ShardUnavailable, VeclinkError
+from veclink.errors import ClusterUnavailable, VeclinkError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class RayShards:
         """
         alive = alive_nodes()
         if not alive:
-            raise ShardUnavailable("the Ray cluster has no alive node", field="cluster")
+            raise ClusterUnavailable("the Ray cluster has no alive node", field="cluster")
         placed = list(nodes) if nodes else [alive[s % len(alive)] for s in range(count)]
         handles = []
         for s in range(count):
@@ -100,7 +100,7 @@ class RayShards:
                 cause = exc.cause if isinstance(exc.cause, VeclinkError) else exc
                 error = error or cause
             except (RayActorError, GetTimeoutError) as exc:
-                error = error or ShardUnavailable(
+                error = error or ClusterUnavailable(
                     f"shard {s} is unavailable during {method} (Ray restarts it; retry): "
                     f"{type(exc).__name__}",
                     field="shard",

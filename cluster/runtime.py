@@ -37,6 +37,11 @@ class ClusterOptions:
     shard_cpus: float = 0.0
     #: CPUs a ``local`` Ray may use (0: all of this machine's)
     local_cpus: int = 0
+    #: encoder replicas per served model (0: encoders run in the front-end process)
+    encoder_replicas: int = 0
+    #: CPUs and GPUs each encoder replica reserves
+    encoder_cpus: float = 1.0
+    encoder_gpus: float = 0.0
 
 
 class RayCluster:
@@ -62,6 +67,17 @@ class RayCluster:
         #: live here: Ray ends an actor (named or not) once its creator's handles are gone,
         #: and a collection reopened after a failed write must find the same actors
         self._shards: dict[str, Any] = {}
+
+    def load_encoder(self, spec: Any) -> Any:
+        """A `ReplicatedEncoder` of ``spec`` with ``encoder_replicas`` actors."""
+        from veclink.cluster.encoder_pool import ReplicatedEncoder
+
+        return ReplicatedEncoder.start(
+            spec,
+            self.options.encoder_replicas,
+            num_cpus=self.options.encoder_cpus,
+            num_gpus=self.options.encoder_gpus,
+        )
 
     def open_shards(
         self, root: Path, count: int, create: dict[str, Any] | None, nodes: list[str] | None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from veclink.encoders import Encoder, EncoderSpec, load_encoder, spec_from_dict
@@ -17,7 +17,14 @@ log = logging.getLogger(__name__)
 class ModelRegistry:
     """Maps served model names to encoders; one loaded encoder per distinct spec."""
 
-    def __init__(self, models: Mapping[str, Mapping[str, Any]], default: str) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, Mapping[str, Any]],
+        default: str,
+        loader: Callable[[EncoderSpec], Encoder] | None = None,
+    ) -> None:
+        """``loader`` loads a spec's encoder (default: in this process; cluster mode passes
+        one that starts encoder replicas on Ray)."""
         problems = []
         self._specs: dict[str, EncoderSpec] = {}
         for name, spec in models.items():
@@ -35,6 +42,7 @@ class ModelRegistry:
             )
         self.default = default
         self._loaded: dict[str, Encoder] = {}
+        self._loader = loader or load_encoder
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -62,6 +70,15 @@ class ModelRegistry:
             encoder = self._loaded.get(key)
             if encoder is None:
                 log.info("loading encoder %s", key)
-                encoder = load_encoder(spec)
+                encoder = self._loader(spec)
                 self._loaded[key] = encoder
             return encoder
+
+    def close(self) -> None:
+        """Release encoders that hold processes (cluster mode's replicas); idempotent."""
+        with self._lock:
+            loaded, self._loaded = list(self._loaded.values()), {}
+        for encoder in loaded:
+            close = getattr(encoder, "close", None)
+            if close is not None:
+                close()

@@ -74,8 +74,8 @@ def cluster_warnings(settings: Settings) -> list[str]:
 
 def build_store(settings: Settings) -> VectorStore:
     """The store of ``settings``; in cluster mode (``[cluster] ray_address``) it connects to Ray."""
-    models = ModelRegistry(settings.models, settings.default_model)
     cluster = None
+    loader = None
     if settings.cluster.ray_address:
         from veclink.cluster.runtime import ClusterOptions, RayCluster  # Ray: cluster mode only
 
@@ -86,8 +86,14 @@ def build_store(settings: Settings) -> VectorStore:
                 ray_address=settings.cluster.ray_address,
                 shard_cpus=settings.cluster.shard_cpus,
                 local_cpus=settings.cluster.local_cpus,
+                encoder_replicas=settings.cluster.encoder_replicas,
+                encoder_cpus=settings.cluster.encoder_cpus,
+                encoder_gpus=settings.cluster.encoder_gpus,
             )
         )
+        if settings.cluster.encoder_replicas:
+            loader = cluster.load_encoder
+    models = ModelRegistry(settings.models, settings.default_model, loader=loader)
     return VectorStore(
         settings.storage.data_dir,
         models,

@@ -29,13 +29,13 @@ from veclink.v1 import (
 
 from veclink.errors import (
     AlreadyExists,
+    ClusterUnavailable,
     FailedPrecondition,
     InvalidArgument,
     MissingDependency,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
-    ShardUnavailable,
     VeclinkError,
 )
 from veclink.wire import ModelInfo, convert
@@ -51,7 +51,7 @@ STATUS = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     MissingDependency: grpc.StatusCode.FAILED_PRECONDITION,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    ShardUnavailable: grpc.StatusCode.UNAVAILABLE,
+    ClusterUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])

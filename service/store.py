@@ -814,6 +814,7 @@ class VectorStore:
                     log.exception("collection %s: checkpoint at close failed", name)
             self._open.clear()
             self.engine.dispose()
+        self.models.close()
         return closed
 
 

@@ -48,5 +48,5 @@ class MissingDependency(VeclinkError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
-class ShardUnavailable(VeclinkError):
-    """A shard of a collection (a Ray actor) is down or restarting; retrying may succeed."""
+class ClusterUnavailable(VeclinkError):
+    """Part of the Ray cluster (a shard or an encoder replica) is down or restarting; retry."""

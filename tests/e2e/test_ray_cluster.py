@@ -24,7 +24,7 @@ from veclink.service.store import VectorStore
 from tests.fixtures.server import RunningServer, server_settings
 from tests.fixtures.sharding import DIM, observe
 from veclink.client import Client
-from veclink.errors import ShardUnavailable
+from veclink.errors import ClusterUnavailable
 from veclink.wire.types import RecordIn, SearchQuery
 
 MODELS = {"all-MiniLM-L6-v2": {"kind": "hf-text"}}
@@ -93,7 +93,7 @@ def _write_stream(store: VectorStore, ledger: Ledger, stop: threading.Event) -> 
                 with ledger.lock:
                     ledger.state.update(zip(ids, vectors, strict=True))
             ledger.acknowledged += 1
-        except ShardUnavailable:
+        except ClusterUnavailable:
             ledger.refused += 1  # the client would retry; the write must leave no trace
 
 
