@@ -42,6 +42,8 @@ class ClusterOptions:
     #: CPUs and GPUs each encoder replica reserves
     encoder_cpus: float = 1.0
     encoder_gpus: float = 0.0
+    #: shards of a linkage job's blocking index
+    linkage_shards: int = 2
 
 
 class RayCluster:
@@ -78,6 +80,23 @@ class RayCluster:
             num_cpus=self.options.encoder_cpus,
             num_gpus=self.options.encoder_gpus,
         )
+
+    def linkage_arguments(self, spec: Any, encoder: Any) -> dict[str, Any]:
+        """``link``/``dedupe`` arguments that run a job on Ray Data (embed, block, compare).
+
+        ``encoder``: the server's encoder of ``spec.encoder`` (for its dimension); the
+        job's replicas load the spec themselves.
+        """
+        from veclink.cluster.linkage_job import RayJobOptions, job_arguments
+
+        options = RayJobOptions(
+            replicas=max(1, self.options.encoder_replicas),
+            encoder_cpus=self.options.encoder_cpus,
+            encoder_gpus=self.options.encoder_gpus,
+            shards=max(1, self.options.linkage_shards),
+        )
+        source = spec.encoder if isinstance(spec.encoder, dict) else spec.encoder.to_dict()
+        return job_arguments(dict(source), int(encoder.dim), options)
 
     def open_shards(
         self, root: Path, count: int, create: dict[str, Any] | None, nodes: list[str] | None

@@ -67,7 +67,29 @@ from veclink.linkage.serialize import resolve_fields, unaligned_columns
 from veclink.linkage.spec import LinkageSpec
 from veclink.linkage.tables import Table
 
+#: ``(model, left, right, left views, right views, left rows, right rows, dedupe=)`` ->
+#: the candidates' `Features`; the default runs `LinkModel.features` here, cluster mode
+#: computes partitions of the candidates in parallel (`veclink.cluster.linkage_job`)
+CompareFn = Callable[..., Features]
+
+
+def compare_here(
+    model: LinkModel,
+    left: Table,
+    right: Table,
+    lv: Views,
+    rv: Views,
+    lrows: np.ndarray,
+    rrows: np.ndarray,
+    *,
+    dedupe: bool,
+) -> Features:
+    """Compare the candidate pairs in this process (the default `CompareFn`)."""
+    return model.features(left, right, lv, rv, lrows, rrows, dedupe=dedupe)
+
+
 __all__ = [
+    "CompareFn",
     "DedupeResult",
     "LinkResult",
     "StageStats",
@@ -90,6 +112,7 @@ def link(
     index_factory: IndexFactory = default_index_factory,
     progress: Progress | None = None,
     encoding: str | None = None,
+    compare: CompareFn = compare_here,
 ) -> LinkResult:
     """Link ``left`` to ``right``: which left record is which right record.
 
@@ -101,6 +124,7 @@ def link(
         encoder: an `Encoder` (default: the one the spec names).
         index_factory: ``(kind, dim, metric) -> VectorIndex``.
         progress: ``(stage, fraction)`` callback.
+        compare: computes the candidates' features (default: in this process).
 
     Raises:
         InvalidArgument: bad spec, tables, fields or labels (before any work starts).
@@ -108,7 +132,7 @@ def link(
             (before any work starts).
     """
     spec, lt, rt = prepare_inputs(spec or {}, left, right, labels=labels, encoding=encoding)
-    job = _Job(spec, lt, rt, encoder, index_factory, progress)
+    job = _Job(spec, lt, rt, encoder, index_factory, progress, compare)
     return job.run(labels, ask, budget)  # type: ignore[return-value]
 
 
@@ -123,10 +147,11 @@ def dedupe(
     index_factory: IndexFactory = default_index_factory,
     progress: Progress | None = None,
     encoding: str | None = None,
+    compare: CompareFn = compare_here,
 ) -> DedupeResult:
     """Cluster the records of one table into entities (same arguments as `link`)."""
     spec, lt, _ = prepare_inputs(spec or {}, table, None, labels=labels, encoding=encoding)
-    job = _Job(spec, lt, None, encoder, index_factory, progress)
+    job = _Job(spec, lt, None, encoder, index_factory, progress, compare)
     return job.run(labels, ask, budget)  # type: ignore[return-value]
 
 
@@ -154,8 +179,10 @@ class _Job:
         encoder: Any,
         index_factory: IndexFactory,
         progress: Progress | None,
+        compare: CompareFn = compare_here,
     ) -> None:
         self.spec, self.lt = spec, lt
+        self.compare = compare
         self.dedupe = rt is None
         self.rt = lt if rt is None else rt
         self.index_factory = index_factory
@@ -195,7 +222,8 @@ class _Job:
         with self.stages.stage("block"):
             candidates = self._block()
         with self.stages.stage("compare"):
-            features = model.features(
+            features = self.compare(
+                model,
                 self.lt,
                 self.rt,
                 self.lv,

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,8 +44,12 @@ class LinkageJobs:
         encoder_for: Any = None,
         workers: int = 1,
         sources: JobSources | None = None,
+        job_arguments: Callable[[Any, Any], dict[str, Any]] | None = None,
     ) -> None:
         self.store = LinkageStore(engine)
+        #: cluster mode: ``(spec, encoder) -> link/dedupe keyword arguments`` that run the
+        #: job's stages on Ray (None: the job runs in this process)
+        self.job_arguments = job_arguments
         self.engine = engine
         #: what ``sql`` and ``path`` sources may read (default: neither is allowed)
         self.sources = sources or JobSources()
@@ -131,11 +135,14 @@ class LinkageJobs:
         try:
             self.store.update_job(job_id, state="running", stage="starting", progress=0.0)
             encoder = self.encoder_for(spec.encoder) if self.encoder_for else None
+            arguments: dict[str, Any] = {"encoder": encoder}
+            if self.job_arguments is not None:
+                arguments = self.job_arguments(spec, encoder)
             if kind == "link":
                 assert right is not None
-                result = link(left, right, spec, encoder=encoder, progress=progress)
+                result = link(left, right, spec, progress=progress, **arguments)
             else:
-                result = dedupe(left, spec, encoder=encoder, progress=progress)
+                result = dedupe(left, spec, progress=progress, **arguments)
             matcher = result.matcher()
             parts = matcher_state(matcher).to_parts()
             if kind == "link":

@@ -191,7 +191,10 @@ class Server:
             PointsServicer(store, executor, settings.limits), server
         )
         jobs = LinkageJobs(
-            store.engine, encoder_for=store.models.for_spec, sources=JobSources(settings.sources)
+            store.engine,
+            encoder_for=store.models.for_spec,
+            sources=JobSources(settings.sources),
+            job_arguments=store.cluster.linkage_arguments if store.cluster else None,
         )
         linkage_pb2_grpc.add_LinkageServicer_to_server(
             LinkageServicer(jobs, executor, settings.limits), server
