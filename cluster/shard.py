@@ -13,6 +13,7 @@ catalog never committed with `rollback` (writes are stamped, see `veclink.index.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,11 @@ class Shard:
         if self._index is not None:
             self._index.abandon()
             self._index = None
+
+    def destroy(self) -> None:
+        """Close without a snapshot and delete the shard's directory (collection deleted)."""
+        self.abandon()
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def where(self) -> dict[str, Any]:
         """The process and host running this shard (for tests and operators)."""

@@ -213,6 +213,14 @@ class ShardedIndex:
         finally:
             self.group.release()
 
+    def drop(self) -> None:
+        """Delete every shard's directory (on its own node) and release the shards."""
+        self._closed = True
+        try:
+            self.group.call([(s, "destroy", ()) for s in range(self.shards)])
+        finally:
+            self.group.release()
+
     def abandon(self) -> None:
         """Stop using the shards without a snapshot; the store reopens with `rollback`."""
         if self._closed:

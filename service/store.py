@@ -291,9 +291,11 @@ class VectorStore:
                 session.execute(delete(RecordRow).where(RecordRow.collection_id == coll.row.id))
                 session.execute(delete(CollectionRow).where(CollectionRow.id == coll.row.id))
                 session.commit()
-                coll.index.close()
+                if isinstance(coll.index, ShardedIndex):
+                    coll.index.drop()  # each shard deletes its directory on its own node
+                else:
+                    coll.index.close()
                 self._open.pop(name, None)
-                # (shards on other nodes' disks are left there; see docs/ray.md)
                 shutil.rmtree(self.data_dir / "indexes" / coll.row.index_dir, ignore_errors=True)
 
     def _info(
