@@ -34,7 +34,9 @@ _ShardActor = ray.remote(max_restarts=-1, max_task_retries=0)(Shard)
 
 #: calls that may be sent again to a shard that is restarting (they change nothing, or
 #: change it to the same end state); writes are not, the store fails them instead
-RETRIED = frozenset({"status", "rollback", "search", "get", "ids", "stats", "where", "flush"})
+RETRIED = frozenset(
+    {"status", "rollback", "search", "get", "ids", "stats", "where", "flush", "wait_idle"}
+)
 #: seconds a retried call waits for a restarting shard
 RESTART_WAIT = 60.0
 

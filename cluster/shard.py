@@ -96,6 +96,11 @@ class Shard:
     def stats(self) -> dict[str, Any]:
         return self.index.stats()
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait for the index's background rebalancing (a partitioned index) to finish."""
+        wait = getattr(self.index, "wait_idle", None)
+        return True if wait is None else bool(wait(timeout))
+
     def flush(self) -> dict[str, int]:
         """Snapshot and truncate the WAL (the front-end calls it when every write is committed)."""
         self.index.flush()

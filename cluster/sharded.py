@@ -183,6 +183,10 @@ class ShardedIndex:
             "wal_bytes": sum(int(st.get("wal_bytes", 0)) for st in per_shard),
         }
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait for every shard's background rebalancing; False if one timed out."""
+        return all(self.group.call([(s, "wait_idle", (timeout,)) for s in range(self.shards)]))
+
     # ------------------------------------------------------------------ persistence
 
     def checkpoint_due(self, policy: CheckpointPolicy) -> bool:
