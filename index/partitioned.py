@@ -367,11 +367,13 @@ class PartitionedIndex(WalIndex):
     def _load_snapshot(self, data: bytes) -> None:
         with np.load(io.BytesIO(data)) as z:
             offsets = np.concatenate([[0], np.cumsum(z["sizes"])])
+            # each z[...] reads the array from the archive again: read each one once
+            ids, ver, vecs, stale = z["ids"], z["ver"], z["vecs"], z["stale"]
             for i, pid in enumerate(z["pids"].tolist()):
                 a, b = offsets[i], offsets[i + 1]
                 part = self.store.create(pid)
-                part.append(z["ids"][a:b], z["ver"][a:b], z["vecs"][a:b])
-                part.stale = int(z["stale"][i])
+                part.append(ids[a:b], ver[a:b], vecs[a:b])
+                part.stale = int(stale[i])
                 self.parts[pid] = part
             self.set_centroids(z["cent_pid"], z["cents"])
             next_pid, count = (int(x) for x in z["scalars"])
