@@ -219,7 +219,10 @@ class VectorStore:
             try:
                 session.commit()
             except IntegrityError as exc:  # a concurrent create of the same name
-                index.close()
+                if isinstance(index, ShardedIndex):
+                    index.drop()  # each shard deletes its directory on its own node
+                else:
+                    index.close()
                 shutil.rmtree(path, ignore_errors=True)
                 raise AlreadyExists(f"collection {name!r} already exists", field="name") from exc
             encoder = self.models.for_spec(spec_dict) if spec_dict else None
