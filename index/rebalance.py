@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
+from veclink.index.centroid_graph import CentroidGraph
 from veclink.index.centroids import clearly_closer
 from veclink.index.postings import centroid_rows, row_mean
 from veclink.index.refresh import STEP_ENTRIES, next_postings, refresh_postings
@@ -222,6 +223,7 @@ class Rebalancer:
         self.busy = False
         self.stopping = False
         self.splits = self.merges = self.reassigned = self.refreshed = 0
+        self.graph_builds = 0
         self.cpu_seconds = 0.0
         #: entries the worker still owes to refresh (earned by inserts), and where it resumes
         self.refresh_credit = 0.0
@@ -253,7 +255,11 @@ class Rebalancer:
             self.schedule(())
 
     def has_work(self) -> bool:
-        return bool(self.pending) or self.refresh_credit >= STEP_ENTRIES
+        return bool(self.pending) or self.refresh_credit >= STEP_ENTRIES or self.graph_due()
+
+    def graph_due(self) -> bool:
+        """A centroid graph to build (`veclink.index.centroids.CentroidTable.graph_due`)."""
+        return self.index.centroids.graph_due() and not self.index._closed
 
     def _next(self) -> int | None:
         """Oversized and undersized postings first; refresh steps only when none is waiting
@@ -268,7 +274,10 @@ class Rebalancer:
         self._inline = True
         try:
             while self.has_work():
-                self._timed(self._next())
+                if self.graph_due():
+                    self.build_graph()
+                else:
+                    self._timed(self._next())
         finally:
             self._inline = False
 
@@ -283,9 +292,13 @@ class Rebalancer:
                     self.busy = False
                     self.cond.notify_all()
                     return
-                pid = self._next()
+                graph = self.graph_due()
+                pid = None if graph else self._next()
                 self.busy = True
-            self._timed(pid)
+            if graph:
+                self.build_graph()
+            else:
+                self._timed(pid)
 
     def _timed(self, pid: int | None) -> None:
         start = time.thread_time()
@@ -311,6 +324,37 @@ class Rebalancer:
             self.cond.notify_all()
         if self.thread is not None:
             self.thread.join()
+
+    def build_graph(self) -> None:
+        """(Re)build the centroid graph outside the index lock, then switch to it.
+
+        The centroids are copied under the shared lock (searches go on), the graph is built
+        with no lock held (faiss, GIL released: seconds at 100k partitions), the changes the
+        table logged meanwhile are replayed onto it, and only the last few of them and the
+        switch itself happen under the exclusive lock.
+        """
+        ix = self.index
+        start = time.thread_time()
+        with ix.lock.shared():
+            if ix._closed or not ix.centroids.graph_due():
+                return
+            table = ix.centroids
+            pids, cents = table.pids.copy(), table.cents.copy()
+            table.log = []
+        graph = CentroidGraph(ix.dim, pids, cents)
+        for _ in range(8):  # catch up outside the lock while changes keep coming
+            with ix.lock.shared():
+                changes, table.log = table.log or [], []
+            graph.replay(changes)
+            if len(changes) < 16:
+                break
+        with ix.lock:
+            if ix._closed or table.log is None:
+                return  # closed, or the table was reset meanwhile (a reload)
+            graph.replay(table.log)
+            ix.install_graph(graph)
+            self.graph_builds += 1
+        self.cpu_seconds += time.thread_time() - start
 
     # ------------------------------------------------------------------ operations
 
@@ -348,7 +392,7 @@ class Rebalancer:
         ix = self.index
         part = ix.parts[pid]
         ids, ver, vecs = (a.copy() for a in part.view())
-        row = int(centroid_rows(ix.cent_pid, np.array([pid]))[0])
+        row = int(ix.centroids.rows(np.array([pid]))[0])
         old_centroid = ix.cents[row].copy()
         limit = ix.options["split_limit"]
         cents: np.ndarray | None = None
@@ -378,10 +422,9 @@ class Rebalancer:
         self.splits += 1
         # the neighbourhood of the old centroid bounds all LIRE work: SPFresh's observation
         # that a split can only pull vectors across nearby partition boundaries
-        d_old = ix.centroid_distances(old_centroid[None])[0]
-        n_neigh = min(ix.options["reassign_neighbors"] + len(new), d_old.size)
-        rows = np.argpartition(d_old, n_neigh - 1)[:n_neigh]
-        rows = np.union1d(rows, centroid_rows(ix.cent_pid, np.array(new)))
+        n_neigh = ix.options["reassign_neighbors"] + len(new)
+        rows = ix.centroids.neighbour_rows(old_centroid, n_neigh)
+        rows = np.union1d(rows, ix.centroids.rows(np.array(new)))
         self.reassign_neighbourhood(rows)
 
     def reassign_neighbourhood(self, rows: np.ndarray) -> None:
@@ -468,6 +511,8 @@ class Rebalancer:
         if ids.size:  # each entry goes to its nearest other partition
             _, near = ix.nearest(vecs, 2)
             dest = np.where(near[:, 0] == pid, near[:, 1], near[:, 0])
+            if (dest < 0).any():  # a graph search found no other centroid: try again later
+                return
             to, count = np.unique(dest, return_counts=True)
             grown = np.array([ix.parts[p].n for p in to.tolist()]) + count
             if (grown > ix.options["split_limit"]).any():
@@ -476,8 +521,6 @@ class Rebalancer:
                 # would then undo each other forever; keep this posting small instead
                 return
         ix.drop_partition(pid)
-        keep = ix.cent_pid != pid
-        ix.set_centroids(ix.cent_pid[keep], ix.cents[keep])
         self.merges += 1
         if not ids.size:
             return

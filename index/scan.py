@@ -37,21 +37,21 @@ def scan_postings(
     # again, deeper, for the queries that come back short
     depth = k * replicas + k // 2 + 4
     blas = blas_pays(index, nq, nprobe)
-    if eps is None and device is None and not blas:
+    if eps is None and device is None and not blas and index.centroids.graph is None:
         scores, keys, lists = store.route_and_scan(q, min(nprobe, len(index.parts)), depth)
         sizes = store.sizes[lists]
     else:
         dist, pids = index.nearest(q, nprobe, by_ip=index.metric != "l2")
-        probe = np.ones(pids.shape, dtype=bool)
+        probe = pids >= 0  # a graph may return fewer centroids than asked
         if eps is not None:
-            probe = dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
+            probe &= dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
         if device is not None or blas:
             if device is not None:
                 s, slots, scanned = scan_postings_torch(index, q, k, dist, pids, probe, device)
             else:
                 s, slots, scanned = scan_blas(index, q, k, pids, probe)
             return s, np.where(slots >= 0, vm.ext.take(slots, mode="clip"), -1), scanned
-        lists = store.pid_list[pids]
+        lists = store.pid_list[np.maximum(pids, 0)]
         lists[~probe] = -1
         sizes = np.where(probe, store.sizes[lists], 0)
         scores, keys = store.scan(q, depth, lists)
