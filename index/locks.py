@@ -4,9 +4,12 @@
 may call another that locks). ``with lock.shared():`` lets any number of readers in at once
 while no thread holds it exclusively; a thread that already holds it exclusively may also
 enter ``shared()``. A waiting writer keeps new readers out, so a stream of searches cannot
-starve writes; a reader waits at most for the writer in progress and those queued before it,
-and every exclusive section of the partitioned index is one write call or one bounded
-rebalancing step.
+starve writes; and when a writer leaves, the readers waiting at that moment go in before the
+next writer (the rebalancing worker takes the lock again straight after each step, and
+without this turn it could win every time and hold readers off until it ran out of work).
+So a reader waits at most for the writer in progress and those queued before it, and every
+exclusive section of the partitioned index is one write call or one bounded rebalancing
+step.
 
 The searches themselves then run in parallel for real: the scan is faiss, which releases the
 GIL.
@@ -28,6 +31,9 @@ class SharedLock:
         self._owner: int | None = None
         self._depth = 0
         self._writers_waiting = 0
+        self._readers_waiting = 0
+        #: set when a writer leaves with readers waiting: they go next, before any writer
+        self._readers_turn = False
 
     def __enter__(self) -> SharedLock:
         me = threading.get_ident()
@@ -37,7 +43,7 @@ class SharedLock:
         with self._cond:
             self._writers_waiting += 1
             try:
-                while self._owner is not None or self._readers:
+                while self._owner is not None or self._readers or self._readers_turn:
                     self._cond.wait()
             finally:
                 self._writers_waiting -= 1
@@ -51,6 +57,7 @@ class SharedLock:
             return
         with self._cond:
             self._owner = None
+            self._readers_turn = self._readers_waiting > 0
             self._cond.notify_all()
 
     @contextmanager
@@ -59,8 +66,15 @@ class SharedLock:
             yield
             return
         with self._cond:
-            while self._owner is not None or self._writers_waiting:
-                self._cond.wait()
+            self._readers_waiting += 1
+            try:
+                while self._owner is not None or (self._writers_waiting and not self._readers_turn):
+                    self._cond.wait()
+            finally:
+                self._readers_waiting -= 1
+                if not self._readers_waiting and self._readers_turn:
+                    self._readers_turn = False  # every reader that waited is in
+                    self._cond.notify_all()
             self._readers += 1
         try:
             yield
