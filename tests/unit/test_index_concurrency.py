@@ -188,16 +188,17 @@ def test_searches_complete_between_rebalancing_steps(monkeypatch: pytest.MonkeyP
     assert index.wait_idle(timeout=60)
     original = Rebalancer.maintain
 
-    def slow_step(self: Rebalancer, pid: int) -> None:
+    def slow_step(self: Rebalancer, pid: int, plan: object = None) -> None:
         time.sleep(0.01)
-        original(self, pid)
+        original(self, pid, plan)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Rebalancer, "maintain", slow_step)
     steps = len(index.parts)
     assert steps >= 60
     index.rebalancer.schedule(list(index.parts))  # >= 0.6 s of steps, one posting each
     during = 0
-    while index.rebalancer.pending_count() > 0:
+    deadline = time.monotonic() + 60
+    while index.rebalancer.pending_count() > 0 and time.monotonic() < deadline:
         _, got = index.search(x[:1], 1, nprobe=4)
         assert got[0, 0] == 0
         if index.rebalancer.pending_count() > 0:  # this search finished mid-rebalance
