@@ -18,8 +18,6 @@ GIL.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 class SharedLock:
@@ -34,6 +32,7 @@ class SharedLock:
         self._readers_waiting = 0
         #: set when a writer leaves with readers waiting: they go next, before any writer
         self._readers_turn = False
+        self._shared = _Shared(self)
 
     def __enter__(self) -> SharedLock:
         me = threading.get_ident()
@@ -60,10 +59,12 @@ class SharedLock:
             self._readers_turn = self._readers_waiting > 0
             self._cond.notify_all()
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
+    def shared(self) -> _Shared:
+        """``with lock.shared():`` holds the lock shared (see the module notes)."""
+        return self._shared
+
+    def _enter_shared(self) -> None:
         if self._owner == threading.get_ident():  # inside this thread's exclusive section
-            yield
             return
         with self._cond:
             self._readers_waiting += 1
@@ -76,10 +77,29 @@ class SharedLock:
                     self._readers_turn = False  # every reader that waited is in
                     self._cond.notify_all()
             self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+
+    def _exit_shared(self) -> None:
+        if self._owner == threading.get_ident():  # entered inside the exclusive section
+            return
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
+
+
+class _Shared:
+    """The context manager of `SharedLock.shared`: one per lock, it keeps no state (a
+    thread that enters it inside its own exclusive section leaves it inside that section
+    too, so the exit can tell which entry it ends). A plain class: a generator-based
+    context manager costs a few microseconds per search."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: SharedLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock._enter_shared()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock._exit_shared()

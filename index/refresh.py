@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 #: entries re-checked per step: one matrix product of this many rows keeps BLAS efficient
 #: while holding the index lock for only a few milliseconds
-STEP_ENTRIES = 1024
+STEP_ENTRIES = 256
 
 
 def next_postings(index: PartitionedIndex, cursor: int, budget: int) -> tuple[list[int], int]:
