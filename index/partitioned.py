@@ -58,9 +58,10 @@ DEFAULTS: dict[str, Any] = {
     "background": True,  # rebalance in a worker thread (False: inline, for tests)
     "device": "auto",  # search on: "auto" (torch on CUDA when present), "numpy", "cpu", "cuda"
     # from this many partitions on, centroids are searched through an HNSW graph
-    # (`veclink.index.centroid_graph`) instead of exactly; below it exact search is faster
-    # (bench/index_routing.py, BENCHMARKS.md)
-    "graph_min_partitions": 4096,
+    # (`veclink.index.centroid_graph`) instead of exactly; below it exact search is cheaper
+    # (measured crossover ~15-30k partitions for queries at nprobe 64 and for inserts:
+    # bench/index_routing.py, BENCHMARKS.md)
+    "graph_min_partitions": 16384,
 }
 
 
