@@ -74,7 +74,8 @@ def routing(x: np.ndarray, sizes: list[int], args: argparse.Namespace) -> list[s
         exact.reset(np.arange(p), cents)
         t = time.perf_counter()
         graph = CentroidTable(d, graph_min=0)
-        graph.reset(np.arange(p), cents)  # builds the graph at once
+        graph.reset(np.arange(p), cents)
+        graph.install_graph(CentroidGraph(d, graph.pids, graph.cents))
         build = time.perf_counter() - t
         flat = faiss.IndexFlatIP(d)
         flat.add(cents)

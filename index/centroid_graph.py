@@ -20,7 +20,8 @@ moves (re-centring after a split or a refresh) is overwritten in place, keeping 
 a split's new centroids are inserted properly. When tombstones or moves pile up, or a
 centroid outgrows the norm bound, `needs_rebuild` says so and the owner rebuilds the graph
 from the table (`veclink.index.rebalance`, outside the index lock, replaying the changes
-made meanwhile from `log`). The graph is derived state: never persisted, built on load.
+made meanwhile, logged by the table). The graph is derived state: never persisted; after a
+load the worker builds it again, and searches route exactly until it is there.
 """
 
 from __future__ import annotations

@@ -70,12 +70,12 @@ class CentroidTable:
         return self._row[pids]
 
     def reset(self, pids: np.ndarray, cents: np.ndarray) -> None:
-        """Replace every row (compacts the buffers); builds the graph here when one is due."""
+        """Replace every row (compacts the buffers). Any graph is dropped: searches are exact
+        until the owner builds a new one (`graph_due`), which at 100k partitions takes
+        minutes, so a snapshot load does not wait for it."""
         self._layout(pids, cents)
         self.graph = None
         self.log = None
-        if self.graph_due():
-            self.install_graph(CentroidGraph(self.dim, self.pids, self.cents))
 
     def _layout(self, pids: np.ndarray, cents: np.ndarray) -> None:
         n = len(pids)

@@ -373,7 +373,9 @@ class Rebalancer:
         graph = CentroidGraph(ix.dim, pids, cents)
         for _ in range(8):  # catch up outside the lock while changes keep coming
             with ix.lock.shared():
-                changes, table.log = table.log or [], []
+                if table.log is None:
+                    return  # the table was reset meanwhile (a reload): start again later
+                changes, table.log = table.log, []
             graph.replay(changes)
             if len(changes) < 16:
                 break
