@@ -26,7 +26,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 from threadpoolctl import threadpool_limits
-from veclink.index import PartitionedIndex
+from veclink.index import PartitionedIndex, scan
 from veclink.index.postings import centroid_rows
 from veclink.index.scan import blas_pays
 
@@ -79,16 +79,35 @@ def faiss_twin(index: PartitionedIndex) -> faiss.IndexIVFFlat:
     return ivf
 
 
+#: the clock of `best_of`: wall time, or with --cpu-time the calling thread's CPU time (all
+#: the work when BLAS and OpenMP run one thread; robust to other jobs on a shared machine)
+CLOCK = time.perf_counter
+
+
 def best_of(repeats: int, *fns) -> list[float]:  # type: ignore[no-untyped-def]
-    """Best wall time of each function over ``repeats`` rounds, the functions interleaved
+    """Best time of each function over ``repeats`` rounds, the functions interleaved
     within each round so that both sides see the same machine load."""
     best = [float("inf")] * len(fns)
     for _ in range(repeats):
         for j, fn in enumerate(fns):
-            t = time.perf_counter()
+            t = CLOCK()
             fn()
-            best[j] = min(best[j], time.perf_counter() - t)
+            best[j] = min(best[j], CLOCK() - t)
     return best
+
+
+def general_path_too(fn):  # type: ignore[no-untyped-def]
+    """``fn`` with the single-query fast path (`veclink.index.scan.scan_one`) turned off."""
+
+    def run() -> None:
+        fast = scan.scan_one
+        scan.scan_one = lambda *a: None
+        try:
+            fn()
+        finally:
+            scan.scan_one = fast
+
+    return run
 
 
 def measure(name: str, x: np.ndarray, args: argparse.Namespace) -> list[dict[str, object]]:
@@ -114,7 +133,12 @@ def measure(name: str, x: np.ndarray, args: argparse.Namespace) -> list[dict[str
         _, fi = ivf.search(q, K)
         scanned_f = faiss.cvar.indexIVF_stats.ndis / len(q)
         agree = np.mean([len(set(a) & set(b)) / K for a, b in zip(vi, fi, strict=True)])
-        for mode in ("batch", "single"):
+        modes = (
+            ("batch", "single", "single (general path)")
+            if args.ab_fast_path
+            else ("batch", "single")
+        )
+        for mode in modes:
             if mode == "batch":
                 tv, tf = best_of(
                     args.repeats,
@@ -132,7 +156,8 @@ def measure(name: str, x: np.ndarray, args: argparse.Namespace) -> list[dict[str
                     for row in singles:
                         ivf.search(row[None], K)
 
-                tv, tf = best_of(args.repeats, one_by_one_v, one_by_one_f)
+                run_v = one_by_one_v if mode == "single" else general_path_too(one_by_one_v)
+                tv, tf = best_of(args.repeats, run_v, one_by_one_f)
                 nq = len(singles)
             ns_v = tv / (nq * scanned_v) * 1e9
             ns_f = tf / (nq * scanned_f) * 1e9
@@ -242,9 +267,20 @@ def main() -> None:
         help="BLAS and OpenMP threads of numpy and faiss, for both (per-core cost)",
     )
     ap.add_argument("--threads", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument(
+        "--ab-fast-path",
+        action="store_true",
+        help="also time single queries with the one-query fast path off (before/after)",
+    )
+    ap.add_argument(
+        "--cpu-time", action="store_true", help="time by the thread's CPU time, not wall time"
+    )
     ap.add_argument("--thread-seconds", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.thread_time
     # both sides single-threaded: the table compares per-core kernels; on this busy 2-core
     # machine a second BLAS thread's wake-ups made a (1000 x 1600) product 18x slower
     threadpool_limits(args.blas_threads)

@@ -9,15 +9,26 @@ first ranks centroids in a low-dimensional PCA projection of the centroids (a qu
 dimensions), then measures the winner exactly: on MiniLM vectors (384-d, 96 kept) the
 projected winner fixes three quarters of the misplaced vectors, for under a third of the
 cost. The projection is refitted when the number of centroids has changed by a quarter.
+
+Above ``graph_min`` centroids every one of these searches asks a `CentroidGraph` (HNSW) for
+candidates instead of ranking all centroids: O(log partitions) per vector instead of
+O(partitions). The table owns the graph and keeps it in step with every change; building
+it (first at the threshold, again when tombstones pile up) is left to the owner
+(`graph_due`, `install_graph`), which does it outside the index lock. Rows are removed by
+moving the last row into the hole, so dropping a centroid costs O(dim), not a copy of all.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from veclink.index.centroid_graph import CentroidGraph
 
 #: below these sizes the exact product is cheap enough and a projection not worth fitting
 PROJECT_MIN_DIM = 128
 PROJECT_MIN_CENTROIDS = 256
+#: the graph answers searches for fewer than 1 / GRAPH_MAX_SHARE of the centroids; asked
+#: for more (an exhaustive search), ranking them all is exact and no dearer
+GRAPH_MAX_SHARE = 8
 
 
 def clearly_closer(best: np.ndarray, own: np.ndarray, vsq: np.ndarray) -> np.ndarray:
@@ -31,10 +42,19 @@ def clearly_closer(best: np.ndarray, own: np.ndarray, vsq: np.ndarray) -> np.nda
 
 
 class CentroidTable:
-    """Partition centroids in capacity buffers, with their squared norms."""
+    """Partition centroids in capacity buffers, with their squared norms.
 
-    def __init__(self, dim: int) -> None:
+    ``graph_min``: from this many centroids on, searches go through a `CentroidGraph`
+    (None: never); below half of it the graph is dropped again.
+    """
+
+    def __init__(self, dim: int, graph_min: int | None = None) -> None:
         self.dim = dim
+        self.graph_min = graph_min
+        self.graph: CentroidGraph | None = None
+        #: changes since a graph build began (replayed onto it), or None
+        self.log: list[tuple[str, int, np.ndarray | None]] | None = None
+        self._row = np.full(64, -1, dtype=np.int64)  # partition id -> row (-1: none)
         self.reset(np.zeros(0, np.int64), np.zeros((0, dim), np.float32))
 
     @property
@@ -45,8 +65,19 @@ class CentroidTable:
     def pids(self) -> np.ndarray:
         return self._pbuf[: self.n]
 
+    def rows(self, pids: np.ndarray) -> np.ndarray:
+        """Rows of partition ids (which must have centroids)."""
+        return self._row[pids]
+
     def reset(self, pids: np.ndarray, cents: np.ndarray) -> None:
-        """Replace every row (compacts the buffers)."""
+        """Replace every row (compacts the buffers). Any graph is dropped: searches are exact
+        until the owner builds a new one (`graph_due`), which at 100k partitions takes
+        minutes, so a snapshot load does not wait for it."""
+        self._layout(pids, cents)
+        self.graph = None
+        self.log = None
+
+    def _layout(self, pids: np.ndarray, cents: np.ndarray) -> None:
         n = len(pids)
         cap = max(2 * n, 64)
         self._cbuf = np.zeros((cap, self.dim), dtype=np.float32)
@@ -56,10 +87,39 @@ class CentroidTable:
         self._pbuf[:n] = pids
         self._sqbuf[:n] = (self._cbuf[:n] ** 2).sum(1)
         self.n = n
+        self._row[:] = -1
+        if n:
+            self._grow_row_map(int(self._pbuf[:n].max()))
+            self._row[self._pbuf[:n]] = np.arange(n)
         old = getattr(self, "_sketch", None)
         self._sketch: _Projection | None = None
         if old is not None and n:  # keep the fitted directions; re-project the new layout
             self._sketch = old.rebuilt(self._cbuf, n)
+
+    def _grow_row_map(self, pid: int) -> None:
+        if pid >= self._row.size:
+            grown = np.full(max(pid + 1, 2 * self._row.size), -1, dtype=np.int64)
+            grown[: self._row.size] = self._row
+            self._row = grown
+
+    # ------------------------------------------------------------------ the graph
+
+    def graph_due(self) -> bool:
+        """Whether a graph should be (re)built: the threshold is reached and there is none,
+        or the one there has too many tombstones or moves (`CentroidGraph.needs_rebuild`)."""
+        if self.graph_min is None or self.n < max(self.graph_min, 1):
+            return False
+        return self.graph is None or self.graph.needs_rebuild()
+
+    def install_graph(self, graph: CentroidGraph | None) -> None:
+        self.graph = graph
+        self.log = None
+
+    def _changed(self, op: str, pid: int, value: np.ndarray | None) -> None:
+        if self.log is not None:
+            self.log.append((op, pid, value))
+
+    # ------------------------------------------------------------------ changes
 
     def move(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Overwrite centroid rows in place."""
@@ -67,17 +127,48 @@ class CentroidTable:
         self._sqbuf[rows] = (values * values).sum(-1)
         if self._sketch is not None:
             self._sketch.move(rows, self._cbuf[rows])
+        pids = self._pbuf[rows]
+        if self.graph is not None:
+            self.graph.move(pids, self._cbuf[rows])
+        if self.log is not None:
+            for pid, value in zip(pids.tolist(), self._cbuf[rows], strict=True):
+                self._changed("move", pid, value.copy())
 
     def append(self, pid: int, centroid: np.ndarray) -> None:
         if self.n == len(self._pbuf):
-            self.reset(self.pids.copy(), self.cents.copy())
+            self._layout(self.pids.copy(), self.cents.copy())
         self.n += 1
-        self._pbuf[self.n - 1] = pid
-        self.move(np.array([self.n - 1]), centroid[None].astype(np.float32))
+        row = self.n - 1
+        self._pbuf[row] = pid
+        self._grow_row_map(pid)
+        self._row[pid] = row
+        value = centroid.astype(np.float32).reshape(1, -1)
+        self._cbuf[row] = value
+        self._sqbuf[row] = (value * value).sum()
+        if self._sketch is not None:
+            self._sketch.move(np.array([row]), value)
+        if self.graph is not None:
+            self.graph.add(pid, value[0])
+        self._changed("add", pid, value[0].copy())
 
     def drop(self, pid: int) -> None:
-        keep = self.pids != pid
-        self.reset(self.pids[keep], self.cents[keep])
+        """Remove ``pid``'s centroid: the last row moves into its place."""
+        row, last = int(self._row[pid]), self.n - 1
+        if row != last:
+            moved = int(self._pbuf[last])
+            self._cbuf[row] = self._cbuf[last]
+            self._sqbuf[row] = self._sqbuf[last]
+            self._pbuf[row] = moved
+            self._row[moved] = row
+            if self._sketch is not None:
+                self._sketch.copy_row(last, row)
+        self._row[pid] = -1
+        self.n = last
+        if self.graph is not None:
+            self.graph.remove(pid)
+            if self.graph_min is None or self.n < self.graph_min // 2:
+                self.graph = None  # few enough for exact search again
+        self._changed("remove", pid, None)
 
     def distances(self, vecs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Squared L2 distances minus ``||v||^2`` (enough to rank centroids), (n, P).
@@ -95,11 +186,17 @@ class CentroidTable:
 
         ``by_ip`` ranks centroids by inner product instead (search under ``ip``/``cosine``:
         it favours tight clusters, whose mean has a larger norm, and probes fewer vectors for
-        the same recall). One BLAS matrix product; on these sizes (hundreds to thousands of
-        centroids) it beats a faiss flat index, which uses a slower kernel for mid-sized
-        query batches.
+        the same recall). Exact: one BLAS matrix product; on these sizes (hundreds to
+        thousands of centroids) it beats a faiss flat index, which uses a slower kernel for
+        mid-sized query batches. With a graph (and ``k`` a small share of the centroids), its
+        answer: approximate, a centroid the graph misses is left out, and a row may end in
+        -1 / inf padding.
         """
         k = min(k, self.n)
+        if self.graph is not None and k * GRAPH_MAX_SHARE < self.n:
+            dist, pids = self.graph.search(vecs, k, by_ip)
+            csq = self._sqbuf[self._row[np.maximum(pids, 0)]] if by_ip else None
+            return self.graph.to_sqdist(dist, by_ip, csq), pids
         sq = self._sqbuf[: self.n]
         # one (n, P) buffer, transformed in place into the ranking key (smaller is better)
         key = vecs @ self.cents.T
@@ -122,26 +219,40 @@ class CentroidTable:
         best += (vecs * vecs).sum(1)[:, None]
         return np.maximum(best, 0.0), self.pids[rows]
 
+    def neighbour_rows(self, centroid: np.ndarray, k: int) -> np.ndarray:
+        """Rows of the ``k`` centroids nearest to ``centroid`` (a split's neighbourhood)."""
+        k = min(k, self.n)
+        if self.graph is not None and k * GRAPH_MAX_SHARE < self.n:
+            _, pids = self.graph.search(centroid[None], k, by_ip=False)
+            return self._row[pids[0][pids[0] >= 0]]
+        d = self.distances(centroid[None])[0]
+        return np.argpartition(d, k - 1)[:k]
+
     def nearest_projected(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(exact squared L2 distance, partition id) of a near centroid of each vector.
 
         The centroid is the nearest in the PCA projection (exactly the nearest when the table
-        is too small or too low-dimensional to project); its distance is measured exactly, so
-        callers can compare it with the vector's current centroid and never move a vector
-        somewhere worse.
+        is too small or too low-dimensional to project), or the graph's nearest when there is
+        one; its distance is measured exactly, so callers can compare it with the vector's
+        current centroid and never move a vector somewhere worse.
         """
-        if self.dim < PROJECT_MIN_DIM or self.n < PROJECT_MIN_CENTROIDS:
+        if self.graph is not None:
+            _, pids = self.graph.search(vecs, 1, by_ip=False)
+            rows = self._row[np.maximum(pids[:, 0], 0)]  # a graph always reaches one node
+        elif self.dim < PROJECT_MIN_DIM or self.n < PROJECT_MIN_CENTROIDS:
             dist, pids = self.nearest(vecs, 1)
             return dist[:, 0], pids[:, 0]
-        sketch = self._sketch
-        if sketch is None or not 0.8 * sketch.fitted_n <= self.n <= 1.25 * sketch.fitted_n:
-            sketch = self._sketch = _Projection(self._cbuf, self.n)
-        rows = sketch.nearest_rows(vecs, self.n)
+        else:
+            sketch = self._sketch
+            if sketch is None or not 0.8 * sketch.fitted_n <= self.n <= 1.25 * sketch.fitted_n:
+                sketch = self._sketch = _Projection(self._cbuf, self.n)
+            rows = sketch.nearest_rows(vecs, self.n)
         diff = vecs - self._cbuf[rows]
         return np.einsum("ij,ij->i", diff, diff), self._pbuf[rows]
 
     def nbytes(self) -> int:
-        return self._cbuf.nbytes + self._pbuf.nbytes + self._sqbuf.nbytes
+        graph = self.graph.nbytes() if self.graph is not None else 0
+        return self._cbuf.nbytes + self._pbuf.nbytes + self._sqbuf.nbytes + graph
 
 
 class _Projection:
@@ -169,6 +280,10 @@ class _Projection:
     def rebuilt(self, cbuf: np.ndarray, n: int) -> _Projection:
         """The same directions over a new row layout."""
         return _Projection(cbuf, n, fit=self)
+
+    def copy_row(self, src: int, dst: int) -> None:
+        self.proj[dst] = self.proj[src]
+        self.sq[dst] = self.sq[src]
 
     def move(self, rows: np.ndarray, values: np.ndarray) -> None:
         p = (values - self.mean) @ self.basis

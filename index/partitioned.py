@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 from veclink.index.base import check_ids, check_k, check_vectors, normalize_rows
+from veclink.index.centroid_graph import CentroidGraph
 from veclink.index.centroids import CentroidTable
 from veclink.index.durable import WalIndex
 from veclink.index.postings import Posting, PostingStore, VersionMap
-from veclink.index.rebalance import Rebalancer, centroid_rows
+from veclink.index.rebalance import Rebalancer
 from veclink.index.registry import register_index
 from veclink.index.scan import scan_postings
 
@@ -56,6 +57,11 @@ DEFAULTS: dict[str, Any] = {
     "refresh": 4.0,
     "background": True,  # rebalance in a worker thread (False: inline, for tests)
     "device": "auto",  # search on: "auto" (torch on CUDA when present), "numpy", "cpu", "cuda"
+    # from this many partitions on, centroids are searched through an HNSW graph
+    # (`veclink.index.centroid_graph`) instead of exactly; below it exact search is cheaper
+    # (measured crossover ~15-30k partitions for queries at nprobe 64 and for inserts:
+    # bench/index_routing.py, BENCHMARKS.md)
+    "graph_min_partitions": 16384,
 }
 
 
@@ -88,7 +94,7 @@ class PartitionedIndex(WalIndex):
     def _init_state(self) -> None:
         self.parts: dict[int, Posting] = {}
         self.store = PostingStore(self.dim, self.metric)
-        self.centroids = CentroidTable(self.dim)
+        self.centroids = CentroidTable(self.dim, graph_min=self.options["graph_min_partitions"])
         self.next_pid = 0
         self.versions = VersionMap()
         self.scanned_total = 0
@@ -114,27 +120,45 @@ class PartitionedIndex(WalIndex):
 
     def set_centroids(self, pids: np.ndarray, cents: np.ndarray) -> None:
         self.centroids.reset(pids, cents)
-        self.store.route_reset(self.store.pid_list[pids], self.cents)
+        self._sync_flat_routing()
+
+    def _sync_flat_routing(self) -> None:
+        """Rebuild the faiss copy of the centroids that routes queries without a graph; with
+        a graph, empty it (the graph routes, and a copy would cost O(partitions) per merge)."""
+        if self.centroids.graph is None:
+            self.store.route_reset(self.store.pid_list[self.cent_pid], self.cents)
+        else:
+            self.store.route_reset(np.zeros(0, np.int64), self.cents[:0])
 
     def move_centroids(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Overwrite centroid rows in place."""
         self.centroids.move(rows, values)
-        self.store.route_move(rows, self.cents[rows])
+        if self.centroids.graph is None:
+            self.store.route_move(rows, self.cents[rows])
 
     def new_partition(self, centroid: np.ndarray) -> int:
         pid = self.next_pid
         self.next_pid += 1
         self.parts[pid] = part = self.store.create(pid)
         self.centroids.append(pid, centroid)
-        self.store.route_append(part.list_no, self.cents[-1])
+        if self.centroids.graph is None:
+            self.store.route_append(part.list_no, self.cents[-1])
         return pid
 
     def drop_partition(self, pid: int) -> Posting:
-        """Remove partition ``pid``'s posting (its centroid is the caller's); returns it,
+        """Remove partition ``pid``: its posting and its centroid; returns the posting,
         emptied: copy what it held first."""
+        self.centroids.drop(pid)
+        if self.centroids.graph is None:  # rows moved (or the graph was just dropped)
+            self._sync_flat_routing()
         part = self.parts.pop(pid)
         self.store.drop(pid, part)
         return part
+
+    def install_graph(self, graph: CentroidGraph | None) -> None:
+        """Switch centroid search to ``graph`` (built by the rebalancer from this table)."""
+        self.centroids.install_graph(graph)
+        self._sync_flat_routing()
 
     def centroid_distances(self, vecs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         return self.centroids.distances(vecs, rows)
@@ -185,10 +209,12 @@ class PartitionedIndex(WalIndex):
         self.versions.loc[ids] = primary
         touched = self._append_grouped(primary, ids, ver, vecs)
         for j in range(1, pids.shape[1]):  # boundary replicas (RNG rule against the primary)
-            cj = self.cents[centroid_rows(self.cent_pid, pids[:, j])]
-            c0 = self.cents[centroid_rows(self.cent_pid, primary)]
+            found = pids[:, j] >= 0  # a graph may return fewer centroids than asked
+            cj = self.cents[self.centroids.rows(np.where(found, pids[:, j], primary))]
+            c0 = self.cents[self.centroids.rows(primary)]
             gap = ((cj - c0) ** 2).sum(1)
             ok = (dist[:, j] <= (1 + self.options["replica_eps"]) * dist[:, 0]) & (dist[:, j] < gap)
+            ok &= found
             if ok.any():
                 touched |= self._append_grouped(pids[ok, j], ids[ok], ver[ok], vecs[ok])
         return touched
@@ -335,6 +361,8 @@ class PartitionedIndex(WalIndex):
                 "merges": self.rebalancer.merges,
                 "reassigned": self.rebalancer.reassigned,
                 "refreshed": self.rebalancer.refreshed,
+                "centroid_graph": self.centroids.graph is not None,
+                "graph_builds": self.rebalancer.graph_builds,
                 "rebalance_cpu_s": round(self.rebalancer.cpu_seconds, 3),
                 "memory_bytes": int(memory + self.centroids.nbytes()),
                 "options": dict(self.options),
@@ -407,4 +435,5 @@ def _check_options(o: dict[str, Any]) -> None:
     if not isinstance(o["background"], bool):
         p.add("background", f"must be true or false, got {quote(o['background'])}")
     p.device("device", o["device"], ("auto", "numpy", "cpu", "cuda"))
+    p.integer("graph_min_partitions", o["graph_min_partitions"], ge=0)
     p.raise_if_any("invalid partitioned index options", "index_options")

@@ -18,6 +18,7 @@ merges before refresh); no step touches more than a neighbourhood or ~1,000 entr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import threading
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
+from veclink.index.centroid_graph import CentroidGraph
 from veclink.index.centroids import clearly_closer
 from veclink.index.postings import centroid_rows, row_mean
 from veclink.index.refresh import STEP_ENTRIES, next_postings, refresh_postings
@@ -211,6 +213,33 @@ def fold_small_clusters(
     return group_means(x, label, big.size), label
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+    """A split computed outside the exclusive lock: the entries it saw and their clusters."""
+
+    ids: np.ndarray
+    ver: np.ndarray
+    cents: np.ndarray
+    label: np.ndarray
+
+    def labels_for(self, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+        """Cluster of each entry the posting holds now: the planned one for the entries the
+        plan saw, the nearest planned centroid for entries added since."""
+        order = np.argsort(self.ids, kind="stable")
+        pos = np.minimum(np.searchsorted(self.ids, ids, sorter=order), self.ids.size - 1)
+        at = order[pos]
+        seen = (self.ids[at] == ids) & (self.ver[at] == ver)
+        label = np.empty(ids.size, dtype=np.int64)
+        label[seen] = self.label[at[seen]]
+        if not seen.all():
+            v = vecs[~seen]
+            d = (self.cents * self.cents).sum(1)[None, :] - 2.0 * (v @ self.cents.T)
+            label[~seen] = d.argmin(1)
+        if not (label == 0).any():  # the posting keeps cluster 0: never leave it empty
+            label[0] = 0
+        return label
+
+
 class Rebalancer:
     """Keeps postings between ``merge_limit`` and ``split_limit``, in the background."""
 
@@ -222,6 +251,7 @@ class Rebalancer:
         self.busy = False
         self.stopping = False
         self.splits = self.merges = self.reassigned = self.refreshed = 0
+        self.graph_builds = 0
         self.cpu_seconds = 0.0
         #: entries the worker still owes to refresh (earned by inserts), and where it resumes
         self.refresh_credit = 0.0
@@ -253,7 +283,11 @@ class Rebalancer:
             self.schedule(())
 
     def has_work(self) -> bool:
-        return bool(self.pending) or self.refresh_credit >= STEP_ENTRIES
+        return bool(self.pending) or self.refresh_credit >= STEP_ENTRIES or self.graph_due()
+
+    def graph_due(self) -> bool:
+        """A centroid graph to build (`veclink.index.centroids.CentroidTable.graph_due`)."""
+        return self.index.centroids.graph_due() and not self.index._closed
 
     def _next(self) -> int | None:
         """Oversized and undersized postings first; refresh steps only when none is waiting
@@ -268,7 +302,10 @@ class Rebalancer:
         self._inline = True
         try:
             while self.has_work():
-                self._timed(self._next())
+                if self.graph_due():
+                    self.build_graph()
+                else:
+                    self._timed(self._next())
         finally:
             self._inline = False
 
@@ -283,18 +320,23 @@ class Rebalancer:
                     self.busy = False
                     self.cond.notify_all()
                     return
-                pid = self._next()
+                graph = self.graph_due()
+                pid = None if graph else self._next()
                 self.busy = True
-            self._timed(pid)
+            if graph:
+                self.build_graph()
+            else:
+                self._timed(pid)
 
     def _timed(self, pid: int | None) -> None:
         start = time.thread_time()
+        plan = None if pid is None else self.plan_split(pid)
         with self.index.lock, one_blas_thread():
             if not self.index._closed:
                 if pid is None:
                     self.refresh()
                 else:
-                    self.maintain(pid)
+                    self.maintain(pid, plan)
         self.cpu_seconds += time.thread_time() - start
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -311,6 +353,39 @@ class Rebalancer:
             self.cond.notify_all()
         if self.thread is not None:
             self.thread.join()
+
+    def build_graph(self) -> None:
+        """(Re)build the centroid graph outside the index lock, then switch to it.
+
+        The centroids are copied under the shared lock (searches go on), the graph is built
+        with no lock held (faiss, GIL released: seconds at 100k partitions), the changes the
+        table logged meanwhile are replayed onto it, and only the last few of them and the
+        switch itself happen under the exclusive lock.
+        """
+        ix = self.index
+        start = time.thread_time()
+        with ix.lock.shared():
+            if ix._closed or not ix.centroids.graph_due():
+                return
+            table = ix.centroids
+            pids, cents = table.pids.copy(), table.cents.copy()
+            table.log = []
+        graph = CentroidGraph(ix.dim, pids, cents)
+        for _ in range(8):  # catch up outside the lock while changes keep coming
+            with ix.lock.shared():
+                if table.log is None:
+                    return  # the table was reset meanwhile (a reload): start again later
+                changes, table.log = table.log, []
+            graph.replay(changes)
+            if len(changes) < 16:
+                break
+        with ix.lock:
+            if ix._closed or table.log is None:
+                return  # closed, or the table was reset meanwhile (a reload)
+            graph.replay(table.log)
+            ix.install_graph(graph)
+            self.graph_builds += 1
+        self.cpu_seconds += time.thread_time() - start
 
     # ------------------------------------------------------------------ operations
 
@@ -330,7 +405,46 @@ class Rebalancer:
         touched = ix.place(ids, ix.versions.ver[ids], vecs, replicate=True)
         self.schedule(p for p in touched if ix.parts[p].n > ix.options["split_limit"])
 
-    def maintain(self, pid: int) -> None:
+    def plan_split(self, pid: int) -> SplitPlan | None:
+        """Cluster a posting that is due for a split, outside the exclusive lock.
+
+        The posting's current entries are copied under the shared lock (searches and writes
+        go on), and the clustering, the expensive part of a split (k-means of a posting
+        that outgrew its limit several times over took 100+ ms), runs with no lock held;
+        `split` then applies it under the exclusive lock to whatever the posting holds by
+        then (entries added meanwhile go to their nearest new centroid).
+        """
+        ix = self.index
+        with ix.lock.shared():
+            part = ix.parts.get(pid)
+            if ix._closed or part is None or part.n <= ix.options["split_limit"]:
+                return None
+            ids, ver, vecs = part.view()
+            current = ix.versions.current(ids, ver)
+            ids, ver, vecs = ids[current], ver[current], vecs[current]  # copies
+        if ids.size <= ix.options["split_limit"]:
+            return None  # compaction alone will do
+        with one_blas_thread():
+            cents, label = self._cluster(vecs)
+        return SplitPlan(ids=ids, ver=ver, cents=cents, label=label)
+
+    def _cluster(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Centroids and labels for splitting a posting of ``vecs``."""
+        o = self.index.options
+        limit, n = o["split_limit"], len(vecs)
+        if n > 2 * limit:
+            # a posting that outgrew its limit several times over (inserts outpacing the
+            # worker) is cut into postings of about half the limit at once: repeated
+            # bisection of a pile gives worse cells than one k-means of it
+            cents, label = kmeans(vecs, math.ceil(n / (limit // 2)), self.rng)
+            cents, label = fold_small_clusters(vecs, cents, label, o["merge_limit"])
+            if len(cents) >= 2 and np.bincount(label).max() <= n // 2:
+                return cents, label
+            # k-means could not divide it (copies of one vector)
+        c0, c1, first = balanced_two_means(vecs, self.rng, min_size=o["merge_limit"])
+        return np.stack([c0, c1]), (~first).astype(np.int64)
+
+    def maintain(self, pid: int, plan: SplitPlan | None = None) -> None:
         ix = self.index
         part = ix.parts.get(pid)
         if part is None:
@@ -340,29 +454,21 @@ class Rebalancer:
         if not current.all():
             part.keep(current)
         if part.n > ix.options["split_limit"]:
-            self.split(pid)
+            self.split(pid, plan)
         elif part.n < ix.options["merge_limit"] and len(ix.parts) > 1:
             self.merge(pid)
 
-    def split(self, pid: int) -> None:
+    def split(self, pid: int, plan: SplitPlan | None = None) -> None:
         ix = self.index
         part = ix.parts[pid]
         ids, ver, vecs = (a.copy() for a in part.view())
-        row = int(centroid_rows(ix.cent_pid, np.array([pid]))[0])
+        row = int(ix.centroids.rows(np.array([pid]))[0])
         old_centroid = ix.cents[row].copy()
         limit = ix.options["split_limit"]
-        cents: np.ndarray | None = None
-        if part.n > 2 * limit:
-            # a posting that outgrew its limit several times over (inserts outpacing the
-            # worker) is cut into postings of about half the limit at once: repeated
-            # bisection of a pile gives worse cells than one k-means of it
-            cents, label = kmeans(vecs, math.ceil(part.n / (limit // 2)), self.rng)
-            cents, label = fold_small_clusters(vecs, cents, label, ix.options["merge_limit"])
-            if len(cents) < 2 or np.bincount(label).max() > part.n // 2:
-                cents = None  # k-means could not divide it (copies of one vector)
-        if cents is None:
-            c0, c1, first = balanced_two_means(vecs, self.rng, min_size=ix.options["merge_limit"])
-            cents, label = np.stack([c0, c1]), (~first).astype(np.int64)
+        if plan is None:
+            cents, label = self._cluster(vecs)
+        else:
+            cents, label = plan.cents, plan.labels_for(ids, ver, vecs)
         cents, label = chunk_copies(vecs, cents, label, limit)
         part.keep(label == 0)
         ix.move_centroids(np.array([row]), cents[:1])
@@ -378,10 +484,9 @@ class Rebalancer:
         self.splits += 1
         # the neighbourhood of the old centroid bounds all LIRE work: SPFresh's observation
         # that a split can only pull vectors across nearby partition boundaries
-        d_old = ix.centroid_distances(old_centroid[None])[0]
-        n_neigh = min(ix.options["reassign_neighbors"] + len(new), d_old.size)
-        rows = np.argpartition(d_old, n_neigh - 1)[:n_neigh]
-        rows = np.union1d(rows, centroid_rows(ix.cent_pid, np.array(new)))
+        n_neigh = ix.options["reassign_neighbors"] + len(new)
+        rows = ix.centroids.neighbour_rows(old_centroid, n_neigh)
+        rows = np.union1d(rows, ix.centroids.rows(np.array(new)))
         self.reassign_neighbourhood(rows)
 
     def reassign_neighbourhood(self, rows: np.ndarray) -> None:
@@ -468,6 +573,8 @@ class Rebalancer:
         if ids.size:  # each entry goes to its nearest other partition
             _, near = ix.nearest(vecs, 2)
             dest = np.where(near[:, 0] == pid, near[:, 1], near[:, 0])
+            if (dest < 0).any():  # a graph search found no other centroid: try again later
+                return
             to, count = np.unique(dest, return_counts=True)
             grown = np.array([ix.parts[p].n for p in to.tolist()]) + count
             if (grown > ix.options["split_limit"]).any():
@@ -476,8 +583,6 @@ class Rebalancer:
                 # would then undo each other forever; keep this posting small instead
                 return
         ix.drop_partition(pid)
-        keep = ix.cent_pid != pid
-        ix.set_centroids(ix.cent_pid[keep], ix.cents[keep])
         self.merges += 1
         if not ids.size:
             return

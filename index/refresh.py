@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from veclink.index.centroids import clearly_closer
-from veclink.index.postings import centroid_rows, row_mean
+from veclink.index.postings import row_mean
 
 if TYPE_CHECKING:
     from veclink.index.partitioned import PartitionedIndex
 
 #: entries re-checked per step: one matrix product of this many rows keeps BLAS efficient
 #: while holding the index lock for only a few milliseconds
-STEP_ENTRIES = 1024
+STEP_ENTRIES = 256
 
 
 def next_postings(index: PartitionedIndex, cursor: int, budget: int) -> tuple[list[int], int]:
@@ -64,7 +64,7 @@ def refresh_postings(index: PartitionedIndex, pids: list[int]) -> tuple[int, int
         # a near centroid (from the projection), kept only where it beats the current one
         cand_dist, cand = index.centroids.nearest_projected(vecs[primary])
         v = vecs[primary]
-        own = v - index.cents[centroid_rows(index.cent_pid, src[primary])]
+        own = v - index.cents[index.centroids.rows(src[primary])]
         own_dist = np.einsum("ij,ij->i", own, own)
         better = clearly_closer(cand_dist, own_dist, np.einsum("ij,ij->i", v, v))
         dest[np.nonzero(primary)[0][better]] = cand[better]
@@ -93,5 +93,5 @@ def recenter(index: PartitionedIndex, pids: set[int]) -> None:
     live = [p for p in pids if p in index.parts and index.parts[p].n]
     if not live:
         return
-    rows = centroid_rows(index.cent_pid, np.array(live, dtype=np.int64))
+    rows = index.centroids.rows(np.array(live, dtype=np.int64))
     index.move_centroids(rows, np.stack([row_mean(index.parts[p].view()[2]) for p in live]))

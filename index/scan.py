@@ -12,14 +12,73 @@ the probed postings whatever the share of stale entries.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
+import faiss
 import numpy as np
-from veclink.index.postings import SLOT_MASK, SMALL_BATCH
+from veclink.index.postings import SLOT_MASK, SMALL_BATCH, _one_omp_thread, _restore_omp
 from veclink.index.scan_torch import resolve_device, scan_postings_torch
 
 if TYPE_CHECKING:
     from veclink.index.partitioned import PartitionedIndex
+
+
+class _OneQueryBuffers:
+    """Output arrays of a single-query search and their faiss pointers, made once per
+    thread and shape (a ``swig_ptr`` costs about as much as a numpy call)."""
+
+    def __init__(self, nprobe: int, depth: int) -> None:
+        self.coarse = np.empty(nprobe, dtype=np.float32)
+        self.lists = np.empty(nprobe, dtype=np.int64)
+        self.dist = np.empty(depth, dtype=np.float32)
+        self.keys = np.empty(depth, dtype=np.int64)
+        arrays = (self.coarse, self.lists, self.dist, self.keys)
+        self.ptrs = tuple(faiss.swig_ptr(a) for a in arrays)
+        self.params = faiss.SearchParametersIVF()
+        self.params.nprobe = nprobe
+
+
+_local = threading.local()
+
+
+def scan_one(
+    index: PartitionedIndex, q: np.ndarray, k: int, nprobe: int
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The fast path of `scan_postings` for one query routed exactly by faiss: two faiss
+    calls into per-thread buffers and a few array operations. None when it does not apply
+    (no centroids, replicas, a graph, or a stale copy or short list among the top ``k``):
+    the general path then answers."""
+    store, vm = index.store, index.versions
+    parts = len(index.parts)
+    if not parts or index.options["replicas"] != 1 or index.centroids.graph is not None:
+        return None
+    nprobe = min(nprobe, parts)
+    depth = k + k // 2 + 4
+    cache = getattr(_local, "buffers", None)
+    if cache is None:
+        cache = _local.buffers = {}
+    buf = cache.get((nprobe, depth))
+    if buf is None:
+        if len(cache) > 64:
+            cache.clear()
+        buf = cache[(nprobe, depth)] = _OneQueryBuffers(nprobe, depth)
+    coarse, lists, dist, keys = buf.ptrs
+    qp = faiss.swig_ptr(q)
+    prev = _one_omp_thread(1)
+    try:
+        store.router.search_c(1, qp, nprobe, coarse, lists)
+        store.ivf.search_preassigned_c(1, qp, depth, lists, coarse, dist, keys, False, buf.params)
+    finally:
+        _restore_omp(prev)
+    top = buf.keys[:k]
+    slots = top & SLOT_MASK
+    if not (vm.cur_key.take(slots, mode="clip") == top).all():
+        return None
+    scores = buf.dist[:k].copy()
+    if index.metric == "l2":
+        np.negative(scores, out=scores)
+    return scores[None], vm.ext.take(slots)[None], int(store.sizes.take(buf.lists).sum())
 
 
 def scan_postings(
@@ -27,6 +86,10 @@ def scan_postings(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Return (scores (nq, k), ids (nq, k), vectors scanned); ids are the caller's."""
     nq = len(q)
+    if nq == 1 and eps is None and resolve_device(index.options["device"]) is None:
+        found = scan_one(index, q, k, nprobe)
+        if found is not None:
+            return found
     if not index.parts or index.versions.count == 0:
         return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64), 0
     device = resolve_device(index.options["device"])
@@ -37,21 +100,21 @@ def scan_postings(
     # again, deeper, for the queries that come back short
     depth = k * replicas + k // 2 + 4
     blas = blas_pays(index, nq, nprobe)
-    if eps is None and device is None and not blas:
+    if eps is None and device is None and not blas and index.centroids.graph is None:
         scores, keys, lists = store.route_and_scan(q, min(nprobe, len(index.parts)), depth)
         sizes = store.sizes[lists]
     else:
         dist, pids = index.nearest(q, nprobe, by_ip=index.metric != "l2")
-        probe = np.ones(pids.shape, dtype=bool)
+        probe = pids >= 0  # a graph may return fewer centroids than asked
         if eps is not None:
-            probe = dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
+            probe &= dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
         if device is not None or blas:
             if device is not None:
                 s, slots, scanned = scan_postings_torch(index, q, k, dist, pids, probe, device)
             else:
                 s, slots, scanned = scan_blas(index, q, k, pids, probe)
             return s, np.where(slots >= 0, vm.ext.take(slots, mode="clip"), -1), scanned
-        lists = store.pid_list[pids]
+        lists = store.pid_list[np.maximum(pids, 0)]
         lists[~probe] = -1
         sizes = np.where(probe, store.sizes[lists], 0)
         scores, keys = store.scan(q, depth, lists)

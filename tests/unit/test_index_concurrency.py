@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from veclink.index import PartitionedIndex
 from veclink.index.locks import SharedLock
+from veclink.index.rebalance import Rebalancer
 
 D = 16
 
@@ -58,6 +59,33 @@ def test_a_waiting_writer_goes_before_new_readers() -> None:
     lock.__exit__(None, None, None)
     r.join(5)
     assert order == ["writer", "reader"]
+
+
+def test_readers_waiting_when_a_writer_leaves_go_before_the_next_writer() -> None:
+    # the rebalancing worker takes the lock again right after each step: the readers that
+    # queued behind one step must get their turn before the next step
+    lock = SharedLock()
+    order: list[str] = []
+    lock.__enter__()
+
+    def reader() -> None:
+        with lock.shared():
+            order.append("reader")
+
+    def writer() -> None:
+        with lock:
+            order.append("writer")
+
+    r = threading.Thread(target=reader)
+    r.start()
+    time.sleep(0.1)  # the reader waits for the writer in progress
+    w = threading.Thread(target=writer)
+    w.start()
+    time.sleep(0.1)  # so does the next writer
+    lock.__exit__(None, None, None)
+    r.join(5)
+    w.join(5)
+    assert order == ["reader", "writer"]
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
@@ -146,4 +174,35 @@ def test_concurrent_searches_and_writes_stay_correct(replicas: int) -> None:
     assert set(stable) <= live  # no acknowledged vector went missing
     some = np.array(sorted(stable)[::50])
     np.testing.assert_array_equal(index.get(some), np.stack([stable[i] for i in some]))
+    index.close()
+
+
+def test_searches_complete_between_rebalancing_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every rebalancing step is made slow (it sleeps holding the index lock) and the worker
+    # is given many of them back to back: searches must still get in between steps, not
+    # wait until the worker runs out of work
+    rng = np.random.default_rng(3)
+    index = PartitionedIndex(D, metric="l2", split_limit=32, merge_limit=4, refresh=0.0)
+    x = rng.normal(size=(3000, D)).astype(np.float32)
+    index.add(np.arange(3000), x)
+    assert index.wait_idle(timeout=60)
+    original = Rebalancer.maintain
+
+    def slow_step(self: Rebalancer, pid: int, plan: object = None) -> None:
+        time.sleep(0.01)
+        original(self, pid, plan)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Rebalancer, "maintain", slow_step)
+    steps = len(index.parts)
+    assert steps >= 60
+    index.rebalancer.schedule(list(index.parts))  # >= 0.6 s of steps, one posting each
+    during = 0
+    deadline = time.monotonic() + 60
+    while index.rebalancer.pending_count() > 0 and time.monotonic() < deadline:
+        _, got = index.search(x[:1], 1, nprobe=4)
+        assert got[0, 0] == 0
+        if index.rebalancer.pending_count() > 0:  # this search finished mid-rebalance
+            during += 1
+    assert during >= 10
+    assert index.wait_idle(timeout=60)
     index.close()

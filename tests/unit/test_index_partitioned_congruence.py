@@ -19,6 +19,9 @@ CONFIGS = [
     ("ip", 2, dict(split_limit=40, merge_limit=18, replicas=2, refresh=0.0)),
     ("cosine", 33, dict(split_limit=16, merge_limit=6, replicas=2, refresh=1.0)),
     ("l2", 2, dict(split_limit=8, merge_limit=3, refresh=4.0, reassign_neighbors=1)),
+    # centroids searched through the graph from the first partition on
+    ("l2", 8, dict(split_limit=16, merge_limit=6, refresh=4.0, graph_min_partitions=0)),
+    ("cosine", 33, dict(split_limit=16, merge_limit=6, replicas=2, graph_min_partitions=0)),
 ]
 
 

@@ -263,3 +263,28 @@ def test_collection_usage_follows_every_write(
     again.delete_collection("a")
     assert [u.name for u in again.collection_usage()] == ["b"]
     again.close()
+
+
+def test_search_without_payload_still_filters_and_returns_text(
+    tmp_path: Path, models: ModelRegistry, db_url: str | None
+) -> None:
+    store = make_store(tmp_path, models, db_url)
+    store.create_collection("vecs", dim=DIM, metric="ip")
+    recs = [
+        RecordIn(id=r.id, vector=r.vector, payload=r.payload, text=f"text {r.id}")
+        for r in vec_records(30)
+    ]
+    store.upsert("vecs", recs)
+    target = recs[4].vector
+    full = store.search(SearchQuery(collection="vecs", vector=target, k=5))
+    bare = store.search(SearchQuery(collection="vecs", vector=target, k=5, with_payload=False))
+    assert [h.id for h in bare] == [h.id for h in full]
+    assert [h.text for h in bare] == [f"text {h.id}" for h in full]
+    assert all(h.payload for h in full) and not any(h.payload for h in bare)
+    even = Filter(must=(Condition(key="even", op="equals", value=True),))
+    hits = store.search(
+        SearchQuery(collection="vecs", vector=target, k=5, filter=even, with_payload=False)
+    )
+    assert len(hits) == 5 and all(int(h.id[1:]) % 2 == 0 for h in hits)
+    assert not any(h.payload for h in hits)
+    store.close()
