@@ -8,16 +8,32 @@ from collections.abc import Mapping
 from typing import Any
 
 from veclink.encoders import Encoder, EncoderSpec, load_encoder, spec_from_dict
+from veclink.encoders.batcher import BatchedEncoder, BatchPolicy, EncodeBatcher
 
 from veclink.errors import InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
 
+DEFAULT_BATCHING = BatchPolicy()
+
 
 class ModelRegistry:
-    """Maps served model names to encoders; one loaded encoder per distinct spec."""
+    """Maps served model names to encoders; one loaded encoder per distinct spec, and one
+    `EncodeBatcher` in front of each, shared by every request that encodes with it.
 
-    def __init__(self, models: Mapping[str, Mapping[str, Any]], default: str) -> None:
+    Args:
+        models: served name -> encoder spec.
+        default: the name requests without one get.
+        batching: how the batchers merge requests; None: no batchers (every caller runs
+            its own ``encode``).
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, Mapping[str, Any]],
+        default: str,
+        batching: BatchPolicy | None = DEFAULT_BATCHING,
+    ) -> None:
         problems = []
         self._specs: dict[str, EncoderSpec] = {}
         for name, spec in models.items():
@@ -35,6 +51,9 @@ class ModelRegistry:
             )
         self.default = default
         self._loaded: dict[str, Encoder] = {}
+        self.batching = batching
+        #: id(encoder) -> its batcher (encoders are never unloaded, so ids stay theirs)
+        self._batchers: dict[int, EncodeBatcher] = {}
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -64,4 +83,32 @@ class ModelRegistry:
                 log.info("loading encoder %s", key)
                 encoder = load_encoder(spec)
                 self._loaded[key] = encoder
+                if self.batching is not None:
+                    name = spec.kind + "-" + str(len(self._batchers))
+                    self._batchers[id(encoder)] = EncodeBatcher(encoder, self.batching, name=name)
             return encoder
+
+    def loaded(self, name: str) -> bool:
+        """Whether the served model ``name`` ('' = default) is loaded (a lookup only)."""
+        spec = self.spec(name)
+        with self._lock:
+            return spec.to_json() in self._loaded
+
+    def batcher_of(self, encoder: Encoder) -> EncodeBatcher | None:
+        """The batcher in front of a loaded encoder; None for other encoders (an instruction
+        variant) or with batching off."""
+        return self._batchers.get(id(encoder))
+
+    def batched(self, spec: EncoderSpec | Mapping[str, Any]) -> Any:
+        """What in-process callers (linkage jobs) encode with: the spec's encoder behind its
+        batcher, or the encoder itself with batching off."""
+        encoder = self.for_spec(spec)
+        batcher = self.batcher_of(encoder)
+        return encoder if batcher is None else BatchedEncoder(batcher)
+
+    def close(self) -> None:
+        """Stop the batchers (after what they hold is encoded)."""
+        with self._lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            batcher.close()

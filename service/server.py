@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from veclink.encoders.batcher import BatchPolicy
 from veclink.index import CheckpointPolicy
 from veclink.service.auth import build_auth
 from veclink.service.decoding import DecodeErrorInterceptor
@@ -58,7 +59,17 @@ SERVICE_NAMES = (
 
 
 def build_store(settings: Settings) -> VectorStore:
-    models = ModelRegistry(settings.models, settings.default_model)
+    enc = settings.encoding
+    batching = (
+        BatchPolicy(
+            max_wait_s=enc.max_wait_ms / 1000.0,
+            max_batch=enc.max_batch,
+            batch_tokens=enc.batch_tokens,
+        )
+        if enc.batching
+        else None
+    )
+    models = ModelRegistry(settings.models, settings.default_model, batching)
     return VectorStore(
         settings.storage.data_dir,
         models,
@@ -155,7 +166,7 @@ class Server:
             PointsServicer(store, executor, settings.limits), server
         )
         jobs = LinkageJobs(
-            store.engine, encoder_for=store.models.for_spec, sources=JobSources(settings.sources)
+            store.engine, encoder_for=store.models.batched, sources=JobSources(settings.sources)
         )
         linkage_pb2_grpc.add_LinkageServicer_to_server(
             LinkageServicer(jobs, executor, settings.limits), server

@@ -151,12 +151,29 @@ class SourceSettings:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class EncodingSettings:
+    """``[encoding]``: how concurrent requests to one model are merged (encoders/batcher.py)."""
+
+    #: merge concurrent requests into shared batches (false: each request encodes alone)
+    batching: bool = True
+    #: longest a request waits for others while its model is busy, milliseconds; a
+    #: request that finds the model idle never waits
+    max_wait_ms: float = 3.0
+    #: most inputs per forward pass; 0: the model spec's batch_size
+    max_batch: int = 0
+    #: most padded tokens (rows x longest row) per forward pass; 0: the model spec's
+    #: batch_tokens (unset there too: only max_batch limits a batch)
+    batch_tokens: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
     limits: LimitSettings = LimitSettings()
     auth: AuthSettings = AuthSettings()
     sources: SourceSettings = SourceSettings()
+    encoding: EncodingSettings = EncodingSettings()
     #: served model name -> encoder spec (JSON object with "kind")
     models: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=lambda: {DEFAULT_MODEL: {"kind": "hf-text"}}
@@ -174,6 +191,7 @@ _SECTIONS = {
     "limits": LimitSettings,
     "auth": AuthSettings,
     "sources": SourceSettings,
+    "encoding": EncodingSettings,
 }
 
 

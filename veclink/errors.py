@@ -46,3 +46,7 @@ class FailedPrecondition(VeclinkError):
 
 class MissingDependency(VeclinkError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class DeadlineExceeded(VeclinkError):
+    """The caller's deadline passed before the work was done (it was dropped unstarted)."""
