@@ -27,11 +27,12 @@ vectors (to floating-point noise of different padding) as ``encoder.encode(input
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -417,9 +418,28 @@ class BatchedEncoder:
         return self.encoder.with_instruction(instruction)
 
 
+@contextlib.contextmanager
+def batching(encoder: Any, policy: BatchPolicy | None = None) -> Iterator[Any]:
+    """``encoder`` behind an `EncodeBatcher` of its own while the block runs (closed after).
+
+    For a caller that encodes much at once (a linkage job's embed stage): its texts are
+    tokenised on the batcher's thread while the model runs the previous batch. Anything
+    that is not an `Encoder` (already batched, a cache in front of one) is used as it is.
+    """
+    if not isinstance(encoder, Encoder):
+        yield encoder
+        return
+    batcher = EncodeBatcher(encoder, policy, name=f"{encoder.spec.kind}-job")
+    try:
+        yield BatchedEncoder(batcher)
+    finally:
+        batcher.close()
+
+
 __all__ = [
     "BatchPolicy",
     "BatchedEncoder",
+    "batching",
     "EncodeBatcher",
     "Ticket",
 ]
