@@ -227,40 +227,71 @@ def main() -> None:
     try:
         for backend in args.backends:
             block = backend
-            st_rate, _ = st_throughput(peer, texts)
-            st_lat = st_single(peer, single)
-            rows.append(Row(block, "sentence-transformers encode (fp32)", st_rate, [], None))
-            rows.append(Row(block, "sentence-transformers, 1 text a call", 0, st_lat, None))
+            st_before, _ = st_throughput(peer, texts)
             enc = load_encoder({"kind": "hf-text", "backend": backend, "device": "cpu"})
             batcher = EncodeBatcher(enc, BatchPolicy(max_wait_s=args.max_wait_ms / 1000))
             batcher.encode(texts[:64])
-            vectors = batcher.encode(texts)
-            cos = cosines(vectors, reference)
+            cos = cosines(batcher.encode(texts), reference)
             whole, threaded = engine_rows(batcher, texts, 32)
             batcher.close()
-            single_lat = []
-            for t in single:
+            block_rows = [
+                Row(block, f"engine in-process {backend}, 1 request", whole, [], cos),
+                Row(block, f"engine in-process {backend}, 32 threads x 1", threaded, [], cos),
+            ]
+            model = backend.replace("-", "_")
+            if address is not None:
+                warm(address, model, texts)
+                for per in args.per_request:
+                    for clients in args.clients:
+                        if clients == 1 and per == 1:
+                            continue  # timed below, paired with sentence-transformers
+                        rate, lat, out = asyncio.run(grpc_run(address, model, texts, clients, per))
+                        what = f"gRPC {backend}, {clients} clients x {per} texts"
+                        block_rows.append(Row(block, what, rate, lat, cosines(out, reference)))
+            # one text a call, the three ways in turn per text (the same load for each)
+            lat_st: list[float] = []
+            lat_enc: list[float] = []
+            lat_grpc: list[float] = []
+            grpc_out = np.zeros((len(single), reference.shape[1]), np.float32)
+            channel = grpc.insecure_channel(address) if address else None
+            stub = embeddings_pb2_grpc.EmbeddingsStub(channel) if channel else None
+            for i, t in enumerate(single):
+                lat_st.extend(st_single(peer, [t]))
                 start = time.perf_counter()
                 enc.encode([t])
-                single_lat.append(time.perf_counter() - start)
-            rows.append(Row(block, f"engine in-process {backend}, 1 request", whole, [], cos))
+                lat_enc.append(time.perf_counter() - start)
+                if stub is not None:
+                    query = EmbedQuery(inputs=(t,), model=model, role="document")
+                    request = convert.embed_to_proto(query)
+                    start = time.perf_counter()
+                    resp = stub.Embed(request)
+                    lat_grpc.append(time.perf_counter() - start)
+                    grpc_out[i] = convert.embeddings_from_proto(resp).values[0]
+            if channel is not None:
+                channel.close()
+            st_after, _ = st_throughput(peer, texts)
+            st_rate = (st_before + st_after) / 2
             rows.append(
-                Row(block, f"engine in-process {backend}, 32 threads x 1", threaded, [], cos)
+                Row(
+                    block,
+                    "sentence-transformers encode (fp32), mean of before/after",
+                    st_rate,
+                    [],
+                    None,
+                )
             )
-            rows.append(Row(block, f"encoder.encode {backend}, 1 text a call", 0, single_lat, cos))
-            del enc, batcher
-            if address is None:
-                continue
-            model = backend.replace("-", "_")
-            warm(address, model, texts)
-            for per in args.per_request:
-                for clients in args.clients:
-                    work = texts if not (clients == 1 and per == 1) else single
-                    rate, lat, out = asyncio.run(grpc_run(address, model, work, clients, per))
-                    got = cosines(out, reference[: len(work)])
-                    what = f"gRPC {backend}, {clients} clients x {per} texts"
-                    rows.append(Row(block, what, rate, lat, got))
+            rows.append(Row(block, "sentence-transformers, 1 text a call", 0, lat_st, None))
+            rows.extend(block_rows)
+            rows.append(Row(block, f"encoder.encode {backend}, 1 text a call", 0, lat_enc, cos))
+            if lat_grpc:
+                rate = len(lat_grpc) / sum(lat_grpc)
+                got = cosines(grpc_out, reference[: len(single)])
+                rows.append(Row(block, f"gRPC {backend}, 1 client x 1 text", rate, lat_grpc, got))
+            print(
+                f"({backend}: sentence-transformers {st_before:.1f} before, {st_after:.1f} after)"
+            )
             print_rows([r for r in rows if r.block == block])
+            del enc, batcher
     finally:
         if proc is not None:
             proc.terminate()

@@ -162,7 +162,8 @@ class EncodingSettings:
     #: most inputs per forward pass; 0: the model spec's batch_size
     max_batch: int = 0
     #: most padded tokens (rows x longest row) per forward pass; 0: the model spec's
-    #: batch_tokens (unset there too: only max_batch limits a batch)
+    #: batch_tokens; unset there too: 256 for a tokenising model on the CPU (less padding,
+    #: activations that stay in cache), else only max_batch limits a batch
     batch_tokens: int = 0
 
 
