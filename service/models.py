@@ -83,9 +83,6 @@ class ModelRegistry:
                 log.info("loading encoder %s", key)
                 encoder = load_encoder(spec)
                 self._loaded[key] = encoder
-                if self.batching is not None:
-                    name = spec.kind + "-" + str(len(self._batchers))
-                    self._batchers[id(encoder)] = EncodeBatcher(encoder, self.batching, name=name)
             return encoder
 
     def loaded(self, name: str) -> bool:
@@ -95,9 +92,17 @@ class ModelRegistry:
             return spec.to_json() in self._loaded
 
     def batcher_of(self, encoder: Encoder) -> EncodeBatcher | None:
-        """The batcher in front of a loaded encoder; None for other encoders (an instruction
-        variant) or with batching off."""
-        return self._batchers.get(id(encoder))
+        """The batcher in front of a loaded encoder (started on first use, again after
+        `close`); None for other encoders (an instruction variant) or with batching off."""
+        if self.batching is None:
+            return None
+        with self._lock:
+            batcher = self._batchers.get(id(encoder))
+            if batcher is None and any(e is encoder for e in self._loaded.values()):
+                name = f"{encoder.spec.kind}-{len(self._batchers)}"
+                batcher = EncodeBatcher(encoder, self.batching, name=name)
+                self._batchers[id(encoder)] = batcher
+            return batcher
 
     def batched(self, spec: EncoderSpec | Mapping[str, Any]) -> Any:
         """What in-process callers (linkage jobs) encode with: the spec's encoder behind its
@@ -107,7 +112,8 @@ class ModelRegistry:
         return encoder if batcher is None else BatchedEncoder(batcher)
 
     def close(self) -> None:
-        """Stop the batchers (after what they hold is encoded)."""
+        """Stop the batchers (after what they hold is encoded); a later encode starts its
+        model's batcher again."""
         with self._lock:
             batchers, self._batchers = list(self._batchers.values()), {}
         for batcher in batchers:
