@@ -87,9 +87,8 @@ class ModelRegistry:
 
     def loaded(self, name: str) -> bool:
         """Whether the served model ``name`` ('' = default) is loaded (a lookup only)."""
-        spec = self.spec(name)
-        with self._lock:
-            return spec.to_json() in self._loaded
+        # no lock: it is held while a model loads (seconds), and this runs on the event loop
+        return self.spec(name).to_json() in self._loaded
 
     def batcher_of(self, encoder: Encoder) -> EncodeBatcher | None:
         """The batcher in front of a loaded encoder (started on first use, again after
