@@ -51,6 +51,8 @@ class ModelRegistry:
             )
         self.default = default
         self._loaded: dict[str, Encoder] = {}
+        #: served name -> its loaded encoder (filled by ``get``)
+        self._by_name: dict[str, Encoder] = {}
         self.batching = batching
         #: id(encoder) -> its batcher (encoders are never unloaded, so ids stay theirs)
         self._batchers: dict[int, EncodeBatcher] = {}
@@ -71,7 +73,12 @@ class ModelRegistry:
 
     def get(self, name: str) -> Encoder:
         """The encoder of a served model name ('' = default)."""
-        return self.for_spec(self.spec(name))
+        # per request on the event loop: a dict lookup once loaded (no spec validation)
+        encoder = self._by_name.get(name or self.default)
+        if encoder is None:
+            encoder = self.for_spec(self.spec(name))
+            self._by_name[name or self.default] = encoder
+        return encoder
 
     def for_spec(self, spec: EncoderSpec | Mapping[str, Any]) -> Encoder:
         """The encoder of a spec (e.g. the one a collection was created with), loaded once."""
@@ -86,9 +93,14 @@ class ModelRegistry:
             return encoder
 
     def loaded(self, name: str) -> bool:
-        """Whether the served model ``name`` ('' = default) is loaded (a lookup only)."""
+        """Whether the served model ``name`` ('' = default) is loaded (a lookup only).
+
+        Raises:
+            NotFound: ``name`` is not served.
+        """
         # no lock: it is held while a model loads (seconds), and this runs on the event loop
-        return self.spec(name).to_json() in self._loaded
+        self.spec(name)
+        return (name or self.default) in self._by_name
 
     def batcher_of(self, encoder: Encoder) -> EncodeBatcher | None:
         """The batcher in front of a loaded encoder (started on first use, again after
