@@ -4,10 +4,11 @@ Concurrent ``submit`` calls (gRPC handlers, searches, linkage jobs) are merged i
 batches, so 32 clients sending one text each are encoded like one caller sending 32:
 
 - **Collecting.** When the model is idle a request is dispatched at once: a lone request
-  waits for nothing, and runs on the collector thread itself (no hand-over). While the
-  model is busy, requests gather: a group is closed when it holds ``max_batch`` inputs,
-  or ``max_wait_s`` after its oldest request arrived, or when the model frees, whichever
-  comes first.
+  waits for nothing. While the model is busy, requests gather: a group is closed when it
+  holds ``max_batch`` inputs, or ``max_wait_s`` after its oldest request arrived, or when
+  the model frees, whichever comes first. (Running a lone request on the collector thread
+  itself, to save one hand-over, made bf16's single-request p50 worse: the model then ran
+  on two threads in turn.)
 - **Batching.** A group's inputs (per role; duplicates across requests encoded once) are
   sorted by length and cut into batches of at most ``max_batch`` rows and
   ``batch_tokens`` padded tokens, as `Encoder.encode` cuts one caller's inputs.
@@ -179,7 +180,7 @@ class EncodeBatcher:
         self._pending_inputs = 0
         #: the prepared batch handed to the model thread (at most one waits)
         self._ready: _Prepared | object | None = None
-        #: batches running now (on the model thread, or inline on the collector)
+        #: batches running now on the model thread (0 or 1)
         self._active = 0
         self._closed = False
         #: batches run and inputs encoded (for tests and metrics)
@@ -276,14 +277,10 @@ class EncodeBatcher:
                 self._hand(_STOP)
                 return
             try:
-                plans = self._plan(group)
-                for k, prepared in enumerate(plans):
+                for prepared in self._plan(group):
                     if any(item.wanted() for item in prepared.items):
                         self._prepare(prepared)
-                        if k == len(plans) - 1 and self._claim_if_alone():
-                            self._run_claimed(prepared)
-                        else:
-                            self._hand(prepared)
+                        self._hand(prepared)
             except Exception as exc:  # noqa: BLE001 -- a bug here must not hang the callers
                 log.exception("batcher %s: planning a group failed", self.name)
                 for ticket in group:
@@ -332,16 +329,6 @@ class EncodeBatcher:
             )
         except Exception as exc:  # noqa: BLE001 -- isolated on the model thread
             prepared.error = exc
-
-    def _claim_if_alone(self) -> bool:
-        """Claim the model for the collector itself when it is idle and nobody else waits:
-        a lone request then runs without a hand-over to the model thread (one thread
-        wake-up less on its latency)."""
-        with self._lock:
-            if self._idle() and not self._pending:
-                self._active += 1
-                return True
-            return False
 
     def _run_claimed(self, prepared: _Prepared) -> None:
         try:
