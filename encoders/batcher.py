@@ -4,9 +4,12 @@ Concurrent ``submit`` calls (gRPC handlers, searches, linkage jobs) are merged i
 batches, so 32 clients sending one text each are encoded like one caller sending 32:
 
 - **Collecting.** When the model is idle a request is dispatched at once: a lone request
-  waits for nothing. While the model is busy, requests gather: a group is closed when it
-  holds ``max_batch`` inputs, or ``max_wait_s`` after its oldest request arrived, or when
-  the model frees, whichever comes first. (Running a lone request on the collector thread
+  waits for nothing. While the model is busy, requests gather until it frees (or until
+  they fill ``max_batch``): closing a group earlier could not make it run sooner, and
+  closing it after a fixed wait split 8 closed-loop clients into groups of 2-3. Right
+  after a batch (``WARM_S``) an idle model waits up to ``max_wait_s`` for as many
+  requests as came together lately, since clients send their next requests a few
+  milliseconds after their replies. (Running a lone request on the collector thread
   itself, to save one hand-over, made bf16's single-request p50 worse: the model then ran
   on two threads in turn.)
 - **Batching.** A group's inputs (per role; duplicates across requests encoded once) are
@@ -62,12 +65,17 @@ def _counts_tokens_on_cpu(encoder: Encoder) -> bool:
     return tokens and getattr(device, "type", None) == "cpu"
 
 
+#: how soon after a batch an idle model still counts as busy for ``_expecting`` (seconds)
+WARM_S = 0.05
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BatchPolicy:
     """How an `EncodeBatcher` merges requests."""
 
-    #: longest a request waits for others while the model is busy (seconds); a request
-    #: arriving at an idle model never waits
+    #: longest an idle model waits, right after a batch, for as many requests as came
+    #: together lately (seconds); a request after a quiet spell never waits, and while the
+    #: model is busy requests gather until it frees
     max_wait_s: float = 0.003
     #: most inputs per forward pass; 0: the encoder's ``batch_size``
     max_batch: int = 0
@@ -182,6 +190,10 @@ class EncodeBatcher:
         self._ready: _Prepared | object | None = None
         #: batches running now on the model thread (0 or 1)
         self._active = 0
+        #: when the model last finished a batch, and how many requests came together
+        #: lately (see ``_expecting``)
+        self._last_done = 0.0
+        self._expect = 1.0
         self._closed = False
         #: batches run and inputs encoded (for tests and metrics)
         self.batches = 0
@@ -263,12 +275,33 @@ class EncodeBatcher:
                         return None
                     self._lock.wait()
                     continue
+                now = time.monotonic()
                 full = self._pending_inputs >= self.max_batch
-                waited = time.monotonic() - self._pending[0].arrived
-                if self._idle() or full or self._closed or waited >= self.policy.max_wait_s:
+                waited = now - self._pending[0].arrived
+                idle = self._idle()
+                if (
+                    full
+                    or self._closed
+                    or (idle and (waited >= self.policy.max_wait_s or not self._expecting(now)))
+                ):
                     group, self._pending, self._pending_inputs = self._pending, [], 0
+                    # callers seen together recently: expect about as many next time
+                    self._expect = max(float(len(group)), self._expect * 0.5)
                     return group
-                self._lock.wait(self.policy.max_wait_s - waited)
+                # busy: the group stays open until the model frees (it could not run sooner)
+                self._lock.wait(max(self.policy.max_wait_s - waited, 1e-4) if idle else None)
+
+    def _expecting(self, now: float) -> bool:
+        """Whether an idle model should still wait (up to ``max_wait_s``) for more requests.
+
+        Only right after a batch (the model ran within ``WARM_S``) and only while fewer
+        requests are pending than came together lately: closed-loop clients send their
+        next requests a few milliseconds after their replies, and dispatching the first one
+        alone split 8 clients' requests into batches of 1 and 7. A lone caller (groups of
+        one) and a request after a quiet spell are dispatched at once.
+        """
+        warm = now - self._last_done <= WARM_S
+        return warm and len(self._pending) < self._expect
 
     def _collect_loop(self) -> None:
         while True:
@@ -336,6 +369,7 @@ class EncodeBatcher:
         finally:
             with self._lock:
                 self._active -= 1
+                self._last_done = time.monotonic()
                 self._lock.notify_all()
 
     def _hand(self, prepared: _Prepared | object) -> None:

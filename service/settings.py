@@ -156,8 +156,10 @@ class EncodingSettings:
 
     #: merge concurrent requests into shared batches (false: each request encodes alone)
     batching: bool = True
-    #: longest a request waits for others while its model is busy, milliseconds; a
-    #: request that finds the model idle never waits
+    #: right after a batch, the longest an idle model waits for as many requests as came
+    #: together lately, milliseconds (closed-loop clients resend a few ms after their
+    #: replies); a request after a quiet spell never waits, and while the model is busy
+    #: requests gather until it frees
     max_wait_ms: float = 3.0
     #: most inputs per forward pass; 0: the model spec's batch_size
     max_batch: int = 0
