@@ -73,7 +73,9 @@ class HFTextEncoder(Encoder):
         self.batch_size = spec.batch_size
         self.batch_tokens = spec.batch_tokens
         self.model_path = resolve_model_path(spec.model)
-        self.device = resolve_device(spec.device)
+        # the CPU fast paths take device "auto" as the CPU (they run nowhere else)
+        auto_cpu = spec.device == "auto" and spec.backend in CPU_BACKENDS
+        self.device = resolve_device("cpu" if auto_cpu else spec.device)
         # A fast tokenizer keeps its padding and truncation settings on the shared Rust object
         # and resets them per call: input_lengths (no padding) and preprocess (padding) from
         # two server threads at once padded one batch wrongly ("Unable to create tensor") or
@@ -101,6 +103,10 @@ class HFTextEncoder(Encoder):
             self._use(spec.backend, self._fast_runner(spec.backend))
         elif spec.backend == "auto" and self.device.type == "cpu" and spec.dtype == "fp32":
             self._choose_fast_path()
+        elif spec.backend == "auto" and self.device.type == "cuda" and spec.dtype == "fp32":
+            # on a GPU the fast path is half precision (tensor cores); pooling stays fp32
+            self.model = self.model.half()
+            self.backend = "fp16"
 
     @property
     def dim(self) -> int:

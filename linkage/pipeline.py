@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from veclink.encoders.batcher import batching
 from veclink.linkage.active import Ask, Question, active_learning
 from veclink.linkage.align import Alignment, align_columns, identity_alignment
 from veclink.linkage.assign import alternative_scores, best_and_second, greedy_one_to_one
@@ -443,10 +444,17 @@ class _Job:
         texts = model.texts(lt, "left")[1] + ([] if self.dedupe else model.texts(rt, "right")[1])
         model.fit(texts)
         share = len(lt) / (len(lt) + (0 if self.dedupe else len(rt)))
-        lv = model.views(lt, "left", lambda f: report(f * share))
-        if self.dedupe:
-            return lv, lv
-        return lv, model.views(rt, "right", lambda f: report(share + f * (1 - share)))
+        # the serving engine: tokenising overlaps the model (a served job's encoder is the
+        # server's batched one already and is used as it is)
+        encoder = model.encoder
+        with batching(encoder) as model.encoder:
+            try:
+                lv = model.views(lt, "left", lambda f: report(f * share))
+                if self.dedupe:
+                    return lv, lv
+                return lv, model.views(rt, "right", lambda f: report(share + f * (1 - share)))
+            finally:
+                model.encoder = encoder
 
     def _block(self) -> CandidatePairs:
         spec, fields = self.spec, self.model.fields

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from veclink.encoders.batcher import BatchPolicy
 from veclink.index import CheckpointPolicy
 from veclink.service.auth import build_auth
 from veclink.service.decoding import DecodeErrorInterceptor
@@ -93,7 +94,17 @@ def build_store(settings: Settings) -> VectorStore:
         )
         if settings.cluster.encoder_replicas:
             loader = cluster.load_encoder
-    models = ModelRegistry(settings.models, settings.default_model, loader=loader)
+    enc = settings.encoding
+    batching = (
+        BatchPolicy(
+            max_wait_s=enc.max_wait_ms / 1000.0,
+            max_batch=enc.max_batch,
+            batch_tokens=enc.batch_tokens,
+        )
+        if enc.batching
+        else None
+    )
+    models = ModelRegistry(settings.models, settings.default_model, batching, loader=loader)
     return VectorStore(
         settings.storage.data_dir,
         models,
@@ -192,7 +203,7 @@ class Server:
         )
         jobs = LinkageJobs(
             store.engine,
-            encoder_for=store.models.for_spec,
+            encoder_for=store.models.batched,
             sources=JobSources(settings.sources),
             job_arguments=store.cluster.linkage_arguments if store.cluster else None,
         )

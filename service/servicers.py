@@ -7,6 +7,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from veclink.v1 import (
 from veclink.errors import (
     AlreadyExists,
     ClusterUnavailable,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     MissingDependency,
@@ -52,6 +54,7 @@ STATUS = {
     MissingDependency: grpc.StatusCode.FAILED_PRECONDITION,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     ClusterUnavailable: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -120,16 +123,35 @@ class EmbeddingsServicer(_Base, embeddings_pb2_grpc.EmbeddingsServicer):
     async def Embed(self, request: embeddings_pb2.EmbedRequest, context: Any) -> Any:
         self.check.embed(request)
         query = convert.embed_from_proto(request)
-        name, vectors = await self.run(
-            self.store.embed,
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        start = functools.partial(
+            self.store.embed_start,
             query.model,
             list(query.inputs),
             role=query.role,
             normalize=query.normalize,
             dimensions=query.dimensions,
             instruction=query.instruction,
+            precision=query.precision,
+            deadline=deadline,
         )
-        return convert.embeddings_to_proto(name, vectors)
+        # Texts to a loaded model are checked and queued right here (no thread hop for the
+        # common short request); a model's first load, images and instruction variants
+        # (encoded where they are started) go to the executor.
+        inline = (
+            not query.instruction
+            and all(isinstance(x, str) for x in query.inputs)
+            and self.store.models.loaded(query.model)
+        )
+        job = start() if inline else await self.run(start)
+        if job.ticket is not None:
+            try:
+                job.vectors = await asyncio.wrap_future(job.ticket.future)
+            except asyncio.CancelledError:
+                job.ticket.cancel()  # dropped unencoded if its batch has not run yet
+                raise
+        return convert.embeddings_to_proto(job.finish())
 
     @_rpc
     async def ListModels(self, request: embeddings_pb2.ListModelsRequest, context: Any) -> Any:

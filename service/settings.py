@@ -172,6 +172,25 @@ class ClusterSettings:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class EncodingSettings:
+    """``[encoding]``: how concurrent requests to one model are merged (encoders/batcher.py)."""
+
+    #: merge concurrent requests into shared batches (false: each request encodes alone)
+    batching: bool = True
+    #: right after a batch, the longest an idle model waits for as many requests as came
+    #: together lately, milliseconds (closed-loop clients resend a few ms after their
+    #: replies); a request after a quiet spell never waits, and while the model is busy
+    #: requests gather until it frees
+    max_wait_ms: float = 3.0
+    #: most inputs per forward pass; 0: the model spec's batch_size
+    max_batch: int = 0
+    #: most padded tokens (rows x longest row) per forward pass; 0: the model spec's
+    #: batch_tokens; unset there too: 256 for a tokenising model on the CPU (less padding,
+    #: activations that stay in cache), else only max_batch limits a batch
+    batch_tokens: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -179,6 +198,7 @@ class Settings:
     auth: AuthSettings = AuthSettings()
     sources: SourceSettings = SourceSettings()
     cluster: ClusterSettings = ClusterSettings()
+    encoding: EncodingSettings = EncodingSettings()
     #: served model name -> encoder spec (JSON object with "kind")
     models: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=lambda: {DEFAULT_MODEL: {"kind": "hf-text"}}
@@ -197,6 +217,7 @@ _SECTIONS = {
     "auth": AuthSettings,
     "sources": SourceSettings,
     "cluster": ClusterSettings,
+    "encoding": EncodingSettings,
 }
 
 

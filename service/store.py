@@ -52,6 +52,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from veclink.cluster.sharded import LocalShards, ShardedIndex
 from veclink.encoders import Encoder
+from veclink.encoders.batcher import Ticket
+from veclink.encoders.outputs import PRECISIONS, quantize, truncate
 from veclink.index import CheckpointPolicy, WalIndex, create_index, open_index
 from veclink.index.base import check_metric, normalize_rows
 from veclink.index.locks import SharedLock
@@ -69,6 +71,7 @@ from veclink.errors import (
 from veclink.wire.types import (
     MAX_ID_LENGTH,
     CollectionInfo,
+    Embeddings,
     Hit,
     RecordIn,
     SearchQuery,
@@ -782,7 +785,7 @@ class VectorStore:
 
     # ------------------------------------------------------------------ embeddings
 
-    def embed(
+    def embed_start(
         self,
         model: str,
         inputs: Sequence[str | bytes],
@@ -791,8 +794,15 @@ class VectorStore:
         normalize: bool = False,
         dimensions: int = 0,
         instruction: str | None = None,
-    ) -> tuple[str, np.ndarray]:
-        """Encode inputs with a served model; returns (model name, float32 (n, d))."""
+        precision: str = "float32",
+        deadline: float | None = None,
+    ) -> EmbedJob:
+        """Check an Embed request and queue it on its model's batcher (without waiting).
+
+        An instruction variant of a model has no batcher: its vectors are encoded here, on
+        the calling thread. ``deadline`` (``time.monotonic()``) drops the request unencoded
+        once passed.
+        """
         if not inputs:
             raise InvalidArgument("inputs is empty", field="inputs")
         if len(inputs) > self.limits.max_embed_inputs:
@@ -807,6 +817,11 @@ class VectorStore:
                     f"{self.limits.max_text_chars}",
                     field=f"inputs[{i}]",
                 )
+        if precision not in PRECISIONS:
+            raise InvalidArgument(
+                f"options.precision must be one of {', '.join(PRECISIONS)}; got {precision!r}",
+                field="options.precision",
+            )
         name = model or self.models.default
         encoder = self.models.get(name)
         if instruction:
@@ -816,19 +831,54 @@ class VectorStore:
                 f"dimensions={dimensions} exceeds model {name!r}'s {encoder.dim}",
                 field="options.dimensions",
             )
-        vectors = self._encode(encoder, name, list(inputs), role)
-        if dimensions:
-            vectors = np.ascontiguousarray(vectors[:, :dimensions])
-        if normalize:
-            vectors = normalize_rows(vectors)
-        return name, vectors
+        job = EmbedJob(self, name, len(inputs), normalize, dimensions, precision)
+        batcher = self.models.batcher_of(encoder)
+        if batcher is None:
+            job.vectors = self._encode(encoder, name, list(inputs), role)
+        else:
+            job.ticket = batcher.submit(inputs, role, deadline=deadline)  # type: ignore[arg-type]
+        return job
+
+    def embed(
+        self,
+        model: str,
+        inputs: Sequence[str | bytes],
+        *,
+        role: str = "query",
+        normalize: bool = False,
+        dimensions: int = 0,
+        instruction: str | None = None,
+        precision: str = "float32",
+    ) -> Embeddings:
+        """Encode inputs with a served model (`embed_start`, then wait for the vectors)."""
+        job = self.embed_start(
+            model,
+            inputs,
+            role=role,
+            normalize=normalize,
+            dimensions=dimensions,
+            instruction=instruction,
+            precision=precision,
+        )
+        if job.ticket is not None:
+            try:
+                job.vectors = job.ticket.result()
+            except BaseException:
+                job.ticket.cancel()
+                raise
+        return job.finish()
 
     def _encode(
         self, encoder: Encoder, model: str, inputs: list[str | bytes], role: str
     ) -> np.ndarray:
-        """``encoder.encode``, timed for ``on_encode`` (failed encodes are not reported)."""
+        """Encode through the encoder's batcher when it has one (sharing batches with
+        concurrent requests), timed for ``on_encode`` (failed encodes are not reported)."""
         began = time.perf_counter()
-        vectors = encoder.encode(inputs, role=role)  # type: ignore[arg-type]
+        batcher = self.models.batcher_of(encoder)
+        if batcher is not None:
+            vectors = batcher.encode(inputs, role)  # type: ignore[arg-type]
+        else:
+            vectors = encoder.encode(inputs, role=role)  # type: ignore[arg-type]
         if self.on_encode is not None:
             self.on_encode(model, len(inputs), time.perf_counter() - began)
         return vectors
@@ -875,6 +925,45 @@ _HIT_ROWS_WITH_PAYLOAD = _hit_rows_statement(RecordRow.payload)
 def _json(value: Any) -> Any:
     """A JSON column as the DBAPI driver returns it: text (SQLite) or decoded (psycopg)."""
     return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+class EmbedJob:
+    """An Embed request on its way: queued on a batcher (``ticket``) or encoded already
+    (``vectors``); ``finish`` truncates, normalises and quantises as the request asked."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        model: str,
+        count: int,
+        normalize: bool,
+        dimensions: int,
+        precision: str,
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.count = count
+        self.normalize = normalize
+        self.dimensions = dimensions
+        self.precision = precision
+        self.ticket: Ticket | None = None
+        self.vectors: np.ndarray | None = None
+        self.began = time.perf_counter()
+
+    def finish(self) -> Embeddings:
+        """The reply from ``vectors`` (set once the ticket's result is in)."""
+        assert self.vectors is not None
+        if self.ticket is not None and self.store.on_encode is not None:
+            self.store.on_encode(self.model, self.count, time.perf_counter() - self.began)
+        vectors = truncate(self.vectors, self.dimensions, normalize=self.normalize)
+        values, scales = quantize(vectors, self.precision)
+        return Embeddings(
+            model=self.model,
+            precision=self.precision,
+            dimensions=int(vectors.shape[1]),
+            values=values,
+            scales=scales,
+        )
 
 
 def _reindex(exc: InvalidArgument, positions: list[int], prefix: str) -> InvalidArgument:

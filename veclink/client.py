@@ -46,6 +46,7 @@ from veclink.v1 import (
 from veclink.wire import (
     CollectionInfo,
     Condition,
+    Embeddings,
     EmbedQuery,
     EntityAssignment,
     Filter,
@@ -234,7 +235,38 @@ class Client:
         dimensions: int = 0,
         instruction: str = "",
     ) -> np.ndarray:
-        """Vectors of texts (str) or encoded images (bytes): float32, one row per input."""
+        """Vectors of texts (str) or encoded images (bytes): float32, one row per input.
+
+        Args:
+            dimensions: keep the first ``dimensions`` components (Matryoshka); the
+                truncated vectors are normalised again when the model's are unit length.
+            normalize: L2-normalise every vector (after truncation).
+        """
+        return self.embed_quantized(
+            inputs,
+            model=model,
+            role=role,
+            normalize=normalize,
+            dimensions=dimensions,
+            instruction=instruction,
+            precision="float32",
+        ).values
+
+    def embed_quantized(
+        self,
+        inputs: Sequence[str | bytes],
+        *,
+        precision: str,
+        model: str = "",
+        role: str = "query",
+        normalize: bool = False,
+        dimensions: int = 0,
+        instruction: str = "",
+    ) -> Embeddings:
+        """`embed` at another precision: ``int8`` / ``uint8`` (a byte per component and a
+        scale per vector), ``binary`` / ``ubinary`` (a bit per component, packed) or
+        ``float32``; see `veclink.wire.types.Embeddings` for the layouts and
+        ``Embeddings.to_float32()`` to reconstruct float vectors."""
         query = EmbedQuery(
             inputs=tuple(inputs),
             model=model,
@@ -242,6 +274,7 @@ class Client:
             normalize=normalize,
             dimensions=dimensions,
             instruction=instruction or None,
+            precision=precision,
         )
         resp = self._call(self.embeddings.Embed, convert.embed_to_proto(query))
         return convert.embeddings_from_proto(resp)

@@ -50,3 +50,7 @@ class MissingDependency(VeclinkError):
 
 class ClusterUnavailable(VeclinkError):
     """Part of the Ray cluster (a shard or an encoder replica) is down or restarting; retry."""
+
+
+class DeadlineExceeded(VeclinkError):
+    """The caller's deadline passed before the work was done (it was dropped unstarted)."""

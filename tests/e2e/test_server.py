@@ -117,6 +117,35 @@ def test_embeddings(client: Client) -> None:
         client.embed(["x"], instruction="Retrieve passages that answer the question")
 
 
+def test_embed_output_options(client: Client) -> None:
+    """Matryoshka truncation renormalises unit vectors; int8 / uint8 / binary / ubinary
+    come back as sentence-transformers lays them out, each vector on its own scale."""
+    texts = ["a dog barks", "a puppy yaps", "interest rates rose sharply this quarter"]
+    full = client.embed(texts)
+    short = client.embed(texts, dimensions=128)  # no normalize asked: the model's are unit
+    np.testing.assert_allclose(np.linalg.norm(short, axis=1), 1.0, atol=1e-5)
+    expect = full[:, :128] / np.linalg.norm(full[:, :128], axis=1, keepdims=True)
+    np.testing.assert_allclose(short, expect, atol=1e-5)
+    q = client.embed_quantized(texts, precision="int8")
+    assert q.values.dtype == np.int8 and q.values.shape == (3, 384) and q.scales is not None
+    assert np.abs(q.values).max() == 127
+    back = q.to_float32()
+    cos = np.sum(back * full, axis=1) / np.linalg.norm(back, axis=1)
+    assert cos.min() > 0.999
+    # a vector does not depend on the request it is in
+    alone = client.embed_quantized(texts[:1], precision="int8")
+    np.testing.assert_array_equal(alone.values[0], q.values[0])
+    u = client.embed_quantized(texts, precision="uint8")
+    np.testing.assert_array_equal(u.values.astype(np.int16) - 128, q.values)
+    b = client.embed_quantized(texts, precision="ubinary", dimensions=100)
+    assert b.values.dtype == np.uint8 and b.values.shape == (3, 13) and b.dimensions == 100
+    np.testing.assert_array_equal(b.values, np.packbits(short[:, :100] > 0, axis=1))
+    s = client.embed_quantized(texts, precision="binary")
+    np.testing.assert_array_equal(s.values, (np.packbits(full > 0, axis=1) - 128).astype(np.int8))
+    with pytest.raises(InvalidArgument, match="precision"):
+        client.embed_quantized(texts, precision="int4")
+
+
 def test_collections_and_points(client: Client) -> None:
     info = client.create_collection("docs", model="all-MiniLM-L6-v2")
     assert (info.name, info.dim, info.metric, info.count) == ("docs", 384, "cosine", 0)

@@ -433,3 +433,32 @@ def test_threads_share_one_encoder(tiny_bert: str) -> None:
     for t in threads:
         t.join()
     assert errors == [] and wrong == []
+
+
+# ---------------------------------------------------------------------------- device auto
+
+
+def test_device_auto_is_the_default_and_falls_back_to_the_cpu(
+    tiny_bert: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert HFTextSpec().device == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    enc = load_encoder({"kind": "hf-text", "model": tiny_bert})
+    assert enc.device.type == "cpu" and enc.backend == "torch"
+    assert enc.encode(TEXTS).shape == (len(TEXTS), 32)
+    # a CPU fast path with device auto runs on the CPU (where else it cannot)
+    fast = load_encoder({"kind": "hf-text", "model": tiny_bert, "backend": "int8"})
+    assert fast.device.type == "cpu" and fast.backend == "int8"
+    with pytest.raises(InvalidArgument, match="CUDA is not available"):
+        load_encoder({"kind": "hf-text", "model": tiny_bert, "device": "cuda"})
+
+
+@pytest.mark.gpu
+def test_device_auto_uses_cuda_in_half_precision(tiny_bert: str) -> None:
+    reference = load_encoder({"kind": "hf-text", "model": tiny_bert, "device": "cpu"})
+    enc = load_encoder({"kind": "hf-text", "model": tiny_bert, "backend": "auto"})
+    assert enc.device.type == "cuda" and enc.backend == "fp16"
+    cosine = _cosines(enc.encode(TEXTS), reference.encode(TEXTS))
+    assert cosine.min() >= 0.99
+    plain = load_encoder({"kind": "hf-text", "model": tiny_bert})
+    assert plain.device.type == "cuda" and plain.backend == "torch"

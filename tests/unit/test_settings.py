@@ -45,3 +45,37 @@ def test_settings_are_frozen() -> None:
     s = load_settings(env={})
     with pytest.raises(AttributeError):
         s.server.port = 1  # type: ignore[misc]
+
+
+def test_encoding_section_sets_the_batchers(tmp_path: Path) -> None:
+    from veclink.service.server import build_store
+
+    settings = load_settings(
+        env={"VECLINK__ENCODING__MAX_WAIT_MS": "5", "VECLINK__STORAGE__DATA_DIR": str(tmp_path)},
+        overrides={"encoding": {"batch_tokens": 512}},
+    )
+    assert settings.encoding.max_wait_ms == 5.0 and settings.encoding.batch_tokens == 512
+    store = build_store(settings)
+    try:
+        policy = store.models.batching
+        assert policy is not None
+        assert (policy.max_wait_s, policy.batch_tokens, policy.max_batch) == (0.005, 512, 0)
+    finally:
+        store.close()
+    off = build_store(
+        load_settings(
+            env={},
+            overrides={
+                "encoding": {"batching": False},
+                "storage": {"data_dir": str(tmp_path / "b")},
+            },
+        )
+    )
+    try:
+        assert off.models.batching is None
+    finally:
+        off.close()
+    with pytest.raises(InvalidArgument, match="encoding.max_wait"):
+        load_settings(env={}, overrides={"encoding": {"max_wait": 1}})
+    with pytest.raises(InvalidArgument, match="encoding.max_wait_ms"):
+        load_settings(env={}, overrides={"encoding": {"max_wait_ms": -1}})

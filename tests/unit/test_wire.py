@@ -19,6 +19,7 @@ from veclink.errors import InvalidArgument
 from veclink.wire import (
     CollectionInfo,
     Condition,
+    Embeddings,
     EmbedQuery,
     EntityAssignment,
     EntityCandidate,
@@ -344,8 +345,81 @@ def test_embeddings_round_trip() -> None:
     query = EmbedQuery(inputs=("a", b"\x89PNG"), model="m", role="document", dimensions=64)
     _same(convert.embed_from_proto(convert.embed_to_proto(query)), query)
     vectors = np.arange(6, dtype=np.float32).reshape(2, 3)
-    got = convert.embeddings_from_proto(convert.embeddings_to_proto("m", vectors))
-    np.testing.assert_array_equal(got, vectors)
+    sent = Embeddings(model="m", precision="float32", dimensions=3, values=vectors)
+    got = convert.embeddings_from_proto(convert.embeddings_to_proto(sent))
+    assert (got.model, got.precision, got.dimensions, got.scales) == ("m", "float32", 3, None)
+    np.testing.assert_array_equal(got.values, vectors)
+    for precision in ("int8", "uint8", "binary", "ubinary"):
+        query = EmbedQuery(inputs=("a",), precision=precision)
+        assert convert.embed_from_proto(convert.embed_to_proto(query)).precision == precision
+
+
+@pytest.mark.parametrize(
+    ("precision", "values", "scales"),
+    [
+        (
+            "int8",
+            np.array([[-127, 5, 127], [0, 1, -2]], np.int8),
+            np.array([0.5, 2e-3], np.float32),
+        ),
+        (
+            "uint8",
+            np.array([[0, 133, 255], [128, 129, 126]], np.uint8),
+            np.array([0.5, 2e-3], np.float32),
+        ),
+        ("binary", np.array([[-128], [127]], np.int8), None),
+        ("ubinary", np.array([[0, 7], [255, 128]], np.uint8), None),
+    ],
+)
+def test_quantized_embeddings_round_trip(
+    precision: str, values: np.ndarray, scales: np.ndarray | None
+) -> None:
+    dimensions = values.shape[1] * (8 if "binary" in precision else 1)
+    sent = Embeddings(
+        model="m", precision=precision, dimensions=dimensions, values=values, scales=scales
+    )
+    got = convert.embeddings_from_proto(convert.embeddings_to_proto(sent))
+    assert got.precision == precision and got.dimensions == dimensions
+    assert got.values.dtype == values.dtype
+    np.testing.assert_array_equal(got.values, values)
+    if scales is None:
+        assert got.scales is None
+    else:
+        np.testing.assert_array_equal(got.scales, scales)
+
+
+def test_embeddings_to_float32() -> None:
+    q = Embeddings(
+        model="m",
+        precision="int8",
+        dimensions=2,
+        values=np.array([[127, -64]], np.int8),
+        scales=np.array([0.01], np.float32),
+    )
+    np.testing.assert_allclose(q.to_float32(), [[1.27, -0.64]], rtol=1e-6)
+    u = Embeddings(
+        model="m",
+        precision="uint8",
+        dimensions=2,
+        values=np.array([[255, 64]], np.uint8),
+        scales=np.array([0.01], np.float32),
+    )
+    np.testing.assert_allclose(u.to_float32(), [[1.27, -0.64]], rtol=1e-6)
+    # bits 1010 0000 | 1 (9 dimensions, the last byte padded)
+    b = Embeddings(
+        model="m",
+        precision="ubinary",
+        dimensions=9,
+        values=np.array([[0b10100000, 0x80]], np.uint8),
+    )
+    np.testing.assert_array_equal(b.to_float32(), [[1, -1, 1, -1, -1, -1, -1, -1, 1]])
+    signed = Embeddings(
+        model="m",
+        precision="binary",
+        dimensions=9,
+        values=(b.values.astype(np.int16) - 128).astype(np.int8),
+    )
+    np.testing.assert_array_equal(signed.to_float32(), b.to_float32())
     model = ModelInfo(
         name="m", dimensions=384, modality="text", spec={"max_length": 128}, is_default=True
     )

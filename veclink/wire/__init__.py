@@ -12,6 +12,7 @@ from __future__ import annotations
 from veclink.wire.types import (
     CollectionInfo,
     Condition,
+    Embeddings,
     EmbedQuery,
     EntityAssignment,
     EntityCandidate,
@@ -34,6 +35,7 @@ __all__ = [
     "CollectionInfo",
     "Condition",
     "EmbedQuery",
+    "Embeddings",
     "EntityAssignment",
     "EntityCandidate",
     "Filter",

@@ -165,6 +165,46 @@ class EmbedQuery:
     dimensions: int = 0
     #: overrides the model's query instruction (instruction-tuned models)
     instruction: str | None = None
+    #: how the vectors come back: float32, int8, uint8, binary or ubinary (see `Embeddings`)
+    precision: str = "float32"
+
+
+#: the precisions an Embed request may ask for (sentence-transformers' names)
+PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Embeddings:
+    """The vectors of an Embed reply, at the precision asked for.
+
+    - ``float32``: ``values`` float32 ``(n, dimensions)``; no scales.
+    - ``int8``: int8 ``(n, dimensions)``, ``x ~ values * scales[:, None]`` (one symmetric
+      scale per vector, ``max |x| / 127``: a vector never depends on its request's others).
+    - ``uint8``: uint8 ``(n, dimensions)``, ``x ~ (values - 128) * scales[:, None]``.
+    - ``binary``: int8 ``(n, ceil(dimensions / 8))``, ``np.packbits(x > 0) - 128``.
+    - ``ubinary``: uint8 ``(n, ceil(dimensions / 8))``, ``np.packbits(x > 0)``.
+    """
+
+    model: str
+    precision: str
+    #: components per vector before any bit packing
+    dimensions: int
+    values: np.ndarray
+    #: per-vector scales of int8 / uint8 (None otherwise)
+    scales: np.ndarray | None = None
+
+    def to_float32(self) -> np.ndarray:
+        """float32 ``(n, dimensions)``: the vectors, or their reconstruction from int8 /
+        uint8; binary precisions unpack to +1 / -1 per component."""
+        if self.precision == "float32":
+            return np.asarray(self.values, dtype=np.float32)
+        if self.precision in ("int8", "uint8"):
+            assert self.scales is not None
+            shift = 128.0 if self.precision == "uint8" else 0.0
+            return (self.values.astype(np.float32) - shift) * self.scales[:, None]
+        raw = self.values.astype(np.int16) + (128 if self.precision == "binary" else 0)
+        bits = np.unpackbits(raw.astype(np.uint8), axis=1)[:, : self.dimensions]
+        return bits.astype(np.float32) * 2.0 - 1.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -25,25 +25,29 @@ _sym_db = _symbol_database.Default()
 from veclink.v1 import common_pb2 as veclink_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bveclink/v1/embeddings.proto\x12\nveclink.v1\x1a\x17veclink/v1/common.proto\"j\n\x0c\x45mbedOptions\x12\x11\n\tnormalize\x18\x01 \x01(\x08\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x1e\n\x04role\x18\x03 \x01(\x0e\x32\x10.veclink.v1.Role\x12\x13\n\x0binstruction\x18\x04 \x01(\t\"m\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12#\n\x06inputs\x18\x02 \x03(\x0b\x32\x13.veclink.v1.Content\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.veclink.v1.EmbedOptions\"Z\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12&\n\nembeddings\x18\x03 \x03(\x0b\x32\x12.veclink.v1.Vector\"y\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x10\n\x08modality\x18\x03 \x01(\t\x12$\n\x04spec\x18\x04 \x01(\x0b\x32\x16.veclink.v1.JsonObject\x12\x12\n\nis_default\x18\x05 \x01(\x08\"\x13\n\x11ListModelsRequest\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.veclink.v1.ModelInfo2\x97\x01\n\nEmbeddings\x12<\n\x05\x45mbed\x12\x18.veclink.v1.EmbedRequest\x1a\x19.veclink.v1.EmbedResponse\x12K\n\nListModels\x12\x1d.veclink.v1.ListModelsRequest\x1a\x1e.veclink.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bveclink/v1/embeddings.proto\x12\nveclink.v1\x1a\x17veclink/v1/common.proto\"\x94\x01\n\x0c\x45mbedOptions\x12\x11\n\tnormalize\x18\x01 \x01(\x08\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x1e\n\x04role\x18\x03 \x01(\x0e\x32\x10.veclink.v1.Role\x12\x13\n\x0binstruction\x18\x04 \x01(\t\x12(\n\tprecision\x18\x05 \x01(\x0e\x32\x15.veclink.v1.Precision\"m\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12#\n\x06inputs\x18\x02 \x03(\x0b\x32\x13.veclink.v1.Content\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.veclink.v1.EmbedOptions\".\n\x0fQuantizedVector\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05scale\x18\x02 \x01(\x02\"\xb4\x01\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12&\n\nembeddings\x18\x03 \x03(\x0b\x32\x12.veclink.v1.Vector\x12(\n\tprecision\x18\x04 \x01(\x0e\x32\x15.veclink.v1.Precision\x12.\n\tquantized\x18\x05 \x03(\x0b\x32\x1b.veclink.v1.QuantizedVector\"y\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x10\n\x08modality\x18\x03 \x01(\t\x12$\n\x04spec\x18\x04 \x01(\x0b\x32\x16.veclink.v1.JsonObject\x12\x12\n\nis_default\x18\x05 \x01(\x08\"\x13\n\x11ListModelsRequest\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.veclink.v1.ModelInfo*\x93\x01\n\tPrecision\x12\x19\n\x15PRECISION_UNSPECIFIED\x10\x00\x12\x15\n\x11PRECISION_FLOAT32\x10\x01\x12\x12\n\x0ePRECISION_INT8\x10\x02\x12\x13\n\x0fPRECISION_UINT8\x10\x03\x12\x14\n\x10PRECISION_BINARY\x10\x04\x12\x15\n\x11PRECISION_UBINARY\x10\x05\x32\x97\x01\n\nEmbeddings\x12<\n\x05\x45mbed\x12\x18.veclink.v1.EmbedRequest\x1a\x19.veclink.v1.EmbedResponse\x12K\n\nListModels\x12\x1d.veclink.v1.ListModelsRequest\x1a\x1e.veclink.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'veclink.v1.embeddings_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EMBEDOPTIONS']._serialized_start=68
-  _globals['_EMBEDOPTIONS']._serialized_end=174
-  _globals['_EMBEDREQUEST']._serialized_start=176
-  _globals['_EMBEDREQUEST']._serialized_end=285
-  _globals['_EMBEDRESPONSE']._serialized_start=287
-  _globals['_EMBEDRESPONSE']._serialized_end=377
-  _globals['_MODELINFO']._serialized_start=379
-  _globals['_MODELINFO']._serialized_end=500
-  _globals['_LISTMODELSREQUEST']._serialized_start=502
-  _globals['_LISTMODELSREQUEST']._serialized_end=521
-  _globals['_LISTMODELSRESPONSE']._serialized_start=523
-  _globals['_LISTMODELSRESPONSE']._serialized_end=582
-  _globals['_EMBEDDINGS']._serialized_start=585
-  _globals['_EMBEDDINGS']._serialized_end=736
+  _globals['_PRECISION']._serialized_start=767
+  _globals['_PRECISION']._serialized_end=914
+  _globals['_EMBEDOPTIONS']._serialized_start=69
+  _globals['_EMBEDOPTIONS']._serialized_end=217
+  _globals['_EMBEDREQUEST']._serialized_start=219
+  _globals['_EMBEDREQUEST']._serialized_end=328
+  _globals['_QUANTIZEDVECTOR']._serialized_start=330
+  _globals['_QUANTIZEDVECTOR']._serialized_end=376
+  _globals['_EMBEDRESPONSE']._serialized_start=379
+  _globals['_EMBEDRESPONSE']._serialized_end=559
+  _globals['_MODELINFO']._serialized_start=561
+  _globals['_MODELINFO']._serialized_end=682
+  _globals['_LISTMODELSREQUEST']._serialized_start=684
+  _globals['_LISTMODELSREQUEST']._serialized_end=703
+  _globals['_LISTMODELSRESPONSE']._serialized_start=705
+  _globals['_LISTMODELSRESPONSE']._serialized_end=764
+  _globals['_EMBEDDINGS']._serialized_start=917
+  _globals['_EMBEDDINGS']._serialized_end=1068
 # @@protoc_insertion_point(module_scope)

@@ -7,13 +7,27 @@ import numpy as np
 from veclink.v1 import embeddings_pb2
 from veclink.wire.convert.common import (
     ROLE,
+    EnumNames,
     content_from_proto,
     content_to_proto,
     vector_from_proto,
     vector_to_proto,
 )
-from veclink.wire.types import EmbedQuery, ModelInfo
+from veclink.wire.types import Embeddings, EmbedQuery, ModelInfo
 from veclink.wire.values import from_object, to_object
+
+PRECISION = EnumNames(
+    "options.precision",
+    {
+        "float32": embeddings_pb2.PRECISION_FLOAT32,
+        "int8": embeddings_pb2.PRECISION_INT8,
+        "uint8": embeddings_pb2.PRECISION_UINT8,
+        "binary": embeddings_pb2.PRECISION_BINARY,
+        "ubinary": embeddings_pb2.PRECISION_UBINARY,
+    },
+)
+#: numpy dtype of each quantised precision's bytes
+_DTYPES = {"int8": np.int8, "uint8": np.uint8, "binary": np.int8, "ubinary": np.uint8}
 
 
 def embed_to_proto(q: EmbedQuery) -> embeddings_pb2.EmbedRequest:
@@ -25,6 +39,7 @@ def embed_to_proto(q: EmbedQuery) -> embeddings_pb2.EmbedRequest:
             dimensions=q.dimensions,
             role=ROLE.to_proto(q.role),
             instruction=q.instruction or "",
+            precision=PRECISION.to_proto(q.precision),
         ),
     )
 
@@ -38,22 +53,46 @@ def embed_from_proto(req: embeddings_pb2.EmbedRequest) -> EmbedQuery:
         normalize=opts.normalize,
         dimensions=opts.dimensions,
         instruction=opts.instruction or None,
+        precision=PRECISION.from_proto(opts.precision, default="float32"),
     )
 
 
-def embeddings_to_proto(name: str, vectors: np.ndarray) -> embeddings_pb2.EmbedResponse:
-    return embeddings_pb2.EmbedResponse(
-        model=name,
-        dimensions=int(vectors.shape[1]),
-        embeddings=[vector_to_proto(v) for v in vectors],
+def embeddings_to_proto(e: Embeddings) -> embeddings_pb2.EmbedResponse:
+    resp = embeddings_pb2.EmbedResponse(
+        model=e.model, dimensions=e.dimensions, precision=PRECISION.to_proto(e.precision)
     )
+    if e.precision == "float32":
+        resp.embeddings.extend(vector_to_proto(v) for v in e.values)
+    else:
+        scales = e.scales if e.scales is not None else np.zeros(len(e.values), np.float32)
+        resp.quantized.extend(
+            embeddings_pb2.QuantizedVector(data=row.tobytes(), scale=float(scale))
+            for row, scale in zip(e.values, scales, strict=True)
+        )
+    return resp
 
 
-def embeddings_from_proto(resp: embeddings_pb2.EmbedResponse) -> np.ndarray:
-    """The vectors as one float32 (n, dimensions) array."""
-    if not resp.embeddings:
-        return np.zeros((0, resp.dimensions), dtype=np.float32)
-    return np.stack([vector_from_proto(v) for v in resp.embeddings])
+def embeddings_from_proto(resp: embeddings_pb2.EmbedResponse) -> Embeddings:
+    """The reply's vectors as one array (see `Embeddings` for each precision's layout)."""
+    precision = PRECISION.from_proto(resp.precision, default="float32")
+    d = resp.dimensions
+    if precision == "float32":
+        values = (
+            np.stack([vector_from_proto(v) for v in resp.embeddings])
+            if resp.embeddings
+            else np.zeros((0, d), dtype=np.float32)
+        )
+        return Embeddings(model=resp.model, precision=precision, dimensions=d, values=values)
+    dtype = _DTYPES[precision]
+    width = d if precision in ("int8", "uint8") else (d + 7) // 8
+    data = b"".join(q.data for q in resp.quantized)
+    values = np.frombuffer(data, dtype=dtype).reshape(len(resp.quantized), width).copy()
+    scales = None
+    if precision in ("int8", "uint8"):
+        scales = np.array([q.scale for q in resp.quantized], dtype=np.float32)
+    return Embeddings(
+        model=resp.model, precision=precision, dimensions=d, values=values, scales=scales
+    )
 
 
 def model_info_to_proto(m: ModelInfo) -> embeddings_pb2.ModelInfo:
