@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from veclink.index.base import check_ids, check_k, check_vectors, normalize_rows
 from veclink.index.centroids import CentroidTable
+from veclink.index.codecs import CODECS
 from veclink.index.durable import WalIndex
 from veclink.index.postings import Posting, PostingStore, VersionMap
 from veclink.index.rebalance import Rebalancer, centroid_rows
@@ -56,6 +57,10 @@ DEFAULTS: dict[str, Any] = {
     "refresh": 4.0,
     "background": True,  # rebalance in a worker thread (False: inline, for tests)
     "device": "auto",  # search on: "auto" (torch on CUDA when present), "numpy", "cpu", "cuda"
+    # how postings hold vectors: "float32", or "fp16" / "int8" codes scanned by faiss with the
+    # best k x rerank candidates re-scored from full float32 vectors (`veclink.index.codecs`)
+    "postings": "float32",
+    "rerank": 4,  # quantised postings: candidates re-scored exactly per result wanted
 }
 
 
@@ -87,7 +92,7 @@ class PartitionedIndex(WalIndex):
 
     def _init_state(self) -> None:
         self.parts: dict[int, Posting] = {}
-        self.store = PostingStore(self.dim, self.metric)
+        self.store = PostingStore(self.dim, self.metric, postings=self.options["postings"])
         self.centroids = CentroidTable(self.dim)
         self.next_pid = 0
         self.versions = VersionMap()
@@ -155,6 +160,7 @@ class PartitionedIndex(WalIndex):
         vm.ver[slots] += 1
         vm.live[slots] = True
         self._versions_bumped(slots)
+        self.store.admit(slots, vecs)
         if not self.parts:
             self.rebalancer.bootstrap(slots, vecs)
             return
@@ -319,7 +325,9 @@ class PartitionedIndex(WalIndex):
     def stats(self) -> dict[str, Any]:
         with self.lock.shared():
             sizes = np.array([p.n for p in self.parts.values()], dtype=np.int64)
-            memory = sum(p.nbytes() for p in self.parts.values()) + self.versions.nbytes()
+            postings = sum(p.nbytes() for p in self.parts.values())
+            full = self.store.full.nbytes() if self.store.full is not None else 0
+            memory = postings + full + self.versions.nbytes()
             return {
                 **super().stats(),
                 "partitions": int(sizes.size),
@@ -337,6 +345,9 @@ class PartitionedIndex(WalIndex):
                 "refreshed": self.rebalancer.refreshed,
                 "rebalance_cpu_s": round(self.rebalancer.cpu_seconds, 3),
                 "memory_bytes": int(memory + self.centroids.nbytes()),
+                "postings_bytes": int(postings),
+                "full_vectors_bytes": int(full),
+                "reencodes": self.store.reencodes,
                 "options": dict(self.options),
             }
 
@@ -345,15 +356,29 @@ class PartitionedIndex(WalIndex):
     def _snapshot_bytes(self) -> bytes:
         pids = sorted(self.parts)
         sizes = np.array([self.parts[p].n for p in pids], dtype=np.int64)
+        store = self.store
         views = [self.parts[p].view() for p in pids]
+        if store.full is not None:  # codes as stored, and the full vectors by slot
+            codes = [self.parts[p].codes() for p in pids]
+            blocks = {
+                "codes": np.concatenate(codes)
+                if codes
+                else np.zeros((0, store.code_size), np.uint8),
+                "full": store.full.data[: store.full.rows].copy(),
+                "codec": store.codec.state(),
+            }
+        else:
+            blocks = {
+                "vecs": np.concatenate([v[2] for v in views])
+                if views
+                else np.zeros((0, self.dim), np.float32)
+            }
         arrays = {
             "pids": np.array(pids, dtype=np.int64),
             "sizes": sizes,
             "ids": np.concatenate([v[0] for v in views]) if views else np.zeros(0, np.int64),
             "ver": np.concatenate([v[1] for v in views]) if views else np.zeros(0, np.uint32),
-            "vecs": np.concatenate([v[2] for v in views])
-            if views
-            else np.zeros((0, self.dim), np.float32),
+            **blocks,
             "stale": np.array([self.parts[p].stale for p in pids], dtype=np.int64),
             "cent_pid": self.cent_pid.copy(),
             "cents": self.cents.copy(),
@@ -365,12 +390,19 @@ class PartitionedIndex(WalIndex):
         return buf.getvalue()
 
     def _load_snapshot(self, data: bytes) -> None:
+        store = self.store
         with np.load(io.BytesIO(data)) as z:
             offsets = np.concatenate([[0], np.cumsum(z["sizes"])])
+            if store.full is not None:
+                full = z["full"]
+                store.full.put(np.arange(len(full)), full)
+                store.codec.restore(z["codec"])
+                store.codec.sync(store.ivf)
+            vecs = z["codes"] if store.full is not None else z["vecs"]
             for i, pid in enumerate(z["pids"].tolist()):
                 a, b = offsets[i], offsets[i + 1]
-                part = self.store.create(pid)
-                part.append(z["ids"][a:b], z["ver"][a:b], z["vecs"][a:b])
+                part = store.create(pid)
+                part.append(z["ids"][a:b], z["ver"][a:b], vecs[a:b], encoded=store.full is not None)
                 part.stale = int(z["stale"][i])
                 self.parts[pid] = part
             self.set_centroids(z["cent_pid"], z["cents"])
@@ -405,4 +437,6 @@ def _check_options(o: dict[str, Any]) -> None:
     if not isinstance(o["background"], bool):
         p.add("background", f"must be true or false, got {quote(o['background'])}")
     p.device("device", o["device"], ("auto", "numpy", "cpu", "cuda"))
+    p.choice("postings", o["postings"], CODECS)
+    p.integer("rerank", o["rerank"], ge=1, le=1024)
     p.raise_if_any("invalid partitioned index options", "index_options")

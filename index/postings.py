@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
+from veclink.index.codecs import FullVectors, make_codec
 
 from veclink.errors import ResourceExhausted
 
@@ -66,11 +67,21 @@ class PostingStore:
 
     List numbers are recycled; ``pid_list`` maps a partition id to its list (-1: none) and
     ``sizes`` holds each list's entry count, for vectorised bookkeeping in the scan.
+
+    With quantised postings (``postings`` "fp16" / "int8", `veclink.index.codecs`) the
+    lists are an ``IndexIVFScalarQuantizer``'s and hold codes; ``full`` keeps each slot's
+    float32 vector, which `view` returns and the search re-ranks with.
     """
 
-    def __init__(self, dim: int, metric: str, nlist: int = 64) -> None:
+    def __init__(self, dim: int, metric: str, nlist: int = 64, postings: str = "float32") -> None:
         self.dim = dim
-        self.code_size = 4 * dim
+        self.codec = make_codec(postings, dim)
+        self.code_size = self.codec.code_size
+        self.quantized = self.codec.quantized
+        #: the full vectors of quantised postings, by slot (None: postings hold them)
+        self.full = FullVectors(dim) if self.quantized else None
+        #: times every posting was re-encoded because the int8 ranges widened
+        self.reencodes = 0
         self.metric = metric
         self.ver_bits = VER_BITS
         self.nlist = 0
@@ -79,7 +90,13 @@ class PostingStore:
         self._flat = faiss.IndexFlat(dim, faiss_metric)
         #: the centroids, in `CentroidTable` row order, labelled with their list numbers
         self.router = faiss.IndexIDMap(self._flat)
-        self.ivf = faiss.IndexIVFFlat(self.router, dim, nlist, faiss_metric)
+        if self.quantized:
+            self.ivf = faiss.IndexIVFScalarQuantizer(
+                self.router, dim, nlist, self.codec.qtype, faiss_metric, False
+            )
+            self.codec.sync(self.ivf)
+        else:
+            self.ivf = faiss.IndexIVFFlat(self.router, dim, nlist, faiss_metric)
         self.ivf.replace_invlists(self.lists, False)
         self.ivf.is_trained = True
         self.nlist = nlist
@@ -92,6 +109,29 @@ class PostingStore:
     @property
     def ver_mask(self) -> int:
         return (1 << self.ver_bits) - 1
+
+    def admit(self, slots: np.ndarray, vecs: np.ndarray) -> None:
+        """New current vectors of ``slots``, before they are placed in postings.
+
+        Quantised postings keep them in ``full``; when the int8 ranges must widen to cover
+        them, every list is re-encoded at once, so all codes share one quantiser.
+        """
+        if self.full is None:
+            return
+        self.full.put(slots, vecs)
+        if self.codec.admit(vecs):
+            self.codec.sync(self.ivf)
+            self.reencode()
+
+    def reencode(self) -> None:
+        """Re-encode every list's entries from the full vectors (current quantiser)."""
+        assert self.full is not None
+        for list_no in np.nonzero(self.sizes[: self._next])[0].tolist():
+            n = int(self.sizes[list_no])
+            keys = faiss.rev_swig_ptr(self.lists.get_ids(list_no), n).copy()
+            codes = self.codec.encode(self.full.take(keys & SLOT_MASK))
+            self.lists.update_entries(list_no, 0, n, faiss.swig_ptr(keys), faiss.swig_ptr(codes))
+        self.reencodes += 1
 
     def create(self, pid: int) -> Posting:
         """A new empty posting for partition ``pid``."""
@@ -234,7 +274,9 @@ class Posting:
         #: entries known to be stale (deleted or replaced); a hint for compaction
         self.stale = 0
 
-    def append(self, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray) -> None:
+    def append(
+        self, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray, encoded: bool = False
+    ) -> None:
         if not ids.size:
             return
         store = self.store
@@ -247,10 +289,8 @@ class Posting:
         keys = np.asarray(ids, dtype=np.int64) | (
             (np.asarray(ver, dtype=np.int64) & store.ver_mask) << SLOT_BITS
         )
-        codes = np.ascontiguousarray(vecs, dtype=np.float32)
-        store.lists.add_entries(
-            self.list_no, ids.size, faiss.swig_ptr(keys), faiss.swig_ptr(codes.view(np.uint8))
-        )
+        codes = np.ascontiguousarray(vecs, dtype=np.uint8) if encoded else store.codec.encode(vecs)
+        store.lists.add_entries(self.list_no, ids.size, faiss.swig_ptr(keys), faiss.swig_ptr(codes))
         self.n = need
         store.sizes[self.list_no] = need
 
@@ -263,8 +303,23 @@ class Posting:
                 np.zeros((0, store.dim), np.float32),
             )
         keys = faiss.rev_swig_ptr(store.lists.get_ids(self.list_no), n)
+        if store.full is not None:  # quantised: the entries' full vectors (a copy)
+            slots = keys & SLOT_MASK
+            return slots, self.ver[:n], store.full.take(slots)
         codes = faiss.rev_swig_ptr(store.lists.get_codes(self.list_no), n * store.code_size)
         return keys & SLOT_MASK, self.ver[:n], codes.view(np.float32).reshape(n, store.dim)
+
+    def codes(self) -> np.ndarray:
+        """The entries' codes as stored (n, code_size) uint8; aliases faiss's memory."""
+        n, store = self.n, self.store
+        if not n:
+            return np.zeros((0, store.code_size), np.uint8)
+        codes = faiss.rev_swig_ptr(store.lists.get_codes(self.list_no), n * store.code_size)
+        return codes.reshape(n, store.code_size)
+
+    def append_codes(self, ids: np.ndarray, ver: np.ndarray, codes: np.ndarray) -> None:
+        """`append` of entries already encoded (a snapshot's)."""
+        self.append(ids, ver, codes, encoded=True)
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the entries where ``mask`` is true (in order)."""

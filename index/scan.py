@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from veclink.index.postings import SLOT_MASK, SMALL_BATCH
+from veclink.index.rerank import scan_quantized
 from veclink.index.scan_torch import resolve_device, scan_postings_torch
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ def scan_postings(
         return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64), 0
     device = resolve_device(index.options["device"])
     store = index.store
+    if store.quantized and device is None:  # codes scanned by faiss, then an exact re-rank
+        return scan_quantized(index, q, k, nprobe, eps)
     vm = index.versions
     replicas = int(index.options["replicas"])
     # stale copies and replicas take candidate places: ask for some more than needed, and

@@ -123,6 +123,13 @@ def test_invalid_options_reported_together() -> None:
         PartitionedIndex(D, split_limit=4, nprobe=0, merge_limit=10)
     msg = str(info.value)
     assert "split_limit" in msg and "nprobe" in msg and "merge_limit" in msg
+    with pytest.raises(InvalidArgument) as info:
+        PartitionedIndex(D, postings="int4", rerank=0)
+    msg = str(info.value)
+    assert "postings: must be one of float32, fp16, int8, got 'int4'" in msg
+    assert "rerank: must be an integer in [1, 1024], got 0" in msg
+    with pytest.raises(InvalidArgument, match="rerank: must be an integer"):
+        PartitionedIndex(D, postings="int8", rerank=2.5)
     index = PartitionedIndex(D)
     with pytest.raises(InvalidArgument, match="nprobe"):
         index.search(drifting(2), 3, nprobe=0)

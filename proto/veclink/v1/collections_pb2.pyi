@@ -45,7 +45,7 @@ class FlatIndexOptions(_message.Message):
     def __init__(self) -> None: ...
 
 class PartitionedIndexOptions(_message.Message):
-    __slots__ = ("split_limit", "merge_limit", "nprobe", "eps", "replicas", "replica_eps", "reassign_neighbors", "refresh", "background", "device")
+    __slots__ = ("split_limit", "merge_limit", "nprobe", "eps", "replicas", "replica_eps", "reassign_neighbors", "refresh", "background", "device", "postings", "rerank")
     SPLIT_LIMIT_FIELD_NUMBER: _ClassVar[int]
     MERGE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     NPROBE_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,8 @@ class PartitionedIndexOptions(_message.Message):
     REFRESH_FIELD_NUMBER: _ClassVar[int]
     BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    POSTINGS_FIELD_NUMBER: _ClassVar[int]
+    RERANK_FIELD_NUMBER: _ClassVar[int]
     split_limit: int
     merge_limit: int
     nprobe: int
@@ -66,7 +68,9 @@ class PartitionedIndexOptions(_message.Message):
     refresh: float
     background: bool
     device: str
-    def __init__(self, split_limit: _Optional[int] = ..., merge_limit: _Optional[int] = ..., nprobe: _Optional[int] = ..., eps: _Optional[float] = ..., replicas: _Optional[int] = ..., replica_eps: _Optional[float] = ..., reassign_neighbors: _Optional[int] = ..., refresh: _Optional[float] = ..., background: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
+    postings: str
+    rerank: int
+    def __init__(self, split_limit: _Optional[int] = ..., merge_limit: _Optional[int] = ..., nprobe: _Optional[int] = ..., eps: _Optional[float] = ..., replicas: _Optional[int] = ..., replica_eps: _Optional[float] = ..., reassign_neighbors: _Optional[int] = ..., refresh: _Optional[float] = ..., background: _Optional[bool] = ..., device: _Optional[str] = ..., postings: _Optional[str] = ..., rerank: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name", "model", "dimensions", "metric", "index_kind", "index_options")
