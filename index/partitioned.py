@@ -325,7 +325,8 @@ class PartitionedIndex(WalIndex):
     def stats(self) -> dict[str, Any]:
         with self.lock.shared():
             sizes = np.array([p.n for p in self.parts.values()], dtype=np.int64)
-            postings = sum(p.nbytes() for p in self.parts.values())
+            # the lists' buffers (codes and ids, spare capacity included) and the versions
+            postings = self.store.nbytes() + sum(p.ver.nbytes for p in self.parts.values())
             full = self.store.full.nbytes() if self.store.full is not None else 0
             memory = postings + full + self.versions.nbytes()
             return {
@@ -348,6 +349,7 @@ class PartitionedIndex(WalIndex):
                 "postings_bytes": int(postings),
                 "full_vectors_bytes": int(full),
                 "reencodes": self.store.reencodes,
+                "repacks": self.store.repacks,
                 "options": dict(self.options),
             }
 
