@@ -21,6 +21,7 @@ moves away leaves some resolution unused (the exact re-rank absorbs that).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import faiss
@@ -39,21 +40,44 @@ class FullVectors:
 
     Rows are slots of the `veclink.index.postings.VersionMap`, so an id's row is found
     without a search; a deleted id's row is kept (its slot is kept for re-adds).
+
+    With a ``path`` the rows live in a memory-mapped file there instead of the heap (the
+    SPANN arrangement: compact postings in memory, full vectors on disk): the OS keeps
+    the rows that re-ranking touches in its page cache and may evict the rest. The file is
+    a cache, rebuilt from the snapshot and the WAL at every open, never fsynced.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, path: Path | None = None) -> None:
         self.dim = dim
-        self.data = np.zeros((0, dim), dtype=np.float32)
+        self.path = path
         self.rows = 0  # rows in use (``data`` has spare capacity)
+        self._file_made = False
+        self.data = np.zeros((0, dim), dtype=np.float32)
+
+    def _alloc(self, cap: int) -> np.ndarray:
+        if self.path is None:
+            return np.zeros((cap, self.dim), dtype=np.float32)
+        if not self._file_made:  # at the first row, so that a refused open touches nothing
+            # a fresh inode: an index object of an earlier open may still map the old one
+            self.path.unlink(missing_ok=True)
+            self.path.touch()
+            self._file_made = True
+        with open(self.path, "r+b") as f:
+            f.truncate(cap * self.dim * 4)
+        return np.memmap(self.path, dtype=np.float32, mode="r+", shape=(cap, self.dim))
 
     def put(self, slots: np.ndarray, vecs: np.ndarray) -> None:
         need = int(slots.max()) + 1 if slots.size else 0
-        if need > self.data.shape[0]:
+        cap = self.data.shape[0]
+        if need > cap:
             # grow by a quarter: a doubling would leave up to half of the largest array idle
-            cap = max(need, self.data.shape[0] + self.data.shape[0] // 4, 1024)
-            grown = np.empty((cap, self.dim), dtype=np.float32)
-            grown[: self.rows] = self.data[: self.rows]
-            self.data = grown
+            cap = max(need, cap + cap // 4, 1024)
+            if self.path is None:
+                grown = self._alloc(cap)
+                grown[: self.rows] = self.data[: self.rows]
+                self.data = grown
+            else:  # the file grows in place; map it again (rows past the old end read 0)
+                self.data = self._alloc(cap)
         if need > self.rows:
             self.data[self.rows : need] = 0
             self.rows = need
@@ -61,10 +85,15 @@ class FullVectors:
 
     def take(self, slots: np.ndarray) -> np.ndarray:
         """Rows of ``slots`` (a copy; slots outside the table give row 0 or the last)."""
-        return self.data[: max(self.rows, 1)].take(slots, axis=0, mode="clip")
+        return np.asarray(self.data[: max(self.rows, 1)]).take(slots, axis=0, mode="clip")
 
     def nbytes(self) -> int:
-        return int(self.data.nbytes)
+        """Bytes of the rows on the heap (0 when they are in a file)."""
+        return 0 if self.path is not None else int(self.data.nbytes)
+
+    def file_bytes(self) -> int:
+        """Bytes of the rows' file (0 without one)."""
+        return int(self.data.nbytes) if self.path is not None else 0
 
 
 class Codec:

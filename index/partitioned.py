@@ -42,6 +42,8 @@ from veclink.validation import Problems, is_int, quote
 
 #: compact a posting once more than 1 / STALE_SHARE of its entries are known stale
 STALE_SHARE = 8
+#: the memory-mapped full vectors of quantised postings, in a persisted index's directory
+FULL_VECTORS = "full_vectors.f32"
 
 DEFAULTS: dict[str, Any] = {
     "split_limit": 128,  # a posting above this many entries is split
@@ -92,7 +94,10 @@ class PartitionedIndex(WalIndex):
 
     def _init_state(self) -> None:
         self.parts: dict[int, Posting] = {}
-        self.store = PostingStore(self.dim, self.metric, postings=self.options["postings"])
+        full_path = self.path / FULL_VECTORS if self.path is not None else None
+        self.store = PostingStore(
+            self.dim, self.metric, postings=self.options["postings"], full_path=full_path
+        )
         self.centroids = CentroidTable(self.dim)
         self.next_pid = 0
         self.versions = VersionMap()
@@ -328,6 +333,7 @@ class PartitionedIndex(WalIndex):
             # the lists' buffers (codes and ids, spare capacity included) and the versions
             postings = self.store.nbytes() + sum(p.ver.nbytes for p in self.parts.values())
             full = self.store.full.nbytes() if self.store.full is not None else 0
+            full_file = self.store.full.file_bytes() if self.store.full is not None else 0
             memory = postings + full + self.versions.nbytes()
             return {
                 **super().stats(),
@@ -348,6 +354,7 @@ class PartitionedIndex(WalIndex):
                 "memory_bytes": int(memory + self.centroids.nbytes()),
                 "postings_bytes": int(postings),
                 "full_vectors_bytes": int(full),
+                "full_vectors_file_bytes": int(full_file),
                 "reencodes": self.store.reencodes,
                 "repacks": self.store.repacks,
                 "options": dict(self.options),
@@ -366,7 +373,7 @@ class PartitionedIndex(WalIndex):
                 "codes": np.concatenate(codes)
                 if codes
                 else np.zeros((0, store.code_size), np.uint8),
-                "full": store.full.data[: store.full.rows].copy(),
+                "full": np.asarray(store.full.data[: store.full.rows]),  # (a file: no copy)
                 "codec": store.codec.state(),
             }
         else:

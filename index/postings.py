@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faiss
 import numpy as np
 from veclink.index.codecs import FullVectors, make_codec
@@ -35,7 +37,7 @@ SMALL_BATCH = 16
 #: repack the lists once their buffers' spare capacity exceeds this share of the bytes used
 REPACK_SLACK = 0.15
 #: ... and is at least this many bytes (small indexes are not worth a pass)
-REPACK_MIN_BYTES = 4 << 20
+REPACK_MIN_BYTES = 1 << 20
 
 
 def _one_omp_thread(n: int) -> int:
@@ -78,13 +80,21 @@ class PostingStore:
     float32 vector, which `view` returns and the search re-ranks with.
     """
 
-    def __init__(self, dim: int, metric: str, nlist: int = 64, postings: str = "float32") -> None:
+    def __init__(
+        self,
+        dim: int,
+        metric: str,
+        nlist: int = 64,
+        postings: str = "float32",
+        full_path: Path | None = None,
+    ) -> None:
         self.dim = dim
         self.codec = make_codec(postings, dim)
         self.code_size = self.codec.code_size
         self.quantized = self.codec.quantized
-        #: the full vectors of quantised postings, by slot (None: postings hold them)
-        self.full = FullVectors(dim) if self.quantized else None
+        #: the full vectors of quantised postings, by slot (None: postings hold them); in
+        #: ``full_path`` (memory-mapped) when given
+        self.full = FullVectors(dim, full_path) if self.quantized else None
         #: times every posting was re-encoded because the int8 ranges widened
         self.reencodes = 0
         self.metric = metric

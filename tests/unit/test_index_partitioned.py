@@ -208,3 +208,20 @@ def _recording(finish, sink: list):  # type: ignore[no-untyped-def]
         return finish(self, src, sizes)
 
     return wrapped
+
+
+def test_quantised_full_vectors_live_in_a_file_of_a_persisted_index(tmp_path: Path) -> None:
+    x = drifting(3000, seed=8)
+    path = tmp_path / "idx"
+    index = PartitionedIndex(D, path=str(path), postings="int8", split_limit=64, merge_limit=8)
+    index.add(np.arange(3000), x)
+    stats = index.stats()
+    assert stats["full_vectors_bytes"] == 0  # not on the heap
+    assert stats["full_vectors_file_bytes"] >= 3000 * D * 4
+    assert (path / "full_vectors.f32").stat().st_size == stats["full_vectors_file_bytes"]
+    assert stats["postings_bytes"] <= 0.4 * 3000 * D * 4 * 1.5  # int8 codes + ids + versions
+    index.close()
+    again = open_index(str(path))
+    np.testing.assert_array_equal(again.get(np.arange(0, 3000, 7)), x[::7])
+    assert recall(again, x, x[::50], nprobe=16) >= 0.95
+    again.close()
