@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Rebalancer", "balanced_two_means", "centroid_rows"]
 
-#: `Rebalancer._next`'s step that repacks the postings' lists (`PostingStore.repack`)
+#: `Rebalancer._next`'s step that repacks the postings' lists (`veclink.index.repack`)
 REPACK = -1
 
 
