@@ -136,9 +136,15 @@ def latency(fn, q: np.ndarray, n: int = 200) -> tuple[float, float]:  # type: ig
 def run_veclink(
     x: np.ndarray, w: Workload, args: argparse.Namespace
 ) -> tuple[Result, PartitionedIndex]:
-    res = Result("veclink partitioned")
+    res = Result(
+        "veclink partitioned" + ("" if args.postings == "float32" else f" ({args.postings})")
+    )
     ix = PartitionedIndex(
-        x.shape[1], metric="ip", split_limit=args.split_limit, merge_limit=args.split_limit // 8
+        x.shape[1],
+        metric="ip",
+        split_limit=args.split_limit,
+        merge_limit=args.split_limit // 8,
+        postings=args.postings,
     )
     ix.add(w.base, x[w.base])
     ix.wait_idle()
@@ -180,7 +186,11 @@ def run_veclink(
         "over limit": str(st["over_split_limit"]),
         "rebalance CPU s": f"{st['rebalance_cpu_s']:.1f}",
         "memory MB": f"{st['memory_bytes'] / 2**20:.0f}",
+        "postings MB": f"{st['postings_bytes'] / 2**20:.0f}",
     }
+    if args.postings != "float32":  # quantised: the int8 ranges' widenings, the full copy
+        res.extra["re-encodes"] = str(st["reencodes"])
+        res.extra["full vectors MB"] = f"{st['full_vectors_bytes'] / 2**20:.0f}"
     return res, ix
 
 
@@ -479,6 +489,14 @@ def main() -> None:
         help="mean inverted-list length of the IVF peers (0: veclink's final mean partition "
         "size, so that every method scans lists of the same granularity)",
     )
+    ap.add_argument(
+        "--postings",
+        nargs="+",
+        default=["float32"],
+        choices=("float32", "fp16", "int8"),
+        help="veclink's postings options, one veclink run each (fp16 / int8: quantised, "
+        "re-ranked from float32); the targets are checked for the first",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-hnsw", action="store_true")
     ap.add_argument("--only", choices=("shifted", "uniform"))
@@ -504,18 +522,21 @@ def run_workload(x: np.ndarray, w: Workload, args: argparse.Namespace) -> None:
     args = argparse.Namespace(**vars(args))  # list_len is settled per workload
     final = args.batches
     results = []
-    rss0 = rss_mb()
-    ours, ix = run_veclink(x, w, args)
-    ours.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
-    if not args.list_len:
-        args.list_len = round(ix.stats()["size_mean"])
+    more = []  # veclink with further postings options: reported after the peers
+    for i, postings in enumerate(args.postings):
+        rss0 = rss_mb()
+        ours, ix = run_veclink(x, w, argparse.Namespace(**{**vars(args), "postings": postings}))
+        ours.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
+        if not args.list_len:
+            args.list_len = round(ix.stats()["size_mean"])
+        nprobe = int(at_recall(ours.curves[final], 0.95)[0].split("=")[1])
+        p50, p99 = latency(lambda q, i=ix, n=nprobe: i.search(q, K, nprobe=n), w.queries)
+        ours.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
+        (more if i else results).append(ours)
+        ix.close()
+        del ix
+        gc.collect()
     print(f"IVF peers: mean list length {args.list_len}")
-    nprobe = int(at_recall(ours.curves[final], 0.95)[0].split("=")[1])
-    p50, p99 = latency(lambda q: ix.search(q, K, nprobe=nprobe), w.queries)
-    ours.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
-    results.append(ours)
-    ix.close()
-    gc.collect()
     rss0 = rss_mb()
     ivf, live = run_ivf(x, w, args)
     ivf.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
@@ -541,6 +562,7 @@ def run_workload(x: np.ndarray, w: Workload, args: argparse.Namespace) -> None:
         p50, p99 = latency(lambda q: graph.knn_query(q, k=K), w.queries)
         hn.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
         results.append(hn)
+    results += more
     report(w.name, results, final)
     if args.plot:
         plot(args.plot, w.name, results, final)

@@ -31,6 +31,7 @@ import numpy as np
 from veclink.index.base import check_ids, check_k, check_vectors, normalize_rows
 from veclink.index.centroid_graph import CentroidGraph
 from veclink.index.centroids import CentroidTable
+from veclink.index.codecs import CODECS
 from veclink.index.durable import WalIndex
 from veclink.index.postings import Posting, PostingStore, VersionMap
 from veclink.index.rebalance import Rebalancer
@@ -42,6 +43,8 @@ from veclink.validation import Problems, is_int, quote
 
 #: compact a posting once more than 1 / STALE_SHARE of its entries are known stale
 STALE_SHARE = 8
+#: the memory-mapped full vectors of quantised postings, in a persisted index's directory
+FULL_VECTORS = "full_vectors.f32"
 
 DEFAULTS: dict[str, Any] = {
     "split_limit": 128,  # a posting above this many entries is split
@@ -62,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     # (measured crossover ~15-30k partitions for queries at nprobe 64 and for inserts:
     # bench/index_routing.py, BENCHMARKS.md)
     "graph_min_partitions": 16384,
+    # how postings hold vectors: "float32", or "fp16" / "int8" codes scanned by faiss with the
+    # best k x rerank candidates re-scored from full float32 vectors (`veclink.index.codecs`)
+    "postings": "float32",
+    "rerank": 4,  # quantised postings: candidates re-scored exactly per result wanted
 }
 
 
@@ -93,7 +100,10 @@ class PartitionedIndex(WalIndex):
 
     def _init_state(self) -> None:
         self.parts: dict[int, Posting] = {}
-        self.store = PostingStore(self.dim, self.metric)
+        full_path = self.path / FULL_VECTORS if self.path is not None else None
+        self.store = PostingStore(
+            self.dim, self.metric, postings=self.options["postings"], full_path=full_path
+        )
         self.centroids = CentroidTable(self.dim, graph_min=self.options["graph_min_partitions"])
         self.next_pid = 0
         self.versions = VersionMap()
@@ -179,6 +189,7 @@ class PartitionedIndex(WalIndex):
         vm.ver[slots] += 1
         vm.live[slots] = True
         self._versions_bumped(slots)
+        self.store.admit(slots, vecs)
         if not self.parts:
             self.rebalancer.bootstrap(slots, vecs)
             return
@@ -345,7 +356,11 @@ class PartitionedIndex(WalIndex):
     def stats(self) -> dict[str, Any]:
         with self.lock.shared():
             sizes = np.array([p.n for p in self.parts.values()], dtype=np.int64)
-            memory = sum(p.nbytes() for p in self.parts.values()) + self.versions.nbytes()
+            # the lists' buffers (codes and ids, spare capacity included) and the versions
+            postings = self.store.nbytes() + sum(p.ver.nbytes for p in self.parts.values())
+            full = self.store.full.nbytes() if self.store.full is not None else 0
+            full_file = self.store.full.file_bytes() if self.store.full is not None else 0
+            memory = postings + full + self.versions.nbytes()
             return {
                 **super().stats(),
                 "partitions": int(sizes.size),
@@ -365,6 +380,11 @@ class PartitionedIndex(WalIndex):
                 "graph_builds": self.rebalancer.graph_builds,
                 "rebalance_cpu_s": round(self.rebalancer.cpu_seconds, 3),
                 "memory_bytes": int(memory + self.centroids.nbytes()),
+                "postings_bytes": int(postings),
+                "full_vectors_bytes": int(full),
+                "full_vectors_file_bytes": int(full_file),
+                "reencodes": self.store.reencodes,
+                "repacks": self.store.repacks,
                 "options": dict(self.options),
             }
 
@@ -373,15 +393,29 @@ class PartitionedIndex(WalIndex):
     def _snapshot_bytes(self) -> bytes:
         pids = sorted(self.parts)
         sizes = np.array([self.parts[p].n for p in pids], dtype=np.int64)
+        store = self.store
         views = [self.parts[p].view() for p in pids]
+        if store.full is not None:  # codes as stored, and the full vectors by slot
+            codes = [self.parts[p].codes() for p in pids]
+            blocks = {
+                "codes": np.concatenate(codes)
+                if codes
+                else np.zeros((0, store.code_size), np.uint8),
+                "full": np.asarray(store.full.data[: store.full.rows]),  # (a file: no copy)
+                "codec": store.codec.state(),
+            }
+        else:
+            blocks = {
+                "vecs": np.concatenate([v[2] for v in views])
+                if views
+                else np.zeros((0, self.dim), np.float32)
+            }
         arrays = {
             "pids": np.array(pids, dtype=np.int64),
             "sizes": sizes,
             "ids": np.concatenate([v[0] for v in views]) if views else np.zeros(0, np.int64),
             "ver": np.concatenate([v[1] for v in views]) if views else np.zeros(0, np.uint32),
-            "vecs": np.concatenate([v[2] for v in views])
-            if views
-            else np.zeros((0, self.dim), np.float32),
+            **blocks,
             "stale": np.array([self.parts[p].stale for p in pids], dtype=np.int64),
             "cent_pid": self.cent_pid.copy(),
             "cents": self.cents.copy(),
@@ -393,14 +427,21 @@ class PartitionedIndex(WalIndex):
         return buf.getvalue()
 
     def _load_snapshot(self, data: bytes) -> None:
+        store = self.store
         with np.load(io.BytesIO(data)) as z:
             offsets = np.concatenate([[0], np.cumsum(z["sizes"])])
+            if store.full is not None:
+                full = z["full"]
+                store.full.put(np.arange(len(full)), full)
+                store.codec.restore(z["codec"])
+                store.codec.sync(store.ivf)
             # each z[...] reads the array from the archive again: read each one once
-            ids, ver, vecs, stale = z["ids"], z["ver"], z["vecs"], z["stale"]
+            ids, ver, stale = z["ids"], z["ver"], z["stale"]
+            vecs = z["codes"] if store.full is not None else z["vecs"]
             for i, pid in enumerate(z["pids"].tolist()):
                 a, b = offsets[i], offsets[i + 1]
-                part = self.store.create(pid)
-                part.append(ids[a:b], ver[a:b], vecs[a:b])
+                part = store.create(pid)
+                part.append(ids[a:b], ver[a:b], vecs[a:b], encoded=store.full is not None)
                 part.stale = int(stale[i])
                 self.parts[pid] = part
             self.set_centroids(z["cent_pid"], z["cents"])
@@ -436,4 +477,6 @@ def _check_options(o: dict[str, Any]) -> None:
         p.add("background", f"must be true or false, got {quote(o['background'])}")
     p.device("device", o["device"], ("auto", "numpy", "cpu", "cuda"))
     p.integer("graph_min_partitions", o["graph_min_partitions"], ge=0)
+    p.choice("postings", o["postings"], CODECS)
+    p.integer("rerank", o["rerank"], ge=1, le=1024)
     p.raise_if_any("invalid partitioned index options", "index_options")

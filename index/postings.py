@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faiss
 import numpy as np
+from veclink.index.codecs import FullVectors, make_codec
+from veclink.index.repack import Repack, copy_lists
 
 from veclink.errors import ResourceExhausted
 
@@ -30,6 +34,10 @@ SLOT_MASK = (1 << SLOT_BITS) - 1
 VER_BITS = 23
 #: up to this many queries, faiss runs in the calling thread alone (no OpenMP team)
 SMALL_BATCH = 16
+#: repack the lists once their buffers' spare capacity exceeds this share of the bytes used
+REPACK_SLACK = 0.15
+#: ... and is at least this many bytes (small indexes are not worth a pass)
+REPACK_MIN_BYTES = 1 << 20
 
 
 def _one_omp_thread(n: int) -> int:
@@ -66,11 +74,29 @@ class PostingStore:
 
     List numbers are recycled; ``pid_list`` maps a partition id to its list (-1: none) and
     ``sizes`` holds each list's entry count, for vectorised bookkeeping in the scan.
+
+    With quantised postings (``postings`` "fp16" / "int8", `veclink.index.codecs`) the
+    lists are an ``IndexIVFScalarQuantizer``'s and hold codes; ``full`` keeps each slot's
+    float32 vector, which `view` returns and the search re-ranks with.
     """
 
-    def __init__(self, dim: int, metric: str, nlist: int = 64) -> None:
+    def __init__(
+        self,
+        dim: int,
+        metric: str,
+        nlist: int = 64,
+        postings: str = "float32",
+        full_path: Path | None = None,
+    ) -> None:
         self.dim = dim
-        self.code_size = 4 * dim
+        self.codec = make_codec(postings, dim)
+        self.code_size = self.codec.code_size
+        self.quantized = self.codec.quantized
+        #: the full vectors of quantised postings, by slot (None: postings hold them); in
+        #: ``full_path`` (memory-mapped) when given
+        self.full = FullVectors(dim, full_path) if self.quantized else None
+        #: times every posting was re-encoded because the int8 ranges widened
+        self.reencodes = 0
         self.metric = metric
         self.ver_bits = VER_BITS
         self.nlist = 0
@@ -79,11 +105,24 @@ class PostingStore:
         self._flat = faiss.IndexFlat(dim, faiss_metric)
         #: the centroids, in `CentroidTable` row order, labelled with their list numbers
         self.router = faiss.IndexIDMap(self._flat)
-        self.ivf = faiss.IndexIVFFlat(self.router, dim, nlist, faiss_metric)
+        if self.quantized:
+            self.ivf = faiss.IndexIVFScalarQuantizer(
+                self.router, dim, nlist, self.codec.qtype, faiss_metric, False
+            )
+            self.codec.sync(self.ivf)
+        else:
+            self.ivf = faiss.IndexIVFFlat(self.router, dim, nlist, faiss_metric)
         self.ivf.replace_invlists(self.lists, False)
         self.ivf.is_trained = True
         self.nlist = nlist
         self.sizes = np.zeros(nlist, dtype=np.int64)
+        #: entries each list's buffers hold before faiss reallocates them (`grown`)
+        self.caps = np.zeros(nlist, dtype=np.int64)
+        self.used_entries = 0  # sum of sizes
+        self.cap_entries = 0  # sum of caps
+        #: a `Repack` in progress, and how many finished
+        self.repack: Repack | None = None
+        self.repacks = 0
         self.pid_list = np.full(64, -1, dtype=np.int64)
         self._free: list[int] = []
         self._params: dict[int, faiss.SearchParametersIVF] = {}
@@ -92,6 +131,30 @@ class PostingStore:
     @property
     def ver_mask(self) -> int:
         return (1 << self.ver_bits) - 1
+
+    def admit(self, slots: np.ndarray, vecs: np.ndarray) -> None:
+        """New current vectors of ``slots``, before they are placed in postings.
+
+        Quantised postings keep them in ``full``; when the int8 ranges must widen to cover
+        them, every list is re-encoded at once, so all codes share one quantiser.
+        """
+        if self.full is None:
+            return
+        self.full.put(slots, vecs)
+        if self.codec.admit(vecs):
+            self.codec.sync(self.ivf)
+            self.reencode()
+
+    def reencode(self) -> None:
+        """Re-encode every list's entries from the full vectors (current quantiser)."""
+        assert self.full is not None
+        for list_no in np.nonzero(self.sizes[: self._next])[0].tolist():
+            n = int(self.sizes[list_no])
+            keys = faiss.rev_swig_ptr(self.lists.get_ids(list_no), n).copy()
+            codes = self.codec.encode(self.full.take(keys & SLOT_MASK))
+            self.lists.update_entries(list_no, 0, n, faiss.swig_ptr(keys), faiss.swig_ptr(codes))
+        self.reencodes += 1
+        self.repack = None  # it copied codes of the old quantiser
 
     def create(self, pid: int) -> Posting:
         """A new empty posting for partition ``pid``."""
@@ -112,6 +175,8 @@ class PostingStore:
     def drop(self, pid: int, posting: Posting) -> None:
         """Forget partition ``pid``; its list is emptied and reused."""
         self.lists.resize(posting.list_no, 0)
+        self.touched(posting.list_no)
+        self.used_entries -= int(self.sizes[posting.list_no])
         self.sizes[posting.list_no] = 0
         self._free.append(posting.list_no)
         self.pid_list[pid] = -1
@@ -119,19 +184,78 @@ class PostingStore:
 
     def _grow(self, nlist: int) -> None:
         """Move the lists into a larger ``ArrayInvertedLists`` (amortised by doubling)."""
-        old = self.lists
-        new = faiss.ArrayInvertedLists(nlist, self.code_size)
-        for list_no in range(self.nlist):
-            n = old.list_size(list_no)
-            if n:
-                new.add_entries(list_no, n, old.get_ids(list_no), old.get_codes(list_no))
+        self.repack = None  # a repack in progress copied into lists of the old number
+        new, caps = copy_lists(self.lists, self.sizes, nlist, self.code_size)
+        self._install(new, caps)
+
+    def _install(self, lists: faiss.ArrayInvertedLists, caps: np.ndarray) -> None:
+        """Make ``lists`` (with modelled capacities ``caps``) the store's lists."""
+        nlist = caps.size
         self.ivf.nlist = nlist
-        self.ivf.replace_invlists(new, False)
-        self.lists = new
+        self.ivf.replace_invlists(lists, False)
+        self.lists = lists
         self.nlist = nlist
         sizes = np.zeros(nlist, dtype=np.int64)
         sizes[: self.sizes.size] = self.sizes
         self.sizes = sizes
+        self.caps = caps
+        self.cap_entries = int(caps.sum())
+
+    # ------------------------------------------------------------------ buffers
+    # faiss's lists are ``std::vector``s: appending past the capacity reallocates to
+    # ``size + max(size, added)`` (libstdc++), and shrinking never frees, so a posting that
+    # grew to the split limit and was split keeps a buffer for twice the limit (the float32
+    # layout measured 1.9x the raw vectors' bytes, BENCHMARKS.md). No single list can be
+    # reallocated from here; the store models every list's capacity (`grown`) and, when the
+    # spare capacity passes REPACK_SLACK, copies all lists into fresh exact buffers
+    # (`Repack`), a bounded chunk per rebalancing step.
+
+    def grown(self, list_no: int, size: int, added: int) -> None:
+        """Account for ``added`` entries appended to list ``list_no`` of ``size`` entries."""
+        need = size + added
+        cap = int(self.caps[list_no])
+        if need > cap:
+            new = size + max(size, added)
+            self.caps[list_no] = new
+            self.cap_entries += new - cap
+        self.used_entries += added
+        self.touched(list_no)
+
+    def touched(self, list_no: int) -> None:
+        """List ``list_no`` changed: a repack in progress must copy it again."""
+        if self.repack is not None:
+            self.repack.dirty(list_no)
+
+    def repack_due(self) -> bool:
+        """Whether a repack is in progress, or the lists' spare capacity is worth one."""
+        if self.repack is not None:
+            return True
+        slack = (self.cap_entries - self.used_entries) * (self.code_size + 8)
+        used = self.used_entries * (self.code_size + 8)
+        return slack > max(REPACK_MIN_BYTES, REPACK_SLACK * used)
+
+    def repack_step(self) -> bool:
+        """Copy a chunk of lists into a repack (begun if none is); True when all are copied.
+
+        Takes the index's shared lock from the caller: searches run, nothing writes.
+        """
+        if self.repack is None:
+            self.repack = Repack(self.nlist, self.code_size)
+        return self.repack.step(self.lists, self.sizes)
+
+    def repack_finish(self) -> None:
+        """Copy what changed since, and swap the repacked lists in (exclusive lock)."""
+        repack = self.repack
+        if repack is None or repack.cursor < self.nlist:
+            return
+        repack.finish(self.lists, self.sizes)
+        self.repack = None
+        self._install(repack.lists, repack.caps)
+        self.repacks += 1
+
+    def nbytes(self) -> int:
+        """Bytes of the lists' buffers, codes and ids (capacities as modelled by `grown`)."""
+        return self.cap_entries * (self.code_size + 8)
 
     # ------------------------------------------------------------------ router
     # A faiss copy of the centroids, row for row the `CentroidTable`'s, routing queries in
@@ -234,23 +358,24 @@ class Posting:
         #: entries known to be stale (deleted or replaced); a hint for compaction
         self.stale = 0
 
-    def append(self, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray) -> None:
+    def append(
+        self, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray, encoded: bool = False
+    ) -> None:
         if not ids.size:
             return
         store = self.store
         need = self.n + ids.size
         if need > self.ver.size:
-            grown = np.empty(max(need, 2 * self.ver.size), dtype=np.uint32)
+            grown = np.empty(need + need // 4, dtype=np.uint32)
             grown[: self.n] = self.ver[: self.n]
             self.ver = grown
         self.ver[self.n : need] = ver
         keys = np.asarray(ids, dtype=np.int64) | (
             (np.asarray(ver, dtype=np.int64) & store.ver_mask) << SLOT_BITS
         )
-        codes = np.ascontiguousarray(vecs, dtype=np.float32)
-        store.lists.add_entries(
-            self.list_no, ids.size, faiss.swig_ptr(keys), faiss.swig_ptr(codes.view(np.uint8))
-        )
+        codes = np.ascontiguousarray(vecs, dtype=np.uint8) if encoded else store.codec.encode(vecs)
+        store.grown(self.list_no, self.n, ids.size)
+        store.lists.add_entries(self.list_no, ids.size, faiss.swig_ptr(keys), faiss.swig_ptr(codes))
         self.n = need
         store.sizes[self.list_no] = need
 
@@ -263,8 +388,19 @@ class Posting:
                 np.zeros((0, store.dim), np.float32),
             )
         keys = faiss.rev_swig_ptr(store.lists.get_ids(self.list_no), n)
+        if store.full is not None:  # quantised: the entries' full vectors (a copy)
+            slots = keys & SLOT_MASK
+            return slots, self.ver[:n], store.full.take(slots)
         codes = faiss.rev_swig_ptr(store.lists.get_codes(self.list_no), n * store.code_size)
         return keys & SLOT_MASK, self.ver[:n], codes.view(np.float32).reshape(n, store.dim)
+
+    def codes(self) -> np.ndarray:
+        """The entries' codes as stored (n, code_size) uint8; aliases faiss's memory."""
+        n, store = self.n, self.store
+        if not n:
+            return np.zeros((0, store.code_size), np.uint8)
+        codes = faiss.rev_swig_ptr(store.lists.get_codes(self.list_no), n * store.code_size)
+        return codes.reshape(n, store.code_size)
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the entries where ``mask`` is true (in order)."""
@@ -277,15 +413,13 @@ class Posting:
         The arguments must not be views of this posting (`view`); copies are.
         """
         self.store.lists.resize(self.list_no, 0)
+        self.store.touched(self.list_no)
+        self.store.used_entries -= self.n
         self.n = self.stale = 0
         self.store.sizes[self.list_no] = 0
-        if self.ver.size > 2 * max(ids.size, 32):
+        if self.ver.size > max(ids.size + ids.size // 4, 32):
             self.ver = np.empty(max(ids.size + ids.size // 4, 32), dtype=np.uint32)
         self.append(ids, ver, vecs)
-
-    def nbytes(self) -> int:
-        """Bytes held for the entries (faiss's allocator slack is not visible from here)."""
-        return self.n * (self.store.code_size + 8) + self.ver.nbytes
 
 
 class VersionMap:
@@ -344,7 +478,7 @@ class VersionMap:
         cap = self.ver.size
         if need <= cap:
             return
-        new = max(need, 2 * cap, 1024)
+        new = max(need, cap + cap // 4, 1024)  # a quarter: the map is ~10% of 128-d vectors
         self.ext = np.concatenate([self.ext, np.full(new - cap, -1, np.int64)])
         self.ver = np.concatenate([self.ver, np.zeros(new - cap, np.uint32)])
         self.live = np.concatenate([self.live, np.zeros(new - cap, bool)])

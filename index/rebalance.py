@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Rebalancer", "balanced_two_means", "centroid_rows"]
 
+#: `Rebalancer._next`'s step that repacks the postings' lists (`veclink.index.repack`)
+REPACK = -1
+
 
 @functools.cache
 def _blas_controller() -> object | None:
@@ -283,7 +286,12 @@ class Rebalancer:
             self.schedule(())
 
     def has_work(self) -> bool:
-        return bool(self.pending) or self.refresh_credit >= STEP_ENTRIES or self.graph_due()
+        return (
+            bool(self.pending)
+            or self.refresh_credit >= STEP_ENTRIES
+            or self.index.store.repack_due()
+            or self.graph_due()
+        )
 
     def graph_due(self) -> bool:
         """A centroid graph to build (`veclink.index.centroids.CentroidTable.graph_due`)."""
@@ -296,6 +304,8 @@ class Rebalancer:
             pid = next(iter(self.pending))
             del self.pending[pid]
             return pid
+        if self.index.store.repack_due():
+            return REPACK
         return None
 
     def _drain_inline(self) -> None:
@@ -330,13 +340,16 @@ class Rebalancer:
 
     def _timed(self, pid: int | None) -> None:
         start = time.thread_time()
-        plan = None if pid is None else self.plan_split(pid)
-        with self.index.lock, one_blas_thread():
-            if not self.index._closed:
-                if pid is None:
-                    self.refresh()
-                else:
-                    self.maintain(pid, plan)
+        if pid == REPACK:
+            self.repack()
+        else:
+            plan = None if pid is None else self.plan_split(pid)
+            with self.index.lock, one_blas_thread():
+                if not self.index._closed:
+                    if pid is None:
+                        self.refresh()
+                    else:
+                        self.maintain(pid, plan)
         self.cpu_seconds += time.thread_time() - start
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -547,6 +560,19 @@ class Rebalancer:
             for q, n in zip(neigh.tolist(), counts.tolist(), strict=True)
             if n > o["split_limit"] or n < o["merge_limit"]
         )
+
+    def repack(self) -> None:
+        """One step of a repack of the postings' lists (`veclink.index.repack`): a chunk
+        copied while searches go on, or, once all are copied, the swap."""
+        ix = self.index
+        with ix.lock.shared():
+            if ix._closed or not ix.store.repack_due():
+                return
+            done = ix.store.repack_step()
+        if done:
+            with ix.lock:
+                if not ix._closed:
+                    ix.store.repack_finish()
 
     def refresh(self) -> None:
         """One refresh step (`veclink.index.refresh`); reschedules itself while owed."""

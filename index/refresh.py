@@ -89,9 +89,16 @@ def refresh_postings(index: PartitionedIndex, pids: list[int]) -> tuple[int, int
 
 
 def recenter(index: PartitionedIndex, pids: set[int]) -> None:
-    """Move each centroid of ``pids`` to the mean of its posting's entries."""
+    """Move each centroid of ``pids`` to the mean of its posting's current entries (stale
+    copies do not pull it; with quantised postings they even read their id's current full
+    vector, not the one they were written with)."""
     live = [p for p in pids if p in index.parts and index.parts[p].n]
     if not live:
         return
+    means = []
+    for p in live:
+        ids, ver, vecs = index.parts[p].view()
+        current = index.versions.current(ids, ver)
+        means.append(row_mean(vecs[current] if current.any() else vecs))
     rows = index.centroids.rows(np.array(live, dtype=np.int64))
-    index.move_centroids(rows, np.stack([row_mean(index.parts[p].view()[2]) for p in live]))
+    index.move_centroids(rows, np.stack(means))

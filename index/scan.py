@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import faiss
 import numpy as np
 from veclink.index.postings import SLOT_MASK, SMALL_BATCH, _one_omp_thread, _restore_omp
+from veclink.index.rerank import scan_quantized
 from veclink.index.scan_torch import resolve_device, scan_postings_torch
 
 if TYPE_CHECKING:
@@ -47,11 +48,16 @@ def scan_one(
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """The fast path of `scan_postings` for one query routed exactly by faiss: two faiss
     calls into per-thread buffers and a few array operations. None when it does not apply
-    (no centroids, replicas, a graph, or a stale copy or short list among the top ``k``):
-    the general path then answers."""
+    (no centroids, replicas, a graph, quantised postings (they are re-ranked), or a stale
+    copy or short list among the top ``k``): the general path then answers."""
     store, vm = index.store, index.versions
     parts = len(index.parts)
-    if not parts or index.options["replicas"] != 1 or index.centroids.graph is not None:
+    if (
+        not parts
+        or index.options["replicas"] != 1
+        or index.centroids.graph is not None
+        or store.quantized
+    ):
         return None
     nprobe = min(nprobe, parts)
     depth = k + k // 2 + 4
@@ -94,6 +100,8 @@ def scan_postings(
         return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64), 0
     device = resolve_device(index.options["device"])
     store = index.store
+    if store.quantized and device is None:  # codes scanned by faiss, then an exact re-rank
+        return scan_quantized(index, q, k, nprobe, eps)
     vm = index.versions
     replicas = int(index.options["replicas"])
     # stale copies and replicas take candidate places: ask for some more than needed, and

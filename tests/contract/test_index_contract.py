@@ -1,10 +1,13 @@
 """The contract every VectorIndex kind must pass (parametrised over the registry).
 
 Kinds that search approximately are asked for exhaustive search through EXACT_PARAMS.
+Storage options that change how a kind holds its vectors run the contract too, as
+``kind:variant`` (VARIANTS); quantised postings re-rank enough candidates to be exact here.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,8 +24,25 @@ from veclink.errors import InvalidArgument, NotFound
 
 #: search parameters that make each kind exhaustive (exact) for the comparisons below
 EXACT_PARAMS: dict[str, dict[str, object]] = {"flat": {}, "partitioned": {"nprobe": 10_000}}
-KINDS = sorted(INDEX_KINDS)
+#: storage variants of a kind that must keep the contract: "kind:variant" -> options
+VARIANTS: dict[str, dict[str, object]] = {
+    "partitioned:fp16": {"postings": "fp16", "rerank": 1024},
+    "partitioned:int8": {"postings": "int8", "rerank": 1024},
+}
+KINDS = sorted([*INDEX_KINDS, *VARIANTS])
 DIM = 16
+#: the lines a writer subprocess uses to build ``kind`` (a name or a variant) from argv
+MAKE_IN_SCRIPT = "import json; kind, options = sys.argv[1].split(':')[0], json.loads(sys.argv[3])"
+
+
+def make(name: str, dim: int, **kwargs: object) -> VectorIndex:
+    """An empty index of a kind or a ``kind:variant`` (VARIANTS)."""
+    return create_index(name.partition(":")[0], dim, **kwargs, **VARIANTS.get(name, {}))
+
+
+def options_json(name: str) -> str:
+    """A writer script's third argument: the variant's options as JSON (MAKE_IN_SCRIPT)."""
+    return json.dumps(VARIANTS.get(name, {}))
 
 
 @pytest.fixture(params=KINDS)
@@ -47,12 +67,12 @@ def brute(vectors: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int, metric: s
 
 
 def search(index: VectorIndex, kind: str, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return index.search(q, k, **EXACT_PARAMS.get(kind, {}))
+    return index.search(q, k, **EXACT_PARAMS.get(kind.partition(":")[0], {}))
 
 
 @pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
 def test_search_is_exact(kind: str, metric: str) -> None:
-    index = create_index(kind, DIM, metric=metric)
+    index = make(kind, DIM, metric=metric)
     vecs, ids = data(500), np.arange(1000, 1500, dtype=np.int64)
     index.add(ids, vecs)
     q = data(20, seed=1)
@@ -67,7 +87,7 @@ def test_search_is_exact(kind: str, metric: str) -> None:
 
 
 def test_upsert_replaces(kind: str) -> None:
-    index = create_index(kind, DIM)
+    index = make(kind, DIM)
     vecs = data(100)
     index.add(np.arange(100), vecs)
     index.add(np.array([7]), -vecs[7:8])
@@ -80,7 +100,7 @@ def test_upsert_replaces(kind: str) -> None:
 
 
 def test_removed_ids_never_return(kind: str) -> None:
-    index = create_index(kind, DIM)
+    index = make(kind, DIM)
     vecs = data(300)
     index.add(np.arange(300), vecs)
     gone = np.arange(0, 300, 3)
@@ -100,7 +120,7 @@ def test_any_non_negative_int64_is_an_id(kind: str, tmp_path: Path) -> None:
     ids = np.array([2**62 + 5, 7, 2**40, 2**33 + 1, 0, 2**63 - 1], dtype=np.int64)
     vecs = data(ids.size, seed=8)
     path = str(tmp_path / "idx")
-    index = create_index(kind, DIM, path=path)
+    index = make(kind, DIM, path=path)
     index.add(ids, vecs)
     _, got = search(index, kind, vecs, 1)
     np.testing.assert_array_equal(got[:, 0], ids)
@@ -117,7 +137,7 @@ def test_any_non_negative_int64_is_an_id(kind: str, tmp_path: Path) -> None:
 
 
 def test_padding_and_empty(kind: str) -> None:
-    index = create_index(kind, DIM)
+    index = make(kind, DIM)
     scores, got = index.search(data(2), 5)
     assert (got == -1).all() and np.isneginf(scores).all()
     index.add(np.array([1, 2, 3]), data(3))
@@ -127,7 +147,7 @@ def test_padding_and_empty(kind: str) -> None:
 
 
 def test_bad_input_leaves_data_untouched(kind: str) -> None:
-    index = create_index(kind, DIM)
+    index = make(kind, DIM)
     index.add(np.arange(10), data(10))
     before = index.ids().copy()
     with pytest.raises(InvalidArgument) as info:
@@ -152,7 +172,7 @@ def test_bad_input_leaves_data_untouched(kind: str) -> None:
 
 def test_persistence_round_trip(kind: str, tmp_path: Path) -> None:
     path = str(tmp_path / "idx")
-    index = create_index(kind, DIM, metric="cosine", path=path)
+    index = make(kind, DIM, metric="cosine", path=path)
     vecs = data(400)
     index.add(np.arange(400), vecs)
     index.remove(np.arange(50))
@@ -170,7 +190,7 @@ def test_persistence_round_trip(kind: str, tmp_path: Path) -> None:
     np.testing.assert_allclose(before[0], after[0], rtol=1e-5)
     again.close()
     with pytest.raises(InvalidArgument):
-        create_index(kind, DIM, path=path)  # never overwrite an existing index
+        make(kind, DIM, path=path)  # never overwrite an existing index
 
 
 WRITER = textwrap.dedent(
@@ -179,8 +199,9 @@ WRITER = textwrap.dedent(
     import numpy as np
     from veclink.index import create_index
     from veclink.index import create_index, open_index
-    kind, path = sys.argv[1], sys.argv[2]
-    index = create_index(kind, 8, metric="ip", path=path)
+    path = sys.argv[2]
+    MAKE
+    index = create_index(kind, 8, metric="ip", path=path, **options)
     rng = np.random.default_rng(0)
     for batch in range(10_000):
         ids = np.arange(batch * 20, batch * 20 + 20)
@@ -195,7 +216,7 @@ WRITER = textwrap.dedent(
             index.close()
             index = open_index(path)
     """
-)
+).replace("MAKE", MAKE_IN_SCRIPT)
 
 
 @pytest.mark.slow
@@ -203,7 +224,7 @@ WRITER = textwrap.dedent(
 def test_sigkill_loses_no_acknowledged_write(kind: str, tmp_path: Path, delay: float) -> None:
     path = tmp_path / "idx"
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, kind, str(path)],
+        [sys.executable, "-c", WRITER, kind, str(path), options_json(kind)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -238,9 +259,10 @@ CRASH_AFTER_REOPEN = textwrap.dedent(
     import os, signal, sys
     import numpy as np
     from veclink.index import create_index, open_index
-    kind, path = sys.argv[1], sys.argv[2]
+    path = sys.argv[2]
+    MAKE
     rng = np.random.default_rng(0)
-    index = create_index(kind, 8, path=path)
+    index = create_index(kind, 8, path=path, **options)
     index.add(np.arange(100), rng.normal(size=(100, 8)).astype(np.float32))
     index.close()  # snapshot; the WAL is rotated down to one empty segment
     index = open_index(path)
@@ -249,13 +271,13 @@ CRASH_AFTER_REOPEN = textwrap.dedent(
     print("acknowledged", flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
     """
-)
+).replace("MAKE", MAKE_IN_SCRIPT)
 
 
 def test_writes_after_a_reopen_survive_a_crash(kind: str, tmp_path: Path) -> None:
     path = tmp_path / "idx"
     proc = subprocess.run(
-        [sys.executable, "-c", CRASH_AFTER_REOPEN, kind, str(path)],
+        [sys.executable, "-c", CRASH_AFTER_REOPEN, kind, str(path), options_json(kind)],
         capture_output=True,
         text=True,
         timeout=120,

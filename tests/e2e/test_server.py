@@ -273,6 +273,18 @@ def test_vectors_only_collection_and_filters(client: Client) -> None:
         client.create_collection(
             "bad", dimensions=4, index_kind="flat", index_options={"nprobe": 1}
         )
+    with pytest.raises(InvalidArgument, match="postings: must be one of float32, fp16, int8"):
+        client.create_collection("bad", dimensions=4, index_options={"postings": "int4"})
+    with pytest.raises(InvalidArgument, match="rerank: must be an integer in"):
+        client.create_collection("bad", dimensions=4, index_options={"rerank": 0})
+    # quantised postings over the wire: the option comes back typed, searches re-rank exactly
+    q8 = client.create_collection(
+        "q8", dimensions=4, metric="l2", index_options={"postings": "int8", "rerank": 8}
+    )
+    assert q8.index_options == {"postings": "int8", "rerank": 8}
+    client.upsert("q8", [{"id": str(i), "vector": [i, 0, 0, 0]} for i in range(10)])
+    assert [h.id for h in client.search("q8", vector=[3.2, 0, 0, 0], k=3)] == ["3", "4", "2"]
+    assert client.get_collection("q8").index_stats["options"]["postings"] == "int8"
     with pytest.raises(InvalidArgument, match="no model"):
         client.search("vecs", text="hello")
     req = points_pb2.SearchRequest(collection="vecs", k=10)

@@ -17,7 +17,7 @@ def mixture(n: int, seed: int = 0) -> np.ndarray:
     return (centres[rng.integers(0, 12, n)] + rng.normal(size=(n, D))).astype(np.float32)
 
 
-def build(metric: str, replicas: int, device: str) -> PartitionedIndex:
+def build(metric: str, replicas: int, device: str, postings: str = "float32") -> PartitionedIndex:
     x = mixture(3000)
     index = PartitionedIndex(
         D,
@@ -28,6 +28,7 @@ def build(metric: str, replicas: int, device: str) -> PartitionedIndex:
         replica_eps=0.3,
         background=False,
         device=device,
+        postings=postings,
     )
     index.add(np.arange(3000), x)
     index.remove(np.arange(0, 3000, 7))
@@ -37,11 +38,14 @@ def build(metric: str, replicas: int, device: str) -> PartitionedIndex:
 
 @pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])
 @pytest.mark.parametrize("replicas", [1, 2])
-def test_torch_path_matches_numpy_path(metric: str, replicas: int) -> None:
+@pytest.mark.parametrize("postings", ["float32", "int8"])
+def test_torch_path_matches_numpy_path(metric: str, replicas: int, postings: str) -> None:
+    """The torch path scans full vectors (quantised postings: the full-vector store), so it
+    equals the float32 numpy path; rebalancing moves full vectors whatever the postings."""
     pytest.importorskip("torch")
     q = mixture(40, seed=5)
     ref = build(metric, replicas, "numpy")
-    alt = build(metric, replicas, "cpu")
+    alt = build(metric, replicas, "cpu", postings)
     for nprobe in (1, 6, 10_000):
         s0, i0 = ref.search(q, 10, nprobe=nprobe)
         s1, i1 = alt.search(q, 10, nprobe=nprobe)
@@ -55,10 +59,11 @@ def test_torch_path_matches_numpy_path(metric: str, replicas: int) -> None:
 
 
 @pytest.mark.gpu
-def test_cuda_path_matches_numpy_path() -> None:
+@pytest.mark.parametrize("postings", ["float32", "fp16", "int8"])
+def test_cuda_path_matches_numpy_path(postings: str) -> None:
     q = mixture(40, seed=5)
     s0, i0 = build("ip", 1, "numpy").search(q, 10, nprobe=8)
-    s1, i1 = build("ip", 1, "cuda").search(q, 10, nprobe=8)
+    s1, i1 = build("ip", 1, "cuda", postings).search(q, 10, nprobe=8)
     np.testing.assert_allclose(s0, s1, rtol=1e-3, atol=1e-3)
 
 

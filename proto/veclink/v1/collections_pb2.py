@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from veclink.v1 import common_pb2 as veclink_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cveclink/v1/collections.proto\x12\nveclink.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17veclink/v1/common.proto\"\xbf\x02\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\ndimensions\x18\x03 \x01(\r\x12\"\n\x06metric\x18\x04 \x01(\x0e\x32\x12.veclink.v1.Metric\x12)\n\nindex_kind\x18\x05 \x01(\x0e\x32\x15.veclink.v1.IndexKind\x12\r\n\x05\x63ount\x18\x07 \x01(\x04\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0bindex_stats\x18\t \x01(\x0b\x32\x16.veclink.v1.JsonObject\x12/\n\rindex_options\x18\n \x01(\x0b\x32\x18.veclink.v1.IndexOptions\x12\x0e\n\x06shards\x18\x0b \x01(\rJ\x04\x08\x06\x10\x07\"\x80\x01\n\x0cIndexOptions\x12,\n\x04\x66lat\x18\x01 \x01(\x0b\x32\x1c.veclink.v1.FlatIndexOptionsH\x00\x12:\n\x0bpartitioned\x18\x02 \x01(\x0b\x32#.veclink.v1.PartitionedIndexOptionsH\x00\x42\x06\n\x04kind\"\x12\n\x10\x46latIndexOptions\"\xd3\x03\n\x17PartitionedIndexOptions\x12\x18\n\x0bsplit_limit\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x0bmerge_limit\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x13\n\x06nprobe\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x10\n\x03\x65ps\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x15\n\x08replicas\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x18\n\x0breplica_eps\x18\x06 \x01(\x01H\x05\x88\x01\x01\x12\x1f\n\x12reassign_neighbors\x18\x07 \x01(\x03H\x06\x88\x01\x01\x12\x14\n\x07refresh\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12\x17\n\nbackground\x18\t \x01(\x08H\x08\x88\x01\x01\x12\x13\n\x06\x64\x65vice\x18\n \x01(\tH\t\x88\x01\x01\x12!\n\x14graph_min_partitions\x18\x0c \x01(\x03H\n\x88\x01\x01\x42\x0e\n\x0c_split_limitB\x0e\n\x0c_merge_limitB\t\n\x07_nprobeB\x06\n\x04_epsB\x0b\n\t_replicasB\x0e\n\x0c_replica_epsB\x15\n\x13_reassign_neighborsB\n\n\x08_refreshB\r\n\x0b_backgroundB\t\n\x07_deviceB\x17\n\x15_graph_min_partitions\"\xe0\x01\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\ndimensions\x18\x03 \x01(\r\x12\"\n\x06metric\x18\x04 \x01(\x0e\x32\x12.veclink.v1.Metric\x12)\n\nindex_kind\x18\x05 \x01(\x0e\x32\x15.veclink.v1.IndexKind\x12/\n\rindex_options\x18\x07 \x01(\x0b\x32\x18.veclink.v1.IndexOptions\x12\x0e\n\x06shards\x18\x08 \x01(\rJ\x04\x08\x06\x10\x07\"F\n\x18\x43reateCollectionResponse\x12*\n\ncollection\x18\x01 \x01(\x0b\x32\x16.veclink.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x15GetCollectionResponse\x12*\n\ncollection\x18\x01 \x01(\x0b\x32\x16.veclink.v1.Collection\"\x18\n\x16ListCollectionsRequest\"F\n\x17ListCollectionsResponse\x12+\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x16.veclink.v1.Collection\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"+\n\x18\x44\x65leteCollectionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\x32\xfd\x02\n\x0b\x43ollections\x12]\n\x10\x43reateCollection\x12#.veclink.v1.CreateCollectionRequest\x1a$.veclink.v1.CreateCollectionResponse\x12T\n\rGetCollection\x12 .veclink.v1.GetCollectionRequest\x1a!.veclink.v1.GetCollectionResponse\x12Z\n\x0fListCollections\x12\".veclink.v1.ListCollectionsRequest\x1a#.veclink.v1.ListCollectionsResponse\x12]\n\x10\x44\x65leteCollection\x12#.veclink.v1.DeleteCollectionRequest\x1a$.veclink.v1.DeleteCollectionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cveclink/v1/collections.proto\x12\nveclink.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17veclink/v1/common.proto\"\xbf\x02\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\ndimensions\x18\x03 \x01(\r\x12\"\n\x06metric\x18\x04 \x01(\x0e\x32\x12.veclink.v1.Metric\x12)\n\nindex_kind\x18\x05 \x01(\x0e\x32\x15.veclink.v1.IndexKind\x12\r\n\x05\x63ount\x18\x07 \x01(\x04\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0bindex_stats\x18\t \x01(\x0b\x32\x16.veclink.v1.JsonObject\x12/\n\rindex_options\x18\n \x01(\x0b\x32\x18.veclink.v1.IndexOptions\x12\x0e\n\x06shards\x18\x0b \x01(\rJ\x04\x08\x06\x10\x07\"\x80\x01\n\x0cIndexOptions\x12,\n\x04\x66lat\x18\x01 \x01(\x0b\x32\x1c.veclink.v1.FlatIndexOptionsH\x00\x12:\n\x0bpartitioned\x18\x02 \x01(\x0b\x32#.veclink.v1.PartitionedIndexOptionsH\x00\x42\x06\n\x04kind\"\x12\n\x10\x46latIndexOptions\"\x97\x04\n\x17PartitionedIndexOptions\x12\x18\n\x0bsplit_limit\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x0bmerge_limit\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x13\n\x06nprobe\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x10\n\x03\x65ps\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x15\n\x08replicas\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x18\n\x0breplica_eps\x18\x06 \x01(\x01H\x05\x88\x01\x01\x12\x1f\n\x12reassign_neighbors\x18\x07 \x01(\x03H\x06\x88\x01\x01\x12\x14\n\x07refresh\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12\x17\n\nbackground\x18\t \x01(\x08H\x08\x88\x01\x01\x12\x13\n\x06\x64\x65vice\x18\n \x01(\tH\t\x88\x01\x01\x12\x15\n\x08postings\x18\x0b \x01(\tH\n\x88\x01\x01\x12\x13\n\x06rerank\x18\x0c \x01(\x03H\x0b\x88\x01\x01\x12!\n\x14graph_min_partitions\x18\r \x01(\x03H\x0c\x88\x01\x01\x42\x0e\n\x0c_split_limitB\x0e\n\x0c_merge_limitB\t\n\x07_nprobeB\x06\n\x04_epsB\x0b\n\t_replicasB\x0e\n\x0c_replica_epsB\x15\n\x13_reassign_neighborsB\n\n\x08_refreshB\r\n\x0b_backgroundB\t\n\x07_deviceB\x0b\n\t_postingsB\t\n\x07_rerankB\x17\n\x15_graph_min_partitions\"\xe0\x01\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\ndimensions\x18\x03 \x01(\r\x12\"\n\x06metric\x18\x04 \x01(\x0e\x32\x12.veclink.v1.Metric\x12)\n\nindex_kind\x18\x05 \x01(\x0e\x32\x15.veclink.v1.IndexKind\x12/\n\rindex_options\x18\x07 \x01(\x0b\x32\x18.veclink.v1.IndexOptions\x12\x0e\n\x06shards\x18\x08 \x01(\rJ\x04\x08\x06\x10\x07\"F\n\x18\x43reateCollectionResponse\x12*\n\ncollection\x18\x01 \x01(\x0b\x32\x16.veclink.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x15GetCollectionResponse\x12*\n\ncollection\x18\x01 \x01(\x0b\x32\x16.veclink.v1.Collection\"\x18\n\x16ListCollectionsRequest\"F\n\x17ListCollectionsResponse\x12+\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x16.veclink.v1.Collection\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"+\n\x18\x44\x65leteCollectionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\x32\xfd\x02\n\x0b\x43ollections\x12]\n\x10\x43reateCollection\x12#.veclink.v1.CreateCollectionRequest\x1a$.veclink.v1.CreateCollectionResponse\x12T\n\rGetCollection\x12 .veclink.v1.GetCollectionRequest\x1a!.veclink.v1.GetCollectionResponse\x12Z\n\x0fListCollections\x12\".veclink.v1.ListCollectionsRequest\x1a#.veclink.v1.ListCollectionsResponse\x12]\n\x10\x44\x65leteCollection\x12#.veclink.v1.DeleteCollectionRequest\x1a$.veclink.v1.DeleteCollectionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,23 +40,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLATINDEXOPTIONS']._serialized_start=555
   _globals['_FLATINDEXOPTIONS']._serialized_end=573
   _globals['_PARTITIONEDINDEXOPTIONS']._serialized_start=576
-  _globals['_PARTITIONEDINDEXOPTIONS']._serialized_end=1043
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=1046
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=1270
-  _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=1272
-  _globals['_CREATECOLLECTIONRESPONSE']._serialized_end=1342
-  _globals['_GETCOLLECTIONREQUEST']._serialized_start=1344
-  _globals['_GETCOLLECTIONREQUEST']._serialized_end=1380
-  _globals['_GETCOLLECTIONRESPONSE']._serialized_start=1382
-  _globals['_GETCOLLECTIONRESPONSE']._serialized_end=1449
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1451
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1475
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1477
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1547
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1549
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1588
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1590
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1633
-  _globals['_COLLECTIONS']._serialized_start=1636
-  _globals['_COLLECTIONS']._serialized_end=2017
+  _globals['_PARTITIONEDINDEXOPTIONS']._serialized_end=1111
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=1114
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=1338
+  _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=1340
+  _globals['_CREATECOLLECTIONRESPONSE']._serialized_end=1410
+  _globals['_GETCOLLECTIONREQUEST']._serialized_start=1412
+  _globals['_GETCOLLECTIONREQUEST']._serialized_end=1448
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_start=1450
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_end=1517
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1519
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1543
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1545
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1615
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1617
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1656
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1658
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1701
+  _globals['_COLLECTIONS']._serialized_start=1704
+  _globals['_COLLECTIONS']._serialized_end=2085
 # @@protoc_insertion_point(module_scope)

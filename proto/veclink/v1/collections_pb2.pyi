@@ -47,7 +47,7 @@ class FlatIndexOptions(_message.Message):
     def __init__(self) -> None: ...
 
 class PartitionedIndexOptions(_message.Message):
-    __slots__ = ("split_limit", "merge_limit", "nprobe", "eps", "replicas", "replica_eps", "reassign_neighbors", "refresh", "background", "device", "graph_min_partitions")
+    __slots__ = ("split_limit", "merge_limit", "nprobe", "eps", "replicas", "replica_eps", "reassign_neighbors", "refresh", "background", "device", "postings", "rerank", "graph_min_partitions")
     SPLIT_LIMIT_FIELD_NUMBER: _ClassVar[int]
     MERGE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     NPROBE_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,8 @@ class PartitionedIndexOptions(_message.Message):
     REFRESH_FIELD_NUMBER: _ClassVar[int]
     BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    POSTINGS_FIELD_NUMBER: _ClassVar[int]
+    RERANK_FIELD_NUMBER: _ClassVar[int]
     GRAPH_MIN_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     split_limit: int
     merge_limit: int
@@ -69,8 +71,10 @@ class PartitionedIndexOptions(_message.Message):
     refresh: float
     background: bool
     device: str
+    postings: str
+    rerank: int
     graph_min_partitions: int
-    def __init__(self, split_limit: _Optional[int] = ..., merge_limit: _Optional[int] = ..., nprobe: _Optional[int] = ..., eps: _Optional[float] = ..., replicas: _Optional[int] = ..., replica_eps: _Optional[float] = ..., reassign_neighbors: _Optional[int] = ..., refresh: _Optional[float] = ..., background: _Optional[bool] = ..., device: _Optional[str] = ..., graph_min_partitions: _Optional[int] = ...) -> None: ...
+    def __init__(self, split_limit: _Optional[int] = ..., merge_limit: _Optional[int] = ..., nprobe: _Optional[int] = ..., eps: _Optional[float] = ..., replicas: _Optional[int] = ..., replica_eps: _Optional[float] = ..., reassign_neighbors: _Optional[int] = ..., refresh: _Optional[float] = ..., background: _Optional[bool] = ..., device: _Optional[str] = ..., postings: _Optional[str] = ..., rerank: _Optional[int] = ..., graph_min_partitions: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name", "model", "dimensions", "metric", "index_kind", "index_options", "shards")

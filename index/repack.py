@@ -1,0 +1,99 @@
+"""Repacking the postings' faiss lists into exact buffers, a chunk at a time.
+
+faiss's ``ArrayInvertedLists`` keeps each list in a ``std::vector`` that doubles when it
+grows and never shrinks (and no single list's buffer can be replaced from Python), so
+`veclink.index.postings.PostingStore` models the capacities and, once the spare capacity is
+worth it, copies every list into a fresh ``ArrayInvertedLists`` whose buffers hold the
+entries plus HEADROOM; dropping the old one frees its buffers.
+
+The copy runs as rebalancing steps of about STEP_BYTES each under the index's *shared*
+lock (searches go on; writers wait one step), and lists that writers change after they were
+copied are marked dirty and copied again by the final step, which holds the lock alone for
+the dirty lists only and swaps the lists in. While it runs both copies exist: the peak is
+the postings' bytes twice.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+#: spare capacity a repack leaves each list, as a share of its entries (so that the next
+#: appends do not double it at once); below `veclink.index.postings.REPACK_SLACK`
+HEADROOM = 0.05
+#: bytes copied per rebalancing step (a few milliseconds)
+STEP_BYTES = 8 << 20
+
+
+def copy_list(
+    src: faiss.ArrayInvertedLists,
+    dst: faiss.ArrayInvertedLists,
+    list_no: int,
+    n: int,
+    code_size: int,
+    headroom: float = HEADROOM,
+) -> int:
+    """Copy list ``list_no`` (``n`` entries) into ``dst``'s empty list; returns its capacity.
+
+    An empty ``std::vector`` allocates exactly what it is first given: it gets ``n`` plus
+    the headroom, and is cut back to ``n`` (the capacity stays).
+    """
+    cap = n + int(headroom * n)
+    dst.resize(list_no, 0)
+    if not n:
+        return 0
+    ids = np.zeros(cap, dtype=np.int64)
+    ids[:n] = faiss.rev_swig_ptr(src.get_ids(list_no), n)
+    codes = np.zeros(cap * code_size, dtype=np.uint8)
+    codes[: n * code_size] = faiss.rev_swig_ptr(src.get_codes(list_no), n * code_size)
+    dst.add_entries(list_no, cap, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+    dst.resize(list_no, n)
+    return cap
+
+
+def copy_lists(
+    src: faiss.ArrayInvertedLists, sizes: np.ndarray, nlist: int, code_size: int
+) -> tuple[faiss.ArrayInvertedLists, np.ndarray]:
+    """All lists of ``src`` copied at once into ``nlist`` fresh lists: (lists, capacities)."""
+    dst = faiss.ArrayInvertedLists(nlist, code_size)
+    caps = np.zeros(nlist, dtype=np.int64)
+    for list_no in np.nonzero(sizes)[0].tolist():
+        caps[list_no] = copy_list(src, dst, list_no, int(sizes[list_no]), code_size)
+    return dst, caps
+
+
+class Repack:
+    """One repack in progress: fresh lists filled in steps, then swapped in."""
+
+    def __init__(self, nlist: int, code_size: int) -> None:
+        self.lists = faiss.ArrayInvertedLists(nlist, code_size)
+        self.caps = np.zeros(nlist, dtype=np.int64)
+        self.code_size = code_size
+        self.nlist = nlist
+        self.cursor = 0  # lists below it are copied
+        self._dirty: set[int] = set()
+
+    def dirty(self, list_no: int) -> None:
+        """A writer changed ``list_no``; copy it again if it was copied already."""
+        if list_no < self.cursor:
+            self._dirty.add(list_no)
+
+    def step(self, src: faiss.ArrayInvertedLists, sizes: np.ndarray) -> bool:
+        """Copy the next lists, about STEP_BYTES; True when every list has been copied.
+
+        Called under the index's shared lock: nothing changes ``src`` meanwhile.
+        """
+        budget = STEP_BYTES
+        while self.cursor < self.nlist and budget > 0:
+            n = int(sizes[self.cursor])
+            self.caps[self.cursor] = copy_list(src, self.lists, self.cursor, n, self.code_size)
+            budget -= n * (self.code_size + 8) + 64
+            self.cursor += 1
+        return self.cursor >= self.nlist
+
+    def finish(self, src: faiss.ArrayInvertedLists, sizes: np.ndarray) -> None:
+        """Copy the lists changed since they were copied (under the exclusive lock)."""
+        for list_no in sorted(self._dirty):
+            n = int(sizes[list_no])
+            self.caps[list_no] = copy_list(src, self.lists, list_no, n, self.code_size)
+        self._dirty.clear()
