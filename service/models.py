@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -88,7 +89,7 @@ class ModelRegistry:
     def for_spec(self, spec: EncoderSpec | Mapping[str, Any]) -> Encoder:
         """The encoder of a spec (e.g. the one a collection was created with), loaded once."""
         spec = spec_from_dict(dict(spec) if isinstance(spec, Mapping) else spec)
-        key = spec.to_json()
+        key = _same_device_key(spec)
         with self._lock:
             encoder = self._loaded.get(key)
             if encoder is None:
@@ -140,3 +141,15 @@ class ModelRegistry:
             batcher.close()
         for encoder in held:
             encoder.close()
+
+
+def _same_device_key(spec: EncoderSpec) -> str:
+    """A spec's loading key, with ``device: auto`` written as the device it resolves to here,
+    so a collection stored with ``device: cpu`` (before ``auto`` was the default) shares the
+    served ``auto`` model's encoder on a CPU machine instead of loading a second copy."""
+    device = getattr(spec, "device", None)
+    if device == "auto":
+        from veclink.encoders.torch_utils import resolve_device  # torch: loaded with models
+
+        spec = dataclasses.replace(spec, device=resolve_device("auto").type)
+    return spec.to_json()

@@ -288,3 +288,15 @@ def test_search_without_payload_still_filters_and_returns_text(
     assert len(hits) == 5 and all(int(h.id[1:]) % 2 == 0 for h in hits)
     assert not any(h.payload for h in hits)
     store.close()
+
+
+def test_stored_cpu_spec_shares_the_served_auto_model_on_a_cpu_machine() -> None:
+    """A collection stored with ``device: cpu`` (before ``auto`` became the default) reuses the
+    served ``auto`` encoder when auto resolves to the CPU, instead of loading a second copy."""
+    torch = pytest.importorskip("torch")
+    registry = ModelRegistry({"m": {"kind": "hf-text"}}, "m", batching=None)
+    served = registry.get("m")
+    assert registry.spec("m").device == "auto"
+    stored = dict(registry.spec("m").to_dict(), device="cpu")
+    same = registry.for_spec(stored) is served
+    assert same == (not torch.cuda.is_available())
