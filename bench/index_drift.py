@@ -9,6 +9,8 @@ A uniform (no-shift) control repeats the stream in random order.
 
     python bench/index_drift.py                        # WordNet MiniLM vectors (117k x 384)
     python bench/index_drift.py --synthetic-n 200000   # Gaussian mixture, 128-d
+    python bench/index_drift.py --pca 50               # WordNet projected to 50-d
+    python bench/index_drift.py --synthetic-n 200000 --synthetic-d 50
 """
 
 from __future__ import annotations
@@ -57,13 +59,25 @@ class Result:
 def load(args: argparse.Namespace) -> np.ndarray:
     if args.synthetic_n:
         rng = np.random.default_rng(args.seed)
-        centres = rng.normal(size=(64, 128)).astype(np.float32) * 2
+        d = args.synthetic_d
+        centres = rng.normal(size=(64, d)).astype(np.float32) * 2
         labels = rng.integers(0, 64, args.synthetic_n)
-        x = centres[labels] + rng.normal(size=(args.synthetic_n, 128)).astype(np.float32)
+        x = centres[labels] + rng.normal(size=(args.synthetic_n, d)).astype(np.float32)
     else:
         x = np.load(args.data).astype(np.float32)
+        if args.pca:
+            x = pca(x, args.pca, args.seed)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return np.ascontiguousarray(x)
+
+
+def pca(x: np.ndarray, d: int, seed: int, sample: int = 50_000) -> np.ndarray:
+    """Project ``x`` onto its top ``d`` principal axes (fitted on a random sample of rows)."""
+    rng = np.random.default_rng(seed)
+    fit = x[rng.permutation(len(x))[:sample]]
+    mean = fit.mean(axis=0)
+    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    return (x - mean) @ vt[:d].T
 
 
 def workloads(x: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, list[Workload]]:
@@ -471,7 +485,15 @@ def main() -> None:
         type=int,
         default=0,
         metavar="N",
-        help="use an N x 128 Gaussian mixture instead of --data (the issue names 1M)",
+        help="use an N x D Gaussian mixture (D: --synthetic-d) instead of --data",
+    )
+    ap.add_argument("--synthetic-d", type=int, default=128, metavar="D")
+    ap.add_argument(
+        "--pca",
+        type=int,
+        default=0,
+        metavar="D",
+        help="project --data onto its top D principal axes (then re-normalise)",
     )
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--batches", type=int, default=10)
@@ -508,7 +530,9 @@ def main() -> None:
     x = load(args)
     print(
         f"# index drift: {x.shape[0]:,} x {x.shape[1]} "
-        f"({'synthetic' if args.synthetic_n else Path(args.data).name}), {args.queries} queries, "
+        f"({'synthetic' if args.synthetic_n else Path(args.data).name}"
+        f"{f', PCA {args.pca}' if args.pca and not args.synthetic_n else ''}), "
+        f"{args.queries} queries, "
         f"{args.batches} batches, split_limit {args.split_limit}, faiss threads "
         f"{faiss.omp_get_max_threads()}"
     )
