@@ -26,7 +26,7 @@ def scan_quantized(
     index: PartitionedIndex, q: np.ndarray, k: int, nprobe: int, eps: float | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Return (scores (nq, k), ids (nq, k), vectors scanned); ids are the caller's."""
-    from veclink.index.scan import keep_current  # scan imports this module
+    from veclink.index.scan import keep_current, probed_lists, route  # scan imports this module
 
     store, vm = index.store, index.versions
     nq = len(q)
@@ -37,13 +37,8 @@ def scan_quantized(
         scores, keys, lists = store.route_and_scan(q, min(nprobe, len(index.parts)), depth)
         sizes = store.sizes[lists]
     else:
-        dist, pids = index.nearest(q, nprobe, by_ip=index.metric != "l2")
-        probe = pids >= 0  # a graph may return fewer centroids than asked
-        if eps is not None:
-            probe &= dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
-        lists = store.pid_list[np.maximum(pids, 0)]
-        lists[~probe] = -1
-        sizes = np.where(probe, store.sizes[lists], 0)
+        _, pids, probe = route(index, q, nprobe, eps)
+        lists, sizes = probed_lists(index, pids, probe)
         scores, keys = store.scan(q, depth, lists)
     scanned = int(sizes.sum())
     entries = sizes.sum(1)

@@ -112,19 +112,14 @@ def scan_postings(
         scores, keys, lists = store.route_and_scan(q, min(nprobe, len(index.parts)), depth)
         sizes = store.sizes[lists]
     else:
-        dist, pids = index.nearest(q, nprobe, by_ip=index.metric != "l2")
-        probe = pids >= 0  # a graph may return fewer centroids than asked
-        if eps is not None:
-            probe &= dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
+        dist, pids, probe = route(index, q, nprobe, eps)
         if device is not None or blas:
             if device is not None:
                 s, slots, scanned = scan_postings_torch(index, q, k, dist, pids, probe, device)
             else:
                 s, slots, scanned = scan_blas(index, q, k, pids, probe)
             return s, np.where(slots >= 0, vm.ext.take(slots, mode="clip"), -1), scanned
-        lists = store.pid_list[np.maximum(pids, 0)]
-        lists[~probe] = -1
-        sizes = np.where(probe, store.sizes[lists], 0)
+        lists, sizes = probed_lists(index, pids, probe)
         scores, keys = store.scan(q, depth, lists)
     scanned = int(sizes.sum())
     slots = keys & SLOT_MASK
@@ -155,6 +150,28 @@ def scan_postings(
     out_s[~found] = -np.inf
     out_i[found] = vm.ext[out_i[found]]
     return out_s, out_i, scanned
+
+
+def route(
+    index: PartitionedIndex, q: np.ndarray, nprobe: int, eps: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each query's ``nprobe`` nearest centroids: (dist, pids, probe), ``probe`` False where a
+    graph returned fewer centroids than asked or ``eps`` prunes one as too far."""
+    dist, pids = index.nearest(q, nprobe, by_ip=index.metric != "l2")
+    probe = pids >= 0  # a graph may return fewer centroids than asked
+    if eps is not None:
+        probe &= dist <= (1.0 + eps) * dist.min(1, keepdims=True) + 1e-12
+    return dist, pids, probe
+
+
+def probed_lists(
+    index: PartitionedIndex, pids: np.ndarray, probe: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The faiss lists of the probed postings (-1: skipped) and their sizes (0 if skipped)."""
+    store = index.store
+    lists = store.pid_list[np.maximum(pids, 0)]
+    lists[~probe] = -1
+    return lists, np.where(probe, store.sizes[lists], 0)
 
 
 #: the partition-major BLAS scan (`scan_blas`) pays once (queries probing a posting, on

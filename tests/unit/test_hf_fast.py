@@ -17,6 +17,7 @@ import torch
 from veclink.encoders import HFTextSpec, hf_fast, load_encoder, spec_from_dict, spec_from_json
 from veclink.encoders.base import Encoder, Role
 
+from tests.fixtures.tiny_models import save_tiny_bert
 from veclink.errors import FailedPrecondition, InvalidArgument, MissingDependency
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,26 +33,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *("##" + c for c in letters)]
-    vocab_file = path / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab_file=str(vocab_file)).save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        initializer_range=0.3,  # BERT's 0.02 leaves a 2-layer model's output to its embeddings
-    )
-    BertModel(config).save_pretrained(path)
-    return str(path)
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(autouse=True)
