@@ -31,18 +31,7 @@ from veclink.client import Client
 FIX = S.HERE
 #: exact blocking on both sides, so that sharding the index cannot change the neighbours
 SPEC = {"fields": S.DBLP_FIELDS, "blocking": {"index_kind": "flat"}}
-FEBRL_TYPES = {
-    "given_name": "name",
-    "surname": "name",
-    "street_number": "code",
-    "address_1": "string",
-    "address_2": "string",
-    "suburb": "string",
-    "postcode": "code",
-    "state": "category",
-    "date_of_birth": "date",
-    "soc_sec_id": "code",
-}
+FEBRL_TYPES = S.FEBRL_TYPES
 OPTIONS = RayJobOptions(replicas=2, encoder_cpus=0.25, shards=2, partitions=3)
 
 

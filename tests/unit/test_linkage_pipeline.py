@@ -24,18 +24,7 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures" / "linkage"
 
 
 S = support
-FEBRL_TYPES = {
-    "given_name": "name",
-    "surname": "name",
-    "street_number": "code",
-    "address_1": "string",
-    "address_2": "string",
-    "suburb": "string",
-    "postcode": "code",
-    "state": "category",
-    "date_of_birth": "date",
-    "soc_sec_id": "code",
-}
+FEBRL_TYPES = support.FEBRL_TYPES
 
 
 @pytest.fixture(scope="module")
