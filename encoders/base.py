@@ -149,19 +149,25 @@ class Encoder(ABC):
     def _batches(self, inputs: list[str | bytes], role: Role) -> list[list[int]]:
         lengths = self.input_lengths(inputs, role)
         order = sorted(range(len(inputs)), key=lengths.__getitem__)
-        budget = self.batch_tokens or 0
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for i in order:
-            # sorted ascending, so the newest row is the longest: padded size = rows x its length
-            over = budget > 0 and (len(current) + 1) * max(lengths[i], 1) > budget
-            if current and (len(current) >= self.batch_size or over):
-                batches.append(current)
-                current = []
-            current.append(i)
-        if current:
+        runs = cut_batches([lengths[i] for i in order], self.batch_size, self.batch_tokens or 0)
+        return [[order[j] for j in run] for run in runs]
+
+
+def cut_batches(lengths: list[int], max_rows: int, budget: int) -> list[list[int]]:
+    """Consecutive runs of ascending ``lengths`` (positions): at most ``max_rows`` each and,
+    with a ``budget``, at most that many padded tokens (rows x the run's longest, which is
+    its newest row since the lengths ascend)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i, length in enumerate(lengths):
+        over = budget > 0 and (len(current) + 1) * max(length, 1) > budget
+        if current and (len(current) >= max_rows or over):
             batches.append(current)
-        return batches
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _dedupe(inputs: list[str | bytes]) -> tuple[list[str | bytes], np.ndarray]:

@@ -42,7 +42,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
-from veclink.encoders.base import ROLES, Encoder, Modality, Role
+from veclink.encoders.base import ROLES, Encoder, Modality, Role, cut_batches
 
 from veclink.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 
@@ -345,7 +345,9 @@ class EncodeBatcher:
         plans = []
         for role, items in by_role.items():
             ordered = sorted(items.values(), key=lambda it: it.length)
-            for batch in _cut([it.length for it in ordered], self.max_batch, self.batch_tokens):
+            for batch in cut_batches(
+                [it.length for it in ordered], self.max_batch, self.batch_tokens
+            ):
                 plans.append(_Prepared([ordered[i] for i in batch], role))
         return plans
 
@@ -435,22 +437,6 @@ class EncodeBatcher:
                 ticket._finish(None, exc)
             else:
                 ticket._finish(rows, None)
-
-
-def _cut(lengths: list[int], max_rows: int, budget: int) -> list[list[int]]:
-    """Consecutive runs of ascending ``lengths``: at most ``max_rows`` each and, with a
-    ``budget``, at most that many padded tokens (rows x the run's longest)."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i, length in enumerate(lengths):
-        over = budget > 0 and (len(current) + 1) * max(length, 1) > budget
-        if current and (len(current) >= max_rows or over):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
 
 
 class BatchedEncoder:
