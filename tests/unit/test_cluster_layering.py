@@ -8,13 +8,15 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.fixtures.source import parse
+
 ROOT = Path(__file__).resolve().parents[2]
 #: the modules of cluster/ that talk to Ray and may import it at module level
 RAY_MODULES = {"ray_shards.py", "encoder_pool.py", "linkage_job.py"}
 
 
 def _imports(path: Path, top_level_only: bool = False) -> list[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = parse(path)
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     names: list[str] = []
     for node in nodes:

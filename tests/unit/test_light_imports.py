@@ -57,11 +57,13 @@ def test_libraries_never_import_the_applications() -> None:
     import ast
     from pathlib import Path
 
+    from tests.fixtures.source import parse
+
     root = Path(__file__).resolve().parents[2]
     offenders = []
     for folder in ("veclink", "encoders", "index", "linkage", "service"):
         for path in (root / folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            for node in ast.walk(parse(path)):
                 names = []
                 if isinstance(node, ast.Import):
                     names = [a.name for a in node.names]
