@@ -68,7 +68,9 @@ def test_cluster_server_embeds_through_replicas(
     settings = dataclasses.replace(base, models={"tiny": tiny_spec}, default_model="tiny")
     running = RunningServer(settings)
     try:
-        with Client(running.address) as client:
+        # the first embed starts the replica actors (a process each, loading torch and the
+        # model): on a loaded 2-core machine that alone can pass the client's default 60 s
+        with Client(running.address, timeout=300) as client:
             local = load_encoder(spec_from_dict(tiny_spec))
             vectors = client.embed(TEXTS[:4], model="tiny")
             np.testing.assert_allclose(vectors, local.encode(TEXTS[:4], role="query"), atol=1e-5)
