@@ -127,6 +127,15 @@ class PostingStore:
         self._free: list[int] = []
         self._params: dict[int, faiss.SearchParametersIVF] = {}
         self._next = 0
+        #: posting entries read (`Posting.view`) and written (`Posting.append`) so far; for
+        #: measuring the work of an exclusive lock hold (exact only while one lasts: readers
+        #: under the shared lock may race on the count)
+        self.entries_read = 0
+        self.entries_written = 0
+
+    def entries_touched(self) -> int:
+        """Posting entries read or written so far (see ``entries_read``)."""
+        return self.entries_read + self.entries_written
 
     @property
     def ver_mask(self) -> int:
@@ -375,12 +384,14 @@ class Posting:
         )
         codes = np.ascontiguousarray(vecs, dtype=np.uint8) if encoded else store.codec.encode(vecs)
         store.grown(self.list_no, self.n, ids.size)
+        store.entries_written += ids.size
         store.lists.add_entries(self.list_no, ids.size, faiss.swig_ptr(keys), faiss.swig_ptr(codes))
         self.n = need
         store.sizes[self.list_no] = need
 
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n, store = self.n, self.store
+        store.entries_read += n
         if not n:
             return (
                 np.zeros(0, np.int64),

@@ -6,13 +6,17 @@ when inserts outpace the worker, is cut by k-means into postings of half the lim
 Splitting moves centroids, so vectors may now sit in the wrong posting, and are reassigned
 (LIRE) over the neighbourhood: the new postings and the ``reassign_neighbors`` postings
 nearest to the old centroid. Every current entry there goes to its nearest centroid of the
-neighbourhood, then those centroids move to their postings' means (one local Lloyd step).
+neighbourhood, then those centroids move to their postings' means (one local Lloyd step,
+a posting per step: `veclink.index.reassign`).
 
 A posting whose live entries fall below ``merge_limit`` is dissolved: each of its vectors
 moves to its nearest remaining centroid. Inserts also earn refresh steps
 (`veclink.index.refresh`), which re-check postings round-robin against every centroid.
-All of it runs one step at a time under the index lock, in a worker thread (splits and
-merges before refresh); no step touches more than a neighbourhood or ~1,000 entries.
+All of it runs one step at a time in a worker thread (a split's reassignment first, then
+splits and merges, then refresh). The expensive parts (a split's clustering, a reassignment's
+distances) run outside the index lock on copies; each step holds the lock alone for about one
+posting's worth of work (a split installs its new postings in one step: the posting split,
+however large it grew), so a search waits at most that long for rebalancing.
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 from veclink.index.centroid_graph import CentroidGraph
-from veclink.index.centroids import clearly_closer
 from veclink.index.postings import centroid_rows, row_mean
+from veclink.index.reassign import Reassignment
 from veclink.index.refresh import STEP_ENTRIES, next_postings, refresh_postings
 
 if TYPE_CHECKING:
@@ -40,6 +44,16 @@ __all__ = ["Rebalancer", "balanced_two_means", "centroid_rows"]
 
 #: `Rebalancer._next`'s step that repacks the postings' lists (`veclink.index.repack`)
 REPACK = -1
+#: `Rebalancer._next`'s step that advances a split's reassignment (`veclink.index.reassign`)
+REASSIGN = -2
+
+
+@dataclasses.dataclass(frozen=True)
+class Hold:
+    """One exclusive hold of the index lock by the worker (`Rebalancer.holds`)."""
+
+    kind: str  # "split", "reassign", "merge", "compact", "refresh", "repack", "graph"
+    entries: int  # posting entries read or written during it (`PostingStore.entries_touched`)
 
 
 @functools.cache
@@ -261,6 +275,10 @@ class Rebalancer:
         self.refresh_cursor = 0
         self.rng = np.random.default_rng(0)
         self._inline = False
+        #: a split's reassignment in progress; the worker finishes it before anything else
+        self.job: Reassignment | None = None
+        #: set to a list to record every exclusive hold (instrumentation for tests and benches)
+        self.holds: list[Hold] | None = None
         self.thread: threading.Thread | None = None
         if background:
             self.thread = threading.Thread(target=self._loop, name="veclink-rebalance", daemon=True)
@@ -287,7 +305,8 @@ class Rebalancer:
 
     def has_work(self) -> bool:
         return (
-            bool(self.pending)
+            self.job is not None
+            or bool(self.pending)
             or self.refresh_credit >= STEP_ENTRIES
             or self.index.store.repack_due()
             or self.graph_due()
@@ -299,7 +318,10 @@ class Rebalancer:
 
     def _next(self) -> int | None:
         """Oversized and undersized postings first; refresh steps only when none is waiting
-        (under a burst of inserts, splitting promptly is what keeps postings well shaped)."""
+        (under a burst of inserts, splitting promptly is what keeps postings well shaped); a
+        split's reassignment in progress before all of them."""
+        if self.job is not None:
+            return REASSIGN
         if self.pending:
             pid = next(iter(self.pending))
             del self.pending[pid]
@@ -342,23 +364,67 @@ class Rebalancer:
         start = time.thread_time()
         if pid == REPACK:
             self.repack()
+        elif pid == REASSIGN:
+            self.reassign_step()
         else:
             plan = None if pid is None else self.plan_split(pid)
-            with self.index.lock, one_blas_thread():
+            splits, merges = self.splits, self.merges
+            with self._exclusive() as hold:
                 if not self.index._closed:
                     if pid is None:
+                        hold[0] = "refresh"
                         self.refresh()
                     else:
                         self.maintain(pid, plan)
+                        hold[0] = (
+                            "split"
+                            if self.splits > splits
+                            else "merge"
+                            if self.merges > merges
+                            else "compact"
+                        )
         self.cpu_seconds += time.thread_time() - start
+
+    @contextlib.contextmanager
+    def _exclusive(self, kind: str = "") -> Iterator[list[str]]:
+        """Hold the index lock alone (BLAS single-threaded); records the hold in `holds` when
+        that is a list (the caller names its kind in the list yielded)."""
+        ix = self.index
+        with ix.lock, one_blas_thread():
+            hold = [kind]
+            before = ix.store.entries_touched()
+            yield hold
+            if self.holds is not None:
+                self.holds.append(Hold(hold[0], ix.store.entries_touched() - before))
+
+    def reassign_step(self) -> None:
+        """Advance the split's reassignment by one posting (`veclink.index.reassign`): its
+        entries copied under the shared lock, their nearest centroids found with no lock
+        held, the moves applied under the exclusive lock."""
+        ix, job = self.index, self.job
+        assert job is not None
+        with ix.lock.shared():
+            entries = None if ix._closed else job.copy_entries(ix)
+        with one_blas_thread():
+            moves = job.decide(entries)
+        with self._exclusive("reassign"):
+            if ix._closed:
+                self.job = None
+                return
+            self.reassigned += job.apply(ix, moves)
+            if job.done:
+                self.job = None
+                self.schedule(job.finish(ix))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: not self.has_work() and not self.busy, timeout)
 
     def pending_count(self) -> int:
-        """Postings waiting for a split/merge/compaction, plus owed refresh steps."""
-        return len(self.pending) + int(self.refresh_credit // STEP_ENTRIES)
+        """Postings waiting for a split/merge/compaction or a split's reassignment, plus owed
+        refresh steps."""
+        job = self.job.remaining() if self.job is not None else 0
+        return job + len(self.pending) + int(self.refresh_credit // STEP_ENTRIES)
 
     def stop(self) -> None:
         with self.cond:
@@ -392,7 +458,7 @@ class Rebalancer:
             graph.replay(changes)
             if len(changes) < 16:
                 break
-        with ix.lock:
+        with self._exclusive("graph"):
             if ix._closed or table.log is None:
                 return  # closed, or the table was reset meanwhile (a reload)
             graph.replay(table.log)
@@ -467,6 +533,11 @@ class Rebalancer:
         if not current.all():
             part.keep(current)
         if part.n > ix.options["split_limit"]:
+            if plan is None and self.background:
+                # it outgrew the limit after `plan_split` looked: cluster it outside the lock
+                # at its next turn rather than in this exclusive hold
+                self.schedule((pid,))
+                return
             self.split(pid, plan)
         elif part.n < ix.options["merge_limit"] and len(ix.parts) > 1:
             self.merge(pid)
@@ -500,66 +571,7 @@ class Rebalancer:
         n_neigh = ix.options["reassign_neighbors"] + len(new)
         rows = ix.centroids.neighbour_rows(old_centroid, n_neigh)
         rows = np.union1d(rows, ix.centroids.rows(np.array(new)))
-        self.reassign_neighbourhood(rows)
-
-    def reassign_neighbourhood(self, rows: np.ndarray) -> None:
-        """LIRE over the postings of centroid ``rows``, as one local Lloyd step.
-
-        Every current primary entry of the neighbourhood goes to its nearest centroid among
-        the neighbourhood's (LIRE asks this of the split posting's vectors against all
-        centroids and of the neighbours' vectors against the two new ones; asking everyone
-        about every centroid costs the same single matrix product); then each centroid moves
-        to the mean of its posting. Stale entries are dropped on the way. The postings are
-        rebuilt from one gathered block, so the cost is a few array operations, not a Python
-        loop over entries or moves.
-        """
-        ix = self.index
-        neigh = ix.cent_pid[rows]
-        views = [ix.parts[q].view() for q in neigh.tolist()]
-        sizes = np.array([v[0].size for v in views], dtype=np.int64)
-        ids = np.concatenate([v[0] for v in views])
-        ver = np.concatenate([v[1] for v in views])
-        vecs = np.concatenate([v[2] for v in views])
-        owner = np.repeat(np.arange(neigh.size), sizes)  # column of each entry's posting
-        vm = ix.versions
-        current = vm.current(ids, ver)
-        primary = current & (vm.loc[ids] == neigh[owner])
-        dest = owner.copy()
-        if primary.any():
-            v = vecs[primary]
-            d = ix.centroid_distances(v, rows)
-            best = d.argmin(1)
-            at = np.arange(best.size)
-            # move only to a clearly closer centroid: among equidistant ones (copies of one
-            # vector split across postings) argmin would pull everything back into the first
-            # and the split would repeat forever
-            closer = clearly_closer(d[at, best], d[at, owner[primary]], (v * v).sum(1))
-            dest[np.nonzero(primary)[0][closer]] = best[closer]
-        moved = primary & (dest != owner)
-        self.reassigned += int(moved.sum())
-        vm.loc[ids[moved]] = neigh[dest[moved]]
-        # replicas stay where they are; stale entries are dropped
-        keep = np.nonzero(current)[0]
-        keep = keep[np.argsort(dest[keep], kind="stable")]
-        counts = np.bincount(dest[keep], minlength=neigh.size)
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        ids, ver, vecs = ids[keep], ver[keep], vecs[keep]
-        same = np.bincount(owner[keep[owner[keep] == dest[keep]]], minlength=neigh.size)
-        for j, q in enumerate(neigh.tolist()):
-            a, b = bounds[j], bounds[j + 1]
-            if not (same[j] == b - a == sizes[j]):  # unchanged postings stay as they are
-                ix.parts[q].replace(ids[a:b], ver[a:b], vecs[a:b])
-        nonempty = np.nonzero(counts)[0]
-        if nonempty.size:
-            # per-group sums of sorted rows (np.add.reduceat is several times slower here)
-            sums = np.stack([vecs[bounds[j] : bounds[j + 1]].sum(0) for j in nonempty.tolist()])
-            ix.move_centroids(rows[nonempty], sums / counts[nonempty, None].astype(np.float32))
-        o = ix.options
-        self.schedule(
-            q
-            for q, n in zip(neigh.tolist(), counts.tolist(), strict=True)
-            if n > o["split_limit"] or n < o["merge_limit"]
-        )
+        self.job = Reassignment.start(ix, rows)  # the worker runs it next, a posting per step
 
     def repack(self) -> None:
         """One step of a repack of the postings' lists (`veclink.index.repack`): a chunk
@@ -570,7 +582,7 @@ class Rebalancer:
                 return
             done = ix.store.repack_step()
         if done:
-            with ix.lock:
+            with self._exclusive("repack"):
                 if not ix._closed:
                     ix.store.repack_finish()
 
