@@ -18,6 +18,11 @@ one posting at a time, each step in three parts:
    copy there (a delete or an update meanwhile made it stale: it is dropped, as stale
    entries are; an entry added since stays where the insert put it, its nearest centroid).
 
+A posting over the split limit is left out (the split's own k-means clusters that came out
+large, or a neighbour that inserts grew meanwhile): it is due for a split of its own, whose
+clustering and reassignment place its entries, and reading it here would make one step the
+work of several postings.
+
 The decisions all use the centroids as they were when the split was installed (copied
 then); nothing else moves them until the reassignment ends, because the worker finishes it
 before any other step. The last step moves each centroid to the mean of the entries its
@@ -64,6 +69,8 @@ class Reassignment:
     #: those moved in by later steps (the means the last step moves the centroids to)
     sums: np.ndarray
     counts: np.ndarray
+    #: postings left out (over the split limit at their step): their centroids stay
+    skipped: np.ndarray
     cursor: int = 0
 
     @classmethod
@@ -76,6 +83,7 @@ class Reassignment:
             csq=(cents * cents).sum(1),
             sums=np.zeros(cents.shape, dtype=np.float64),
             counts=np.zeros(len(rows), dtype=np.int64),
+            skipped=np.zeros(len(rows), dtype=bool),
         )
 
     @property
@@ -89,7 +97,7 @@ class Reassignment:
         """Step 1 (shared lock): copies of the next posting's current primary entries."""
         q = int(self.pids[self.cursor])
         part = index.parts.get(q)
-        if part is None:
+        if part is None or part.n > index.options["split_limit"]:
             return None
         ids, ver, vecs = part.view()
         vm = index.versions
@@ -119,7 +127,8 @@ class Reassignment:
         self.cursor += 1
         q = int(self.pids[j])
         part = index.parts.get(q)
-        if part is None:
+        if part is None or part.n > index.options["split_limit"]:
+            self.skipped[j] = True
             return 0
         ids, ver, vecs = part.view()
         vm = index.versions
@@ -153,7 +162,7 @@ class Reassignment:
         col = {p: c for c, p in enumerate(self.pids.tolist())}
         for p in np.unique(m_dest).tolist():
             c = col[p]
-            if c < self.cursor:
+            if c < self.cursor and not self.skipped[c]:
                 sel = m_dest == p
                 self.sums[c] += m_vecs[sel].sum(0, dtype=np.float64)
                 self.counts[c] += int(sel.sum())
@@ -163,7 +172,7 @@ class Reassignment:
         """Last step (exclusive lock): centroids to their postings' means; returns the
         neighbourhood's postings now outside the size limits."""
         alive = np.array([p in index.parts for p in self.pids.tolist()], dtype=bool)
-        mean = alive & (self.counts > 0)
+        mean = alive & ~self.skipped & (self.counts > 0)
         if mean.any():
             rows = index.centroids.rows(self.pids[mean])
             means = self.sums[mean] / self.counts[mean, None]

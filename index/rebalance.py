@@ -505,6 +505,7 @@ class Rebalancer:
             return None  # compaction alone will do
         with one_blas_thread():
             cents, label = self._cluster(vecs)
+            cents, label = chunk_copies(vecs, cents, label, ix.options["split_limit"])
         return SplitPlan(ids=ids, ver=ver, cents=cents, label=label)
 
     def _cluster(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -548,19 +549,20 @@ class Rebalancer:
         ids, ver, vecs = (a.copy() for a in part.view())
         row = int(ix.centroids.rows(np.array([pid]))[0])
         old_centroid = ix.cents[row].copy()
-        limit = ix.options["split_limit"]
         if plan is None:
             cents, label = self._cluster(vecs)
-        else:
+            cents, label = chunk_copies(vecs, cents, label, ix.options["split_limit"])
+        else:  # clustered (and copies chunked) outside the lock
             cents, label = plan.cents, plan.labels_for(ids, ver, vecs)
-        cents, label = chunk_copies(vecs, cents, label, limit)
         part.keep(label == 0)
         ix.move_centroids(np.array([row]), cents[:1])
         new = [pid]
         loc = ix.versions.loc
+        order = np.argsort(label, kind="stable")  # each cluster's rows, in one pass
+        bounds = np.searchsorted(label[order], np.arange(len(cents) + 1))
         for j in range(1, len(cents)):
             other = ix.new_partition(cents[j])
-            sel = label == j
+            sel = order[bounds[j] : bounds[j + 1]]
             ix.parts[other].append(ids[sel], ver[sel], vecs[sel])
             moved = ids[sel]
             loc[moved[loc[moved] == pid]] = other
