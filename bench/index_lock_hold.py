@@ -31,6 +31,7 @@ WORKER = "veclink-rebalance"
 #: Rebalancer methods that name a step, most telling first (a split step also compacts)
 KINDS = (
     "split",
+    "carve",
     "reassign_step",
     "recentre_step",
     "reassign_neighbourhood",
@@ -107,6 +108,12 @@ def main() -> None:
     for name in KINDS:
         if hasattr(Rebalancer, name):
             setattr(Rebalancer, name, tagged(name, getattr(Rebalancer, name)))
+    try:  # a split installed in steps (after issue 14 item 5)
+        from veclink.index.reassign import Carve
+
+        Carve.step = tagged("carve", Carve.step)
+    except ImportError:
+        pass
     x = np.load(args.data)[: args.n].astype(np.float32)
     index = PartitionedIndex(x.shape[1], metric="ip")
     lock = TimedLock(lambda: index.store)

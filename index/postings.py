@@ -405,6 +405,44 @@ class Posting:
         codes = faiss.rev_swig_ptr(store.lists.get_codes(self.list_no), n * store.code_size)
         return keys & SLOT_MASK, self.ver[:n], codes.view(np.float32).reshape(n, store.dim)
 
+    def slots(self) -> tuple[np.ndarray, np.ndarray]:
+        """The entries' (slots, versions), without their vectors; ``ver`` aliases."""
+        n = self.n
+        if not n:
+            return np.zeros(0, np.int64), self.ver[:0]
+        keys = faiss.rev_swig_ptr(self.store.lists.get_ids(self.list_no), n)
+        return keys & SLOT_MASK, self.ver[:n]
+
+    def take_out(self, positions: np.ndarray) -> None:
+        """Remove the entries at ``positions`` (distinct) in O(their number), not O(n): the
+        last entries that stay fill their places (the order of entries is not kept)."""
+        n, m = self.n, positions.size
+        if not m:
+            return
+        store, lists = self.store, self.store.lists
+        tail = np.arange(n - m, n)
+        fill = tail[~np.isin(tail, positions)]
+        holes = np.sort(positions[positions < n - m])
+        if holes.size:
+            keys = faiss.rev_swig_ptr(lists.get_ids(self.list_no), n)[fill].copy()
+            codes = self.codes_at(fill)
+            for i, h in enumerate(holes.tolist()):
+                lists.update_entries(
+                    self.list_no, h, 1, faiss.swig_ptr(keys[i : i + 1]), faiss.swig_ptr(codes[i])
+                )
+            self.ver[holes] = self.ver[fill]
+            store.entries_written += holes.size
+        lists.resize(self.list_no, n - m)
+        store.touched(self.list_no)
+        store.used_entries -= m
+        self.n = n - m
+        store.sizes[self.list_no] = self.n
+
+    def codes_at(self, rows: np.ndarray) -> np.ndarray:
+        """A copy of the codes of the entries at ``rows`` (counted as read)."""
+        self.store.entries_read += rows.size
+        return self.codes()[rows]
+
     def codes(self) -> np.ndarray:
         """The entries' codes as stored (n, code_size) uint8; aliases faiss's memory."""
         n, store = self.n, self.store

@@ -1,4 +1,4 @@
-"""LIRE reassignment after a split, one posting per rebalancing step.
+"""A split's install and its LIRE reassignment, a posting's worth per rebalancing step.
 
 A split moves centroids, so vectors of its neighbourhood (the new postings and the
 ``reassign_neighbors`` postings nearest to the old centroid) may now sit in the wrong
@@ -29,6 +29,10 @@ before any other step. The last step moves each centroid to the mean of the entr
 posting kept or received during the steps. Every step leaves the index consistent (each
 current vector in exactly its primary posting, ``loc`` pointing there), so searches,
 snapshots and the WAL see nothing half-done.
+
+A split of a posting far over the limit (inserts outpaced the worker; on WordNet in file
+order, thousands of entries) is installed the same way, a few new postings per step
+(`Carve`), before its reassignment starts.
 """
 
 from __future__ import annotations
@@ -41,6 +45,68 @@ from veclink.index.centroids import clearly_closer
 
 if TYPE_CHECKING:
     from veclink.index.partitioned import PartitionedIndex
+
+
+@dataclasses.dataclass
+class Carve:
+    """The install of a split of a posting far over the limit, a few clusters per step.
+
+    The clusters come from the split's plan (k-means outside the lock, `Rebalancer.plan_split`).
+    Each step moves the planned entries of the next clusters, about ``budget`` of them, from
+    the posting into new postings (`veclink.index.postings.Posting.take_out`: the posting's
+    other entries stay where they are, so a step costs the entries it moves, not the
+    posting's size); entries the plan did not see (added since), and stale ones, stay in the
+    posting. The last step moves the posting's centroid to its own cluster's.
+    """
+
+    pid: int
+    #: the plan: entries (slot, version) it saw, their clusters, the clusters' centroids
+    ids: np.ndarray
+    ver: np.ndarray
+    label: np.ndarray
+    cents: np.ndarray
+    #: the posting's centroid before the split (the reassignment's neighbourhood is around it)
+    old_centroid: np.ndarray
+    new: list[int] = dataclasses.field(default_factory=list)
+    next: int = 1  # the next cluster to carve out (cluster 0 stays)
+
+    def remaining(self) -> int:
+        """Clusters still to carve out."""
+        return len(self.cents) - self.next
+
+    def step(self, index: PartitionedIndex, budget: int) -> bool:
+        """Carve the next clusters out (exclusive lock); True once all are."""
+        part = index.parts.get(self.pid)
+        if part is None:  # cannot happen while the worker runs this alone
+            return True
+        ids, ver = part.slots()
+        order = np.argsort(self.ids, kind="stable")
+        pos = np.minimum(np.searchsorted(self.ids, ids, sorter=order), self.ids.size - 1)
+        at = order[pos]
+        seen = (self.ids[at] == ids) & (self.ver[at] == ver) & index.versions.current(ids, ver)
+        label = np.where(seen, self.label[at], 0)
+        k = len(self.cents)
+        taken: list[np.ndarray] = []
+        moved = 0
+        while self.next < k and (not taken or moved < budget):
+            rows = np.nonzero(label == self.next)[0]
+            if rows.size:
+                taken.append(rows)
+                moved += rows.size
+                other = index.new_partition(self.cents[self.next])
+                index.parts[other].append(ids[rows], ver[rows], part.codes_at(rows), encoded=True)
+                loc = index.versions.loc
+                primary = ids[rows][loc[ids[rows]] == self.pid]
+                loc[primary] = other
+                self.new.append(other)
+            self.next += 1
+        if taken:
+            part.take_out(np.concatenate(taken))
+        if self.next < k:
+            return False
+        row = index.centroids.rows(np.array([self.pid]))
+        index.move_centroids(row, self.cents[:1])
+        return True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,7 @@ import faiss
 import numpy as np
 from veclink.index.centroid_graph import CentroidGraph
 from veclink.index.postings import centroid_rows, row_mean
-from veclink.index.reassign import Reassignment
+from veclink.index.reassign import Carve, Reassignment
 from veclink.index.refresh import STEP_ENTRIES, next_postings, refresh_postings
 
 if TYPE_CHECKING:
@@ -44,7 +44,8 @@ __all__ = ["Rebalancer", "balanced_two_means", "centroid_rows"]
 
 #: `Rebalancer._next`'s step that repacks the postings' lists (`veclink.index.repack`)
 REPACK = -1
-#: `Rebalancer._next`'s step that advances a split's reassignment (`veclink.index.reassign`)
+#: `Rebalancer._next`'s step that advances a split's install or reassignment
+#: (`veclink.index.reassign`)
 REASSIGN = -2
 
 
@@ -52,7 +53,7 @@ REASSIGN = -2
 class Hold:
     """One exclusive hold of the index lock by the worker (`Rebalancer.holds`)."""
 
-    kind: str  # "split", "reassign", "merge", "compact", "refresh", "repack", "graph"
+    kind: str  # "split", "carve", "reassign", "merge", "compact", "refresh", "repack", "graph"
     entries: int  # posting entries read or written during it (`PostingStore.entries_touched`)
 
 
@@ -275,8 +276,8 @@ class Rebalancer:
         self.refresh_cursor = 0
         self.rng = np.random.default_rng(0)
         self._inline = False
-        #: a split's reassignment in progress; the worker finishes it before anything else
-        self.job: Reassignment | None = None
+        #: a split's install or reassignment in progress; the worker finishes it first
+        self.job: Carve | Reassignment | None = None
         #: set to a list to record every exclusive hold (instrumentation for tests and benches)
         self.holds: list[Hold] | None = None
         self.thread: threading.Thread | None = None
@@ -378,7 +379,7 @@ class Rebalancer:
                         self.maintain(pid, plan)
                         hold[0] = (
                             "split"
-                            if self.splits > splits
+                            if self.splits > splits or self.job is not None
                             else "merge"
                             if self.merges > merges
                             else "compact"
@@ -398,11 +399,20 @@ class Rebalancer:
                 self.holds.append(Hold(hold[0], ix.store.entries_touched() - before))
 
     def reassign_step(self) -> None:
-        """Advance the split's reassignment by one posting (`veclink.index.reassign`): its
-        entries copied under the shared lock, their nearest centroids found with no lock
-        held, the moves applied under the exclusive lock."""
+        """Advance the split's install by a few clusters, or its reassignment by one posting
+        (`veclink.index.reassign`): the posting's entries copied under the shared lock, their
+        nearest centroids found with no lock held, the moves applied under the exclusive
+        lock."""
         ix, job = self.index, self.job
         assert job is not None
+        if isinstance(job, Carve):
+            with self._exclusive("carve"):
+                if ix._closed:
+                    self.job = None
+                elif job.step(ix, budget=ix.options["split_limit"]):
+                    self.splits += 1
+                    self.job = self._reassignment(job.old_centroid, job.new + [job.pid])
+            return
         with ix.lock.shared():
             entries = None if ix._closed else job.copy_entries(ix)
         with one_blas_thread():
@@ -529,6 +539,12 @@ class Rebalancer:
         part = ix.parts.get(pid)
         if part is None:
             return
+        if plan is not None and plan.ids.size > 2 * ix.options["split_limit"]:
+            # far over the limit: installed a few new postings per step (no compaction of
+            # the whole posting here; it is compacted once it is small again)
+            row = int(ix.centroids.rows(np.array([pid]))[0])
+            self.job = Carve(pid, plan.ids, plan.ver, plan.label, plan.cents, ix.cents[row].copy())
+            return
         ids, ver, _ = part.view()
         current = ix.versions.current(ids, ver)
         if not current.all():
@@ -568,12 +584,19 @@ class Rebalancer:
             loc[moved[loc[moved] == pid]] = other
             new.append(other)
         self.splits += 1
-        # the neighbourhood of the old centroid bounds all LIRE work: SPFresh's observation
-        # that a split can only pull vectors across nearby partition boundaries
+        self.job = self._reassignment(old_centroid, new)  # next, a posting per step
+
+    def _reassignment(self, old_centroid: np.ndarray, new: list[int]) -> Reassignment:
+        """The LIRE reassignment after a split into the postings ``new``.
+
+        The neighbourhood of the old centroid bounds all LIRE work: SPFresh's observation
+        that a split can only pull vectors across nearby partition boundaries.
+        """
+        ix = self.index
         n_neigh = ix.options["reassign_neighbors"] + len(new)
         rows = ix.centroids.neighbour_rows(old_centroid, n_neigh)
         rows = np.union1d(rows, ix.centroids.rows(np.array(new)))
-        self.job = Reassignment.start(ix, rows)  # the worker runs it next, a posting per step
+        return Reassignment.start(ix, rows)
 
     def repack(self) -> None:
         """One step of a repack of the postings' lists (`veclink.index.repack`): a chunk

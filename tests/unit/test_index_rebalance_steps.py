@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from veclink.index import PartitionedIndex
-from veclink.index.reassign import Reassignment
+from veclink.index.reassign import Carve, Reassignment
 from veclink.index.rebalance import REASSIGN, Rebalancer
 
 D = 16
@@ -34,16 +34,16 @@ def drain(rb: Rebalancer, until: Callable[[], bool] | None = None) -> None:
 
 
 def index_with_an_oversized_posting(**options: object) -> tuple[PartitionedIndex, np.ndarray]:
-    """An index of 2,000 vectors in postings within the limit, then a pile of 400 vectors
-    close to one centroid: one posting ~13x over the limit, its split not yet run."""
+    """An index of 2,000 vectors in postings within the limit, then a pile of 800 vectors
+    close to one centroid: one posting ~25x over the limit, its split not yet run."""
     index = PartitionedIndex(D, metric="l2", split_limit=LIMIT, merge_limit=4, **options)
     index.rebalancer.stop()  # the test thread runs the steps
     x = blobs(2000, 40, seed=1)
     index.add(np.arange(2000), x)
     drain(index.rebalancer)
     assert max(p.n for p in index.parts.values()) <= LIMIT
-    pile = index.cents[0] + 0.05 * np.random.default_rng(2).normal(size=(400, D))
-    index.add(np.arange(2000, 2400), pile.astype(np.float32))
+    pile = index.cents[0] + 0.05 * np.random.default_rng(2).normal(size=(800, D))
+    index.add(np.arange(2000, 2800), pile.astype(np.float32))
     return index, np.vstack([x, pile.astype(np.float32)])
 
 
@@ -54,19 +54,27 @@ def test_each_exclusive_hold_works_on_about_one_posting() -> None:
     big = sizes[0]
     assert big > 10 * LIMIT and sizes[1] <= LIMIT  # one oversized posting
     rb.holds = []
-    drain(rb, until=lambda: rb.job is not None)  # up to the split's install
-    (install,) = [h for h in rb.holds if h.kind == "split"]
-    # the install rewrites the posting split and fills the new ones: proportional to it
-    assert install.entries <= 6 * big
+    drain(rb, until=lambda: rb.job is not None)  # the split planned: its install is next
+    carve = rb.job
+    assert isinstance(carve, Carve) and carve.remaining() > 10
+    cluster = int(np.bincount(carve.label).max())
+    drain(rb, until=lambda: isinstance(rb.job, Reassignment))
+    carving = [h for h in rb.holds if h.kind == "carve"]
+    assert len(carving) > 5
+    # each carve step moves about `split_limit` entries (whole clusters) out of the posting:
+    # reading and writing them and the entries that fill their places, not the posting
+    assert max(h.entries for h in carving) <= 4 * (LIMIT + cluster)
+    assert max(h.entries for h in carving) < big / 2
+    assert all(h.entries <= 2 * LIMIT for h in rb.holds if h.kind not in ("carve",))
     job = rb.job
-    assert job is not None and job.pids.size > 8
+    assert isinstance(job, Reassignment) and job.pids.size > 8
     largest = max(p.n for p in index.parts.values())  # the split's postings
     neighbourhood = sum(index.parts[p].n for p in job.pids.tolist())
     assert neighbourhood > 8 * LIMIT  # what one hold used to cover
     rb.holds = []
     drain(rb)
     steps = [h for h in rb.holds if h.kind == "reassign"]
-    assert len(steps) == job.pids.size
+    assert len(steps) >= job.pids.size  # (and the reassignments of later splits)
     # a step reads one posting and rewrites it or moves its entries out: at most 2x the
     # limit (a posting over it is left to its own split)
     assert max(h.entries for h in steps) <= 2 * LIMIT
@@ -74,7 +82,7 @@ def test_each_exclusive_hold_works_on_about_one_posting() -> None:
     # the splits of postings that grew during it, merges, compactions: one posting each
     others = [h for h in rb.holds if h.kind != "reassign"]
     assert all(h.entries <= 6 * max(largest, LIMIT) for h in others)
-    assert index.stats()["over_split_limit"] == 0 and len(index) == 2400
+    assert index.stats()["over_split_limit"] == 0 and len(index) == 2800
 
 
 def brute_force(model: dict[int, np.ndarray], q: np.ndarray, k: int) -> np.ndarray:
@@ -150,7 +158,7 @@ def test_writes_and_searches_between_reassignment_steps_match_a_model(
     monkeypatch.setattr(Reassignment, "apply", lambda s, ix, m: (maybe_write(), apply(s, ix, m))[1])
 
     drain(rb, until=lambda: rb.job is not None)
-    assert rb.job is not None and rb.job.remaining() > 8
+    assert isinstance(rb.job, Carve) and rb.job.remaining() > 10  # installed in steps too
     for _ in range(300):
         if rb.job is None:  # the next split's install, after other steps
             if not rb.has_work():
