@@ -38,6 +38,9 @@ SMALL_BATCH = 16
 REPACK_SLACK = 0.15
 #: ... and is at least this many bytes (small indexes are not worth a pass)
 REPACK_MIN_BYTES = 1 << 20
+#: once this share of the lists is in use, a repack into twice as many lists begins, so that
+#: the lists rarely run out in a write (`PostingStore._grow` copies them all at once)
+GROW_AHEAD = 0.75
 
 
 def _one_omp_thread(n: int) -> int:
@@ -236,8 +239,9 @@ class PostingStore:
             self.repack.dirty(list_no)
 
     def repack_due(self) -> bool:
-        """Whether a repack is in progress, or the lists' spare capacity is worth one."""
-        if self.repack is not None:
+        """Whether a repack is in progress, or the lists' spare capacity is worth one, or
+        the lists are running out (a repack then doubles their number)."""
+        if self.repack is not None or self._next > GROW_AHEAD * self.nlist:
             return True
         slack = (self.cap_entries - self.used_entries) * (self.code_size + 8)
         used = self.used_entries * (self.code_size + 8)
@@ -249,7 +253,8 @@ class PostingStore:
         Takes the index's shared lock from the caller: searches run, nothing writes.
         """
         if self.repack is None:
-            self.repack = Repack(self.nlist, self.code_size)
+            grow = self._next > GROW_AHEAD * self.nlist
+            self.repack = Repack(2 * self.nlist if grow else self.nlist, self.code_size)
         return self.repack.step(self.lists, self.sizes)
 
     def repack_finish(self) -> None:

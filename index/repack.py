@@ -84,12 +84,13 @@ class Repack:
         Called under the index's shared lock: nothing changes ``src`` meanwhile.
         """
         budget = STEP_BYTES
-        while self.cursor < self.nlist and budget > 0:
+        end = min(self.nlist, sizes.size)  # a repack into more lists: the new ones stay empty
+        while self.cursor < end and budget > 0:
             n = int(sizes[self.cursor])
             self.caps[self.cursor] = copy_list(src, self.lists, self.cursor, n, self.code_size)
             budget -= n * (self.code_size + 8) + 64
             self.cursor += 1
-        return self.cursor >= self.nlist
+        return self.cursor >= end
 
     def finish(self, src: faiss.ArrayInvertedLists, sizes: np.ndarray) -> None:
         """Copy the lists changed since they were copied (under the exclusive lock)."""

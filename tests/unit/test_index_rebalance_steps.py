@@ -179,3 +179,26 @@ def test_writes_and_searches_between_reassignment_steps_match_a_model(
     assert_agrees(index, model, rng)
     assert index.stats()["over_split_limit"] == 0
     index.close()
+
+
+def test_the_list_table_grows_ahead_in_repack_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New postings never find the lists full: a repack into twice as many lists (copied
+    under the shared lock) runs first, not a copy of every list inside one exclusive hold."""
+    from veclink.index.postings import PostingStore
+
+    grown: list[int] = []
+    grow = PostingStore._grow
+    monkeypatch.setattr(PostingStore, "_grow", lambda self, n: (grown.append(n), grow(self, n))[1])
+    index = PartitionedIndex(D, metric="l2", split_limit=LIMIT, merge_limit=4, refresh=0.0)
+    rb = index.rebalancer
+    rb.stop()
+    x = blobs(12_000, 200, seed=4)
+    for start in range(0, len(x), 300):
+        index.add(np.arange(start, start + 300), x[start : start + 300])
+        drain(rb)
+    store = index.store
+    assert store.nlist >= 512 and len(index.parts) > 256 and not grown
+    assert store.repacks >= 3
+    scores, _ = index.search(x[::300], 5, nprobe=1_000_000)
+    np.testing.assert_allclose(scores, brute_force(dict(enumerate(x)), x[::300], 5), atol=1e-3)
+    index.close()
