@@ -39,8 +39,8 @@ REPACK_SLACK = 0.15
 #: ... and is at least this many bytes (small indexes are not worth a pass)
 REPACK_MIN_BYTES = 1 << 20
 #: once this share of the lists is in use, a repack into twice as many lists begins, so that
-#: the lists rarely run out in a write (`PostingStore._grow` copies them all at once)
-GROW_AHEAD = 0.75
+#: the lists rarely run out in a write or a split (`PostingStore._grow` copies them all at once)
+GROW_AHEAD = 0.5
 
 
 def _one_omp_thread(n: int) -> int:
@@ -231,12 +231,13 @@ class PostingStore:
             self.caps[list_no] = new
             self.cap_entries += new - cap
         self.used_entries += added
-        self.touched(list_no)
+        self.touched(list_no, appended=True)
 
-    def touched(self, list_no: int) -> None:
-        """List ``list_no`` changed: a repack in progress must copy it again."""
+    def touched(self, list_no: int, appended: bool = False) -> None:
+        """List ``list_no`` changed (only ``appended`` to, or else rewritten): a repack in
+        progress must copy the change."""
         if self.repack is not None:
-            self.repack.dirty(list_no)
+            self.repack.dirty(list_no, appended)
 
     def repack_due(self) -> bool:
         """Whether a repack is in progress, or the lists' spare capacity is worth one, or
@@ -246,6 +247,13 @@ class PostingStore:
         slack = (self.cap_entries - self.used_entries) * (self.code_size + 8)
         used = self.used_entries * (self.code_size + 8)
         return slack > max(REPACK_MIN_BYTES, REPACK_SLACK * used)
+
+    def grow_due(self) -> bool:
+        """The lists are running out: a repack into twice as many is due or under way."""
+        repack = self.repack
+        return self._next > GROW_AHEAD * self.nlist or (
+            repack is not None and repack.nlist > self.nlist
+        )
 
     def repack_step(self) -> bool:
         """Copy a chunk of lists into a repack (begun if none is); True when all are copied.
@@ -257,15 +265,21 @@ class PostingStore:
             self.repack = Repack(2 * self.nlist if grow else self.nlist, self.code_size)
         return self.repack.step(self.lists, self.sizes)
 
-    def repack_finish(self) -> None:
-        """Copy what changed since, and swap the repacked lists in (exclusive lock)."""
+    def repack_finish(self) -> faiss.ArrayInvertedLists | None:
+        """Copy what changed since, and swap the repacked lists in (exclusive lock).
+
+        Returns the lists replaced: freeing their thousands of buffers takes milliseconds,
+        which the caller spends after it releases the lock.
+        """
         repack = self.repack
         if repack is None or repack.cursor < self.nlist:
-            return
+            return None
         repack.finish(self.lists, self.sizes)
         self.repack = None
+        old = self.lists
         self._install(repack.lists, repack.caps)
         self.repacks += 1
+        return old
 
     def nbytes(self) -> int:
         """Bytes of the lists' buffers, codes and ids (capacities as modelled by `grown`)."""

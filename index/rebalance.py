@@ -35,7 +35,7 @@ import numpy as np
 from veclink.index.centroid_graph import CentroidGraph
 from veclink.index.postings import centroid_rows, row_mean
 from veclink.index.reassign import Carve, Reassignment
-from veclink.index.refresh import STEP_ENTRIES, next_postings, refresh_postings
+from veclink.index.refresh import STEP_ENTRIES, next_postings, posting_means, refresh_postings
 
 if TYPE_CHECKING:
     from veclink.index.partitioned import PartitionedIndex
@@ -47,6 +47,8 @@ REPACK = -1
 #: `Rebalancer._next`'s step that advances a split's install or reassignment
 #: (`veclink.index.reassign`)
 REASSIGN = -2
+#: `Rebalancer._next`'s step that re-centres the postings a refresh step moved entries into
+RECENTRE = -3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,6 +280,8 @@ class Rebalancer:
         self._inline = False
         #: a split's install or reassignment in progress; the worker finishes it first
         self.job: Carve | Reassignment | None = None
+        #: postings that refresh steps moved entries into, to re-centre (`recentre_step`)
+        self.recentre_due: set[int] = set()
         #: set to a list to record every exclusive hold (instrumentation for tests and benches)
         self.holds: list[Hold] | None = None
         self.thread: threading.Thread | None = None
@@ -307,6 +311,7 @@ class Rebalancer:
     def has_work(self) -> bool:
         return (
             self.job is not None
+            or bool(self.recentre_due)
             or bool(self.pending)
             or self.refresh_credit >= STEP_ENTRIES
             or self.index.store.repack_due()
@@ -320,9 +325,16 @@ class Rebalancer:
     def _next(self) -> int | None:
         """Oversized and undersized postings first; refresh steps only when none is waiting
         (under a burst of inserts, splitting promptly is what keeps postings well shaped); a
-        split's reassignment in progress before all of them."""
+        split's install or reassignment in progress before all of them, then a repack that
+        grows the lists when they are running out."""
         if self.job is not None:
             return REASSIGN
+        if self.recentre_due:
+            return RECENTRE
+        if self.index.store.grow_due():
+            # before the splits that would fill the lists: running out means copying them
+            # all inside one exclusive hold (`PostingStore._grow`)
+            return REPACK
         if self.pending:
             pid = next(iter(self.pending))
             del self.pending[pid]
@@ -367,13 +379,18 @@ class Rebalancer:
             self.repack()
         elif pid == REASSIGN:
             self.reassign_step()
+        elif pid == RECENTRE:
+            self.recentre_step()
         else:
             plan = None if pid is None else self.plan_split(pid)
+            fitted = self._fit_projection() if pid is None else None
             splits, merges = self.splits, self.merges
             with self._exclusive() as hold:
                 if not self.index._closed:
                     if pid is None:
                         hold[0] = "refresh"
+                        if fitted is not None:
+                            self.index.centroids.install_projection(fitted)
                         self.refresh()
                     else:
                         self.maintain(pid, plan)
@@ -386,6 +403,17 @@ class Rebalancer:
                         )
         self.cpu_seconds += time.thread_time() - start
 
+    def _fit_projection(self) -> tuple[int, object] | None:
+        """Fit the centroid projection that refresh steps search with, when it is due, on a
+        copy and outside the exclusive lock (`CentroidTable.fit_projection`)."""
+        table = self.index.centroids
+        with self.index.lock.shared():
+            if self.index._closed or not table.projection_due():
+                return None
+            cbuf, n, changes = table._cbuf.copy(), table.n, table.changes
+        with one_blas_thread():
+            return changes, table.fit_projection_of(cbuf, n)
+
     @contextlib.contextmanager
     def _exclusive(self, kind: str = "") -> Iterator[list[str]]:
         """Hold the index lock alone (BLAS single-threaded); records the hold in `holds` when
@@ -397,6 +425,24 @@ class Rebalancer:
             yield hold
             if self.holds is not None:
                 self.holds.append(Hold(hold[0], ix.store.entries_touched() - before))
+
+    def recentre_step(self) -> None:
+        """Re-centre the postings a refresh step moved entries into: their means read under
+        the shared lock (searches go on), the centroids moved under the exclusive lock (no
+        entry read there). Entries written in between are missed until the next re-centring,
+        as any centroid lags the inserts that follow it."""
+        ix = self.index
+        pids, self.recentre_due = self.recentre_due, set()
+        with ix.lock.shared():
+            if ix._closed:
+                return
+            with one_blas_thread():
+                live, means = posting_means(ix, pids)
+        with self._exclusive("recentre"):
+            live_now = [j for j, p in enumerate(live) if p in ix.parts]
+            if live_now and not ix._closed:
+                pids_now = np.array([live[j] for j in live_now], dtype=np.int64)
+                ix.move_centroids(ix.centroids.rows(pids_now), means[live_now])
 
     def reassign_step(self) -> None:
         """Advance the split's install by a few clusters, or its reassignment by one posting
@@ -434,7 +480,8 @@ class Rebalancer:
         """Postings waiting for a split/merge/compaction or a split's reassignment, plus owed
         refresh steps."""
         job = self.job.remaining() if self.job is not None else 0
-        return job + len(self.pending) + int(self.refresh_credit // STEP_ENTRIES)
+        due = len(self.pending) + bool(self.recentre_due)
+        return job + due + int(self.refresh_credit // STEP_ENTRIES)
 
     def stop(self) -> None:
         with self.cond:
@@ -608,8 +655,8 @@ class Rebalancer:
             done = ix.store.repack_step()
         if done:
             with self._exclusive("repack"):
-                if not ix._closed:
-                    ix.store.repack_finish()
+                old = None if ix._closed else ix.store.repack_finish()
+            del old  # the old lists are freed here, with the lock released
 
     def refresh(self) -> None:
         """One refresh step (`veclink.index.refresh`); reschedules itself while owed."""
@@ -618,7 +665,7 @@ class Rebalancer:
             self.refresh_credit = 0.0
             return
         pids, self.refresh_cursor = next_postings(ix, self.refresh_cursor, STEP_ENTRIES)
-        checked, moved, changed = refresh_postings(ix, pids)
+        checked, moved, changed = refresh_postings(ix, pids, defer=self.recentre_due)
         self.refreshed += checked
         self.reassigned += moved
         self.refresh_credit = max(0.0, self.refresh_credit - max(checked, 1))
