@@ -265,6 +265,11 @@ class CentroidTable:
         sketch = self._sketch
         return sketch is None or not 0.8 * sketch.fitted_n <= self.n <= 1.25 * sketch.fitted_n
 
+    def projection_input(self) -> tuple[int, np.ndarray, int]:
+        """(changes so far, a copy of the centroid buffer, rows used): what
+        `fit_projection_of` needs, copied under a lock and fitted without one."""
+        return self.changes, self._cbuf.copy(), self.n
+
     @staticmethod
     def fit_projection_of(cbuf: np.ndarray, n: int) -> _Projection:
         """A projection fitted to ``cbuf`` (a copy of the table's buffer, ``n`` rows used),

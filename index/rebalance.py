@@ -12,11 +12,13 @@ a posting per step: `veclink.index.reassign`).
 A posting whose live entries fall below ``merge_limit`` is dissolved: each of its vectors
 moves to its nearest remaining centroid. Inserts also earn refresh steps
 (`veclink.index.refresh`), which re-check postings round-robin against every centroid.
-All of it runs one step at a time in a worker thread (a split's reassignment first, then
-splits and merges, then refresh). The expensive parts (a split's clustering, a reassignment's
-distances) run outside the index lock on copies; each step holds the lock alone for about one
-posting's worth of work (a split installs its new postings in one step: the posting split,
-however large it grew), so a search waits at most that long for rebalancing.
+All of it runs one step at a time in a worker thread (a split's install and reassignment
+first, then splits and merges, then refresh). The expensive parts (a split's clustering, a
+reassignment's distances, re-centring after a refresh, repacking the lists, fitting the
+centroid projection) run outside the exclusive lock, on copies or under the shared lock;
+each step holds the lock alone for about one posting's worth of work (a split of a posting
+far over the limit is installed a few new postings per step), so a search waits at most
+that long for rebalancing (`Rebalancer.holds` records the work of each hold).
 """
 
 from __future__ import annotations
@@ -405,12 +407,12 @@ class Rebalancer:
 
     def _fit_projection(self) -> tuple[int, object] | None:
         """Fit the centroid projection that refresh steps search with, when it is due, on a
-        copy and outside the exclusive lock (`CentroidTable.fit_projection`)."""
+        copy and outside the exclusive lock (`CentroidTable.fit_projection_of`)."""
         table = self.index.centroids
         with self.index.lock.shared():
             if self.index._closed or not table.projection_due():
                 return None
-            cbuf, n, changes = table._cbuf.copy(), table.n, table.changes
+            changes, cbuf, n = table.projection_input()
         with one_blas_thread():
             return changes, table.fit_projection_of(cbuf, n)
 

@@ -16,6 +16,7 @@ import pytest
 from veclink.index import PartitionedIndex
 from veclink.index.reassign import Carve, Reassignment
 from veclink.index.rebalance import REASSIGN, Rebalancer
+from veclink.index.refresh import STEP_ENTRIES
 
 D = 16
 LIMIT = 32
@@ -47,8 +48,9 @@ def index_with_an_oversized_posting(**options: object) -> tuple[PartitionedIndex
     return index, np.vstack([x, pile.astype(np.float32)])
 
 
-def test_each_exclusive_hold_works_on_about_one_posting() -> None:
-    index, _ = index_with_an_oversized_posting(refresh=0.0)
+@pytest.mark.parametrize("refresh", [0.0, 4.0])
+def test_each_exclusive_hold_works_on_about_one_posting(refresh: float) -> None:
+    index, _ = index_with_an_oversized_posting(refresh=refresh)
     rb = index.rebalancer
     sizes = sorted((p.n for p in index.parts.values()), reverse=True)
     big = sizes[0]
@@ -65,7 +67,7 @@ def test_each_exclusive_hold_works_on_about_one_posting() -> None:
     # reading and writing them and the entries that fill their places, not the posting
     assert max(h.entries for h in carving) <= 4 * (LIMIT + cluster)
     assert max(h.entries for h in carving) < big / 2
-    assert all(h.entries <= 2 * LIMIT for h in rb.holds if h.kind not in ("carve",))
+    assert all(h.entries <= 2 * LIMIT for h in rb.holds if h.kind not in ("carve", "refresh"))
     job = rb.job
     assert isinstance(job, Reassignment) and job.pids.size > 8
     largest = max(p.n for p in index.parts.values())  # the split's postings
@@ -80,8 +82,15 @@ def test_each_exclusive_hold_works_on_about_one_posting() -> None:
     assert max(h.entries for h in steps) <= 2 * LIMIT
     assert max(h.entries for h in steps) < neighbourhood / 4
     # the splits of postings that grew during it, merges, compactions: one posting each
-    others = [h for h in rb.holds if h.kind != "reassign"]
+    others = [h for h in rb.holds if h.kind not in ("reassign", "refresh")]
     assert all(h.entries <= 6 * max(largest, LIMIT) for h in others)
+    # a refresh step checks STEP_ENTRIES entries (read, rewritten, re-centred: no more postings
+    # than those); the postings it moved entries into are re-centred by a step that reads
+    # them under the shared lock and moves centroids alone
+    refreshes = [h for h in rb.holds if h.kind == "refresh"]
+    assert bool(refreshes) == (refresh > 0)
+    assert all(h.entries <= 4 * (STEP_ENTRIES + LIMIT) for h in refreshes)
+    assert all(h.entries == 0 for h in rb.holds if h.kind == "recentre")
     assert index.stats()["over_split_limit"] == 0 and len(index) == 2800
 
 
