@@ -11,6 +11,9 @@ running alongside.
 
     nice python bench/index_lock_hold.py                     # 60k vectors, batches of 1,000
     nice python bench/index_lock_hold.py --searchers 1       # plus a searching thread
+
+"Entries" counts the posting entries whose vectors the hold read or wrote
+(`PostingStore.entries_touched`); code before that counter existed shows n/a.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default=str(ROOT.parents[1] / "shared/data/wordnet/minilm_fp16.npy"))
+    ap.add_argument("--data", default=str(ROOT.parent / "shared/data/wordnet/minilm_fp16.npy"))
     ap.add_argument("--n", type=int, default=60_000)
     ap.add_argument("--batch", type=int, default=1_000)
     ap.add_argument("--searchers", type=int, default=0, help="threads searching meanwhile")
