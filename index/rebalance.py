@@ -481,9 +481,10 @@ class Rebalancer:
     def pending_count(self) -> int:
         """Postings waiting for a split/merge/compaction or a split's reassignment, plus owed
         refresh steps."""
-        job = self.job.remaining() if self.job is not None else 0
+        job = self.job  # (read once: the worker may end it meanwhile)
         due = len(self.pending) + bool(self.recentre_due)
-        return job + due + int(self.refresh_credit // STEP_ENTRIES)
+        due += job.remaining() if job is not None else 0
+        return due + int(self.refresh_credit // STEP_ENTRIES)
 
     def stop(self) -> None:
         with self.cond:
