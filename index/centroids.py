@@ -55,6 +55,8 @@ class CentroidTable:
         #: changes since a graph build began (replayed onto it), or None
         self.log: list[tuple[str, int, np.ndarray | None]] | None = None
         self._row = np.full(64, -1, dtype=np.int64)  # partition id -> row (-1: none)
+        #: changes to the table so far (a projection fitted outside the lock checks it)
+        self.changes = 0
         self.reset(np.zeros(0, np.int64), np.zeros((0, dim), np.float32))
 
     @property
@@ -78,6 +80,7 @@ class CentroidTable:
         self.log = None
 
     def _layout(self, pids: np.ndarray, cents: np.ndarray) -> None:
+        self.changes += 1
         n = len(pids)
         cap = max(2 * n, 64)
         self._cbuf = np.zeros((cap, self.dim), dtype=np.float32)
@@ -123,6 +126,7 @@ class CentroidTable:
 
     def move(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Overwrite centroid rows in place."""
+        self.changes += 1
         self._cbuf[rows] = values
         self._sqbuf[rows] = (values * values).sum(-1)
         if self._sketch is not None:
@@ -135,6 +139,7 @@ class CentroidTable:
                 self._changed("move", pid, value.copy())
 
     def append(self, pid: int, centroid: np.ndarray) -> None:
+        self.changes += 1
         if self.n == len(self._pbuf):
             self._layout(self.pids.copy(), self.cents.copy())
         self.n += 1
@@ -153,6 +158,7 @@ class CentroidTable:
 
     def drop(self, pid: int) -> None:
         """Remove ``pid``'s centroid: the last row moves into its place."""
+        self.changes += 1
         row, last = int(self._row[pid]), self.n - 1
         if row != last:
             moved = int(self._pbuf[last])
@@ -243,12 +249,40 @@ class CentroidTable:
             dist, pids = self.nearest(vecs, 1)
             return dist[:, 0], pids[:, 0]
         else:
-            sketch = self._sketch
-            if sketch is None or not 0.8 * sketch.fitted_n <= self.n <= 1.25 * sketch.fitted_n:
-                sketch = self._sketch = _Projection(self._cbuf, self.n)
-            rows = sketch.nearest_rows(vecs, self.n)
+            if self.projection_due():
+                self._sketch = _Projection(self._cbuf, self.n)
+            assert self._sketch is not None
+            rows = self._sketch.nearest_rows(vecs, self.n)
         diff = vecs - self._cbuf[rows]
         return np.einsum("ij,ij->i", diff, diff), self._pbuf[rows]
+
+    def projection_due(self) -> bool:
+        """Whether `nearest_projected` would fit its projection again first (the table grew
+        or shrank by a quarter since the last fit): an eigen-decomposition of the centroids'
+        (dim, dim) scatter, tens of milliseconds at 384 dimensions."""
+        if self.graph is not None or self.dim < PROJECT_MIN_DIM or self.n < PROJECT_MIN_CENTROIDS:
+            return False
+        sketch = self._sketch
+        return sketch is None or not 0.8 * sketch.fitted_n <= self.n <= 1.25 * sketch.fitted_n
+
+    def projection_input(self) -> tuple[int, np.ndarray, int]:
+        """(changes so far, a copy of the centroid buffer, rows used): what
+        `fit_projection_of` needs, copied under a lock and fitted without one."""
+        return self.changes, self._cbuf.copy(), self.n
+
+    @staticmethod
+    def fit_projection_of(cbuf: np.ndarray, n: int) -> _Projection:
+        """A projection fitted to ``cbuf`` (a copy of the table's buffer, ``n`` rows used),
+        for `install_projection`."""
+        return _Projection(cbuf, n)
+
+    def install_projection(self, fitted: tuple[int, object]) -> None:
+        """Use a projection fitted to a copy of the table when the table had ``changes``
+        changes; ignored if it changed since."""
+        changes, sketch = fitted
+        if isinstance(sketch, _Projection) and changes == self.changes:
+            if len(sketch.proj) == len(self._cbuf):
+                self._sketch = sketch
 
     def nbytes(self) -> int:
         graph = self.graph.nbytes() if self.graph is not None else 0

@@ -38,6 +38,9 @@ SMALL_BATCH = 16
 REPACK_SLACK = 0.15
 #: ... and is at least this many bytes (small indexes are not worth a pass)
 REPACK_MIN_BYTES = 1 << 20
+#: once this share of the lists is in use, a repack into twice as many lists begins, so that
+#: the lists rarely run out in a write or a split (`PostingStore._grow` copies them all at once)
+GROW_AHEAD = 0.5
 
 
 def _one_omp_thread(n: int) -> int:
@@ -127,6 +130,15 @@ class PostingStore:
         self._free: list[int] = []
         self._params: dict[int, faiss.SearchParametersIVF] = {}
         self._next = 0
+        #: posting entries read (`Posting.view`) and written (`Posting.append`) so far; for
+        #: measuring the work of an exclusive lock hold (exact only while one lasts: readers
+        #: under the shared lock may race on the count)
+        self.entries_read = 0
+        self.entries_written = 0
+
+    def entries_touched(self) -> int:
+        """Posting entries read or written so far (see ``entries_read``)."""
+        return self.entries_read + self.entries_written
 
     @property
     def ver_mask(self) -> int:
@@ -219,20 +231,29 @@ class PostingStore:
             self.caps[list_no] = new
             self.cap_entries += new - cap
         self.used_entries += added
-        self.touched(list_no)
+        self.touched(list_no, appended=True)
 
-    def touched(self, list_no: int) -> None:
-        """List ``list_no`` changed: a repack in progress must copy it again."""
+    def touched(self, list_no: int, appended: bool = False) -> None:
+        """List ``list_no`` changed (only ``appended`` to, or else rewritten): a repack in
+        progress must copy the change."""
         if self.repack is not None:
-            self.repack.dirty(list_no)
+            self.repack.dirty(list_no, appended)
 
     def repack_due(self) -> bool:
-        """Whether a repack is in progress, or the lists' spare capacity is worth one."""
-        if self.repack is not None:
+        """Whether a repack is in progress, or the lists' spare capacity is worth one, or
+        the lists are running out (a repack then doubles their number)."""
+        if self.repack is not None or self._next > GROW_AHEAD * self.nlist:
             return True
         slack = (self.cap_entries - self.used_entries) * (self.code_size + 8)
         used = self.used_entries * (self.code_size + 8)
         return slack > max(REPACK_MIN_BYTES, REPACK_SLACK * used)
+
+    def grow_due(self) -> bool:
+        """The lists are running out: a repack into twice as many is due or under way."""
+        repack = self.repack
+        return self._next > GROW_AHEAD * self.nlist or (
+            repack is not None and repack.nlist > self.nlist
+        )
 
     def repack_step(self) -> bool:
         """Copy a chunk of lists into a repack (begun if none is); True when all are copied.
@@ -240,18 +261,25 @@ class PostingStore:
         Takes the index's shared lock from the caller: searches run, nothing writes.
         """
         if self.repack is None:
-            self.repack = Repack(self.nlist, self.code_size)
+            grow = self._next > GROW_AHEAD * self.nlist
+            self.repack = Repack(2 * self.nlist if grow else self.nlist, self.code_size)
         return self.repack.step(self.lists, self.sizes)
 
-    def repack_finish(self) -> None:
-        """Copy what changed since, and swap the repacked lists in (exclusive lock)."""
+    def repack_finish(self) -> faiss.ArrayInvertedLists | None:
+        """Copy what changed since, and swap the repacked lists in (exclusive lock).
+
+        Returns the lists replaced: freeing their thousands of buffers takes milliseconds,
+        which the caller spends after it releases the lock.
+        """
         repack = self.repack
         if repack is None or repack.cursor < self.nlist:
-            return
+            return None
         repack.finish(self.lists, self.sizes)
         self.repack = None
+        old = self.lists
         self._install(repack.lists, repack.caps)
         self.repacks += 1
+        return old
 
     def nbytes(self) -> int:
         """Bytes of the lists' buffers, codes and ids (capacities as modelled by `grown`)."""
@@ -375,12 +403,14 @@ class Posting:
         )
         codes = np.ascontiguousarray(vecs, dtype=np.uint8) if encoded else store.codec.encode(vecs)
         store.grown(self.list_no, self.n, ids.size)
+        store.entries_written += ids.size
         store.lists.add_entries(self.list_no, ids.size, faiss.swig_ptr(keys), faiss.swig_ptr(codes))
         self.n = need
         store.sizes[self.list_no] = need
 
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n, store = self.n, self.store
+        store.entries_read += n
         if not n:
             return (
                 np.zeros(0, np.int64),
@@ -393,6 +423,44 @@ class Posting:
             return slots, self.ver[:n], store.full.take(slots)
         codes = faiss.rev_swig_ptr(store.lists.get_codes(self.list_no), n * store.code_size)
         return keys & SLOT_MASK, self.ver[:n], codes.view(np.float32).reshape(n, store.dim)
+
+    def slots(self) -> tuple[np.ndarray, np.ndarray]:
+        """The entries' (slots, versions), without their vectors; ``ver`` aliases."""
+        n = self.n
+        if not n:
+            return np.zeros(0, np.int64), self.ver[:0]
+        keys = faiss.rev_swig_ptr(self.store.lists.get_ids(self.list_no), n)
+        return keys & SLOT_MASK, self.ver[:n]
+
+    def take_out(self, positions: np.ndarray) -> None:
+        """Remove the entries at ``positions`` (distinct) in O(their number), not O(n): the
+        last entries that stay fill their places (the order of entries is not kept)."""
+        n, m = self.n, positions.size
+        if not m:
+            return
+        store, lists = self.store, self.store.lists
+        tail = np.arange(n - m, n)
+        fill = tail[~np.isin(tail, positions)]
+        holes = np.sort(positions[positions < n - m])
+        if holes.size:
+            keys = faiss.rev_swig_ptr(lists.get_ids(self.list_no), n)[fill].copy()
+            codes = self.codes_at(fill)
+            for i, h in enumerate(holes.tolist()):
+                lists.update_entries(
+                    self.list_no, h, 1, faiss.swig_ptr(keys[i : i + 1]), faiss.swig_ptr(codes[i])
+                )
+            self.ver[holes] = self.ver[fill]
+            store.entries_written += holes.size
+        lists.resize(self.list_no, n - m)
+        store.touched(self.list_no)
+        store.used_entries -= m
+        self.n = n - m
+        store.sizes[self.list_no] = self.n
+
+    def codes_at(self, rows: np.ndarray) -> np.ndarray:
+        """A copy of the codes of the entries at ``rows`` (counted as read)."""
+        self.store.entries_read += rows.size
+        return self.codes()[rows]
 
     def codes(self) -> np.ndarray:
         """The entries' codes as stored (n, code_size) uint8; aliases faiss's memory."""

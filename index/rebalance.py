@@ -6,13 +6,19 @@ when inserts outpace the worker, is cut by k-means into postings of half the lim
 Splitting moves centroids, so vectors may now sit in the wrong posting, and are reassigned
 (LIRE) over the neighbourhood: the new postings and the ``reassign_neighbors`` postings
 nearest to the old centroid. Every current entry there goes to its nearest centroid of the
-neighbourhood, then those centroids move to their postings' means (one local Lloyd step).
+neighbourhood, then those centroids move to their postings' means (one local Lloyd step,
+a posting per step: `veclink.index.reassign`).
 
 A posting whose live entries fall below ``merge_limit`` is dissolved: each of its vectors
 moves to its nearest remaining centroid. Inserts also earn refresh steps
 (`veclink.index.refresh`), which re-check postings round-robin against every centroid.
-All of it runs one step at a time under the index lock, in a worker thread (splits and
-merges before refresh); no step touches more than a neighbourhood or ~1,000 entries.
+All of it runs one step at a time in a worker thread (a split's install and reassignment
+first, then splits and merges, then refresh). The expensive parts (a split's clustering, a
+reassignment's distances, re-centring after a refresh, repacking the lists, fitting the
+centroid projection) run outside the exclusive lock, on copies or under the shared lock;
+each step holds the lock alone for about one posting's worth of work (a split of a posting
+far over the limit is installed a few new postings per step), so a search waits at most
+that long for rebalancing (`Rebalancer.holds` records the work of each hold).
 """
 
 from __future__ import annotations
@@ -23,15 +29,15 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 from veclink.index.centroid_graph import CentroidGraph
-from veclink.index.centroids import clearly_closer
 from veclink.index.postings import centroid_rows, row_mean
-from veclink.index.refresh import STEP_ENTRIES, next_postings, refresh_postings
+from veclink.index.reassign import Carve, Reassignment
+from veclink.index.refresh import STEP_ENTRIES, next_postings, posting_means, refresh_postings
 
 if TYPE_CHECKING:
     from veclink.index.partitioned import PartitionedIndex
@@ -40,6 +46,19 @@ __all__ = ["Rebalancer", "balanced_two_means", "centroid_rows"]
 
 #: `Rebalancer._next`'s step that repacks the postings' lists (`veclink.index.repack`)
 REPACK = -1
+#: `Rebalancer._next`'s step that advances a split's install or reassignment
+#: (`veclink.index.reassign`)
+REASSIGN = -2
+#: `Rebalancer._next`'s step that re-centres the postings a refresh step moved entries into
+RECENTRE = -3
+
+
+@dataclasses.dataclass(frozen=True)
+class Hold:
+    """One exclusive hold of the index lock by the worker (`Rebalancer.holds`)."""
+
+    kind: str  # "split", "carve", "reassign", "merge", "compact", "refresh", "repack", "graph"
+    entries: int  # posting entries read or written during it (`PostingStore.entries_touched`)
 
 
 @functools.cache
@@ -261,6 +280,12 @@ class Rebalancer:
         self.refresh_cursor = 0
         self.rng = np.random.default_rng(0)
         self._inline = False
+        #: a split's install or reassignment in progress; the worker finishes it first
+        self.job: Carve | Reassignment | None = None
+        #: postings that refresh steps moved entries into, to re-centre (`recentre_step`)
+        self.recentre_due: set[int] = set()
+        #: set to a list to record every exclusive hold (instrumentation for tests and benches)
+        self.holds: list[Hold] | None = None
         self.thread: threading.Thread | None = None
         if background:
             self.thread = threading.Thread(target=self._loop, name="veclink-rebalance", daemon=True)
@@ -287,7 +312,9 @@ class Rebalancer:
 
     def has_work(self) -> bool:
         return (
-            bool(self.pending)
+            self.job is not None
+            or bool(self.recentre_due)
+            or bool(self.pending)
             or self.refresh_credit >= STEP_ENTRIES
             or self.index.store.repack_due()
             or self.graph_due()
@@ -299,7 +326,17 @@ class Rebalancer:
 
     def _next(self) -> int | None:
         """Oversized and undersized postings first; refresh steps only when none is waiting
-        (under a burst of inserts, splitting promptly is what keeps postings well shaped)."""
+        (under a burst of inserts, splitting promptly is what keeps postings well shaped); a
+        split's install or reassignment in progress before all of them, then a repack that
+        grows the lists when they are running out."""
+        if self.job is not None:
+            return REASSIGN
+        if self.recentre_due:
+            return RECENTRE
+        if self.index.store.grow_due():
+            # before the splits that would fill the lists: running out means copying them
+            # all inside one exclusive hold (`PostingStore._grow`)
+            return REPACK
         if self.pending:
             pid = next(iter(self.pending))
             del self.pending[pid]
@@ -342,23 +379,112 @@ class Rebalancer:
         start = time.thread_time()
         if pid == REPACK:
             self.repack()
+        elif pid == REASSIGN:
+            self.reassign_step()
+        elif pid == RECENTRE:
+            self.recentre_step()
         else:
             plan = None if pid is None else self.plan_split(pid)
-            with self.index.lock, one_blas_thread():
+            fitted = self._fit_projection() if pid is None else None
+            splits, merges = self.splits, self.merges
+            with self._exclusive() as hold:
                 if not self.index._closed:
                     if pid is None:
+                        hold[0] = "refresh"
+                        if fitted is not None:
+                            self.index.centroids.install_projection(fitted)
                         self.refresh()
                     else:
                         self.maintain(pid, plan)
+                        hold[0] = (
+                            "split"
+                            if self.splits > splits or self.job is not None
+                            else "merge"
+                            if self.merges > merges
+                            else "compact"
+                        )
         self.cpu_seconds += time.thread_time() - start
+
+    def _fit_projection(self) -> tuple[int, object] | None:
+        """Fit the centroid projection that refresh steps search with, when it is due, on a
+        copy and outside the exclusive lock (`CentroidTable.fit_projection_of`)."""
+        table = self.index.centroids
+        with self.index.lock.shared():
+            if self.index._closed or not table.projection_due():
+                return None
+            changes, cbuf, n = table.projection_input()
+        with one_blas_thread():
+            return changes, table.fit_projection_of(cbuf, n)
+
+    @contextlib.contextmanager
+    def _exclusive(self, kind: str = "") -> Iterator[list[str]]:
+        """Hold the index lock alone (BLAS single-threaded); records the hold in `holds` when
+        that is a list (the caller names its kind in the list yielded)."""
+        ix = self.index
+        with ix.lock, one_blas_thread():
+            hold = [kind]
+            before = ix.store.entries_touched()
+            yield hold
+            if self.holds is not None:
+                self.holds.append(Hold(hold[0], ix.store.entries_touched() - before))
+
+    def recentre_step(self) -> None:
+        """Re-centre the postings a refresh step moved entries into: their means read under
+        the shared lock (searches go on), the centroids moved under the exclusive lock (no
+        entry read there). Entries written in between are missed until the next re-centring,
+        as any centroid lags the inserts that follow it."""
+        ix = self.index
+        pids, self.recentre_due = self.recentre_due, set()
+        with ix.lock.shared():
+            if ix._closed:
+                return
+            with one_blas_thread():
+                live, means = posting_means(ix, pids)
+        with self._exclusive("recentre"):
+            live_now = [j for j, p in enumerate(live) if p in ix.parts]
+            if live_now and not ix._closed:
+                pids_now = np.array([live[j] for j in live_now], dtype=np.int64)
+                ix.move_centroids(ix.centroids.rows(pids_now), means[live_now])
+
+    def reassign_step(self) -> None:
+        """Advance the split's install by a few clusters, or its reassignment by one posting
+        (`veclink.index.reassign`): the posting's entries copied under the shared lock, their
+        nearest centroids found with no lock held, the moves applied under the exclusive
+        lock."""
+        ix, job = self.index, self.job
+        assert job is not None
+        if isinstance(job, Carve):
+            with self._exclusive("carve"):
+                if ix._closed:
+                    self.job = None
+                elif job.step(ix, budget=ix.options["split_limit"]):
+                    self.splits += 1
+                    self.job = self._reassignment(job.old_centroid, job.new + [job.pid])
+            return
+        with ix.lock.shared():
+            entries = None if ix._closed else job.copy_entries(ix)
+        with one_blas_thread():
+            moves = job.decide(entries)
+        with self._exclusive("reassign"):
+            if ix._closed:
+                self.job = None
+                return
+            self.reassigned += job.apply(ix, moves)
+            if job.done:
+                self.job = None
+                self.schedule(job.finish(ix))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: not self.has_work() and not self.busy, timeout)
 
     def pending_count(self) -> int:
-        """Postings waiting for a split/merge/compaction, plus owed refresh steps."""
-        return len(self.pending) + int(self.refresh_credit // STEP_ENTRIES)
+        """Postings waiting for a split/merge/compaction or a split's reassignment, plus owed
+        refresh steps."""
+        job = self.job  # (read once: the worker may end it meanwhile)
+        due = len(self.pending) + bool(self.recentre_due)
+        due += job.remaining() if job is not None else 0
+        return due + int(self.refresh_credit // STEP_ENTRIES)
 
     def stop(self) -> None:
         with self.cond:
@@ -392,7 +518,7 @@ class Rebalancer:
             graph.replay(changes)
             if len(changes) < 16:
                 break
-        with ix.lock:
+        with self._exclusive("graph"):
             if ix._closed or table.log is None:
                 return  # closed, or the table was reset meanwhile (a reload)
             graph.replay(table.log)
@@ -439,6 +565,7 @@ class Rebalancer:
             return None  # compaction alone will do
         with one_blas_thread():
             cents, label = self._cluster(vecs)
+            cents, label = chunk_copies(vecs, cents, label, ix.options["split_limit"])
         return SplitPlan(ids=ids, ver=ver, cents=cents, label=label)
 
     def _cluster(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -462,11 +589,22 @@ class Rebalancer:
         part = ix.parts.get(pid)
         if part is None:
             return
+        if plan is not None and plan.ids.size > 2 * ix.options["split_limit"]:
+            # far over the limit: installed a few new postings per step (no compaction of
+            # the whole posting here; it is compacted once it is small again)
+            row = int(ix.centroids.rows(np.array([pid]))[0])
+            self.job = Carve(pid, plan.ids, plan.ver, plan.label, plan.cents, ix.cents[row].copy())
+            return
         ids, ver, _ = part.view()
         current = ix.versions.current(ids, ver)
         if not current.all():
             part.keep(current)
         if part.n > ix.options["split_limit"]:
+            if plan is None and self.background:
+                # it outgrew the limit after `plan_split` looked: cluster it outside the lock
+                # at its next turn rather than in this exclusive hold
+                self.schedule((pid,))
+                return
             self.split(pid, plan)
         elif part.n < ix.options["merge_limit"] and len(ix.parts) > 1:
             self.merge(pid)
@@ -477,89 +615,38 @@ class Rebalancer:
         ids, ver, vecs = (a.copy() for a in part.view())
         row = int(ix.centroids.rows(np.array([pid]))[0])
         old_centroid = ix.cents[row].copy()
-        limit = ix.options["split_limit"]
         if plan is None:
             cents, label = self._cluster(vecs)
-        else:
+            cents, label = chunk_copies(vecs, cents, label, ix.options["split_limit"])
+        else:  # clustered (and copies chunked) outside the lock
             cents, label = plan.cents, plan.labels_for(ids, ver, vecs)
-        cents, label = chunk_copies(vecs, cents, label, limit)
         part.keep(label == 0)
         ix.move_centroids(np.array([row]), cents[:1])
         new = [pid]
         loc = ix.versions.loc
+        order = np.argsort(label, kind="stable")  # each cluster's rows, in one pass
+        bounds = np.searchsorted(label[order], np.arange(len(cents) + 1))
         for j in range(1, len(cents)):
             other = ix.new_partition(cents[j])
-            sel = label == j
+            sel = order[bounds[j] : bounds[j + 1]]
             ix.parts[other].append(ids[sel], ver[sel], vecs[sel])
             moved = ids[sel]
             loc[moved[loc[moved] == pid]] = other
             new.append(other)
         self.splits += 1
-        # the neighbourhood of the old centroid bounds all LIRE work: SPFresh's observation
-        # that a split can only pull vectors across nearby partition boundaries
+        self.job = self._reassignment(old_centroid, new)  # next, a posting per step
+
+    def _reassignment(self, old_centroid: np.ndarray, new: list[int]) -> Reassignment:
+        """The LIRE reassignment after a split into the postings ``new``.
+
+        The neighbourhood of the old centroid bounds all LIRE work: SPFresh's observation
+        that a split can only pull vectors across nearby partition boundaries.
+        """
+        ix = self.index
         n_neigh = ix.options["reassign_neighbors"] + len(new)
         rows = ix.centroids.neighbour_rows(old_centroid, n_neigh)
         rows = np.union1d(rows, ix.centroids.rows(np.array(new)))
-        self.reassign_neighbourhood(rows)
-
-    def reassign_neighbourhood(self, rows: np.ndarray) -> None:
-        """LIRE over the postings of centroid ``rows``, as one local Lloyd step.
-
-        Every current primary entry of the neighbourhood goes to its nearest centroid among
-        the neighbourhood's (LIRE asks this of the split posting's vectors against all
-        centroids and of the neighbours' vectors against the two new ones; asking everyone
-        about every centroid costs the same single matrix product); then each centroid moves
-        to the mean of its posting. Stale entries are dropped on the way. The postings are
-        rebuilt from one gathered block, so the cost is a few array operations, not a Python
-        loop over entries or moves.
-        """
-        ix = self.index
-        neigh = ix.cent_pid[rows]
-        views = [ix.parts[q].view() for q in neigh.tolist()]
-        sizes = np.array([v[0].size for v in views], dtype=np.int64)
-        ids = np.concatenate([v[0] for v in views])
-        ver = np.concatenate([v[1] for v in views])
-        vecs = np.concatenate([v[2] for v in views])
-        owner = np.repeat(np.arange(neigh.size), sizes)  # column of each entry's posting
-        vm = ix.versions
-        current = vm.current(ids, ver)
-        primary = current & (vm.loc[ids] == neigh[owner])
-        dest = owner.copy()
-        if primary.any():
-            v = vecs[primary]
-            d = ix.centroid_distances(v, rows)
-            best = d.argmin(1)
-            at = np.arange(best.size)
-            # move only to a clearly closer centroid: among equidistant ones (copies of one
-            # vector split across postings) argmin would pull everything back into the first
-            # and the split would repeat forever
-            closer = clearly_closer(d[at, best], d[at, owner[primary]], (v * v).sum(1))
-            dest[np.nonzero(primary)[0][closer]] = best[closer]
-        moved = primary & (dest != owner)
-        self.reassigned += int(moved.sum())
-        vm.loc[ids[moved]] = neigh[dest[moved]]
-        # replicas stay where they are; stale entries are dropped
-        keep = np.nonzero(current)[0]
-        keep = keep[np.argsort(dest[keep], kind="stable")]
-        counts = np.bincount(dest[keep], minlength=neigh.size)
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        ids, ver, vecs = ids[keep], ver[keep], vecs[keep]
-        same = np.bincount(owner[keep[owner[keep] == dest[keep]]], minlength=neigh.size)
-        for j, q in enumerate(neigh.tolist()):
-            a, b = bounds[j], bounds[j + 1]
-            if not (same[j] == b - a == sizes[j]):  # unchanged postings stay as they are
-                ix.parts[q].replace(ids[a:b], ver[a:b], vecs[a:b])
-        nonempty = np.nonzero(counts)[0]
-        if nonempty.size:
-            # per-group sums of sorted rows (np.add.reduceat is several times slower here)
-            sums = np.stack([vecs[bounds[j] : bounds[j + 1]].sum(0) for j in nonempty.tolist()])
-            ix.move_centroids(rows[nonempty], sums / counts[nonempty, None].astype(np.float32))
-        o = ix.options
-        self.schedule(
-            q
-            for q, n in zip(neigh.tolist(), counts.tolist(), strict=True)
-            if n > o["split_limit"] or n < o["merge_limit"]
-        )
+        return Reassignment.start(ix, rows)
 
     def repack(self) -> None:
         """One step of a repack of the postings' lists (`veclink.index.repack`): a chunk
@@ -570,9 +657,9 @@ class Rebalancer:
                 return
             done = ix.store.repack_step()
         if done:
-            with ix.lock:
-                if not ix._closed:
-                    ix.store.repack_finish()
+            with self._exclusive("repack"):
+                old = None if ix._closed else ix.store.repack_finish()
+            del old  # the old lists are freed here, with the lock released
 
     def refresh(self) -> None:
         """One refresh step (`veclink.index.refresh`); reschedules itself while owed."""
@@ -581,7 +668,7 @@ class Rebalancer:
             self.refresh_credit = 0.0
             return
         pids, self.refresh_cursor = next_postings(ix, self.refresh_cursor, STEP_ENTRIES)
-        checked, moved, changed = refresh_postings(ix, pids)
+        checked, moved, changed = refresh_postings(ix, pids, defer=self.recentre_due)
         self.refreshed += checked
         self.reassigned += moved
         self.refresh_credit = max(0.0, self.refresh_credit - max(checked, 1))

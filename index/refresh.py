@@ -45,9 +45,16 @@ def next_postings(index: PartitionedIndex, cursor: int, budget: int) -> tuple[li
     return chosen, (chosen[-1] + 1 if chosen else cursor)
 
 
-def refresh_postings(index: PartitionedIndex, pids: list[int]) -> tuple[int, int, set[int]]:
+def refresh_postings(
+    index: PartitionedIndex, pids: list[int], defer: set[int] | None = None
+) -> tuple[int, int, set[int]]:
     """Move the current entries of ``pids`` to their nearest centroid; returns
-    (entries checked, entries moved, postings changed)."""
+    (entries checked, entries moved, postings changed).
+
+    The postings that received entries are re-centred too, or, given ``defer``, added to it
+    for the caller to re-centre later (reading them all would make the step several postings'
+    work: `Rebalancer.recentre_step` does it under the shared lock).
+    """
     views = [index.parts[p].view() for p in pids]
     sizes = np.array([v[0].size for v in views], dtype=np.int64)
     if not sizes.sum():
@@ -84,7 +91,11 @@ def refresh_postings(index: PartitionedIndex, pids: list[int]) -> tuple[int, int
         changed |= index._append_grouped(dest[moved], ids[moved], ver[moved], vecs[moved])
     # a Lloyd step over what was checked: postings whose content changed, and the checked
     # ones whose centroid has drifted from their mean as inserts arrived
-    recenter(index, changed | set(pids))
+    if defer is None:
+        recenter(index, changed | set(pids))
+    else:
+        recenter(index, set(pids))
+        defer |= changed - set(pids)
     return int(sizes.sum()), int(moved.sum()), changed
 
 
@@ -92,13 +103,17 @@ def recenter(index: PartitionedIndex, pids: set[int]) -> None:
     """Move each centroid of ``pids`` to the mean of its posting's current entries (stale
     copies do not pull it; with quantised postings they even read their id's current full
     vector, not the one they were written with)."""
+    live, means = posting_means(index, pids)
+    if live:
+        index.move_centroids(index.centroids.rows(np.array(live, dtype=np.int64)), means)
+
+
+def posting_means(index: PartitionedIndex, pids: set[int]) -> tuple[list[int], np.ndarray]:
+    """(the non-empty postings of ``pids``, the means of their current entries)."""
     live = [p for p in pids if p in index.parts and index.parts[p].n]
-    if not live:
-        return
     means = []
     for p in live:
         ids, ver, vecs = index.parts[p].view()
         current = index.versions.current(ids, ver)
         means.append(row_mean(vecs[current] if current.any() else vecs))
-    rows = index.centroids.rows(np.array(live, dtype=np.int64))
-    index.move_centroids(rows, np.stack(means))
+    return live, np.stack(means) if means else np.zeros((0, index.dim), np.float32)

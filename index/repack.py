@@ -8,8 +8,10 @@ entries plus HEADROOM; dropping the old one frees its buffers.
 
 The copy runs as rebalancing steps of about STEP_BYTES each under the index's *shared*
 lock (searches go on; writers wait one step), and lists that writers change after they were
-copied are marked dirty and copied again by the final step, which holds the lock alone for
-the dirty lists only and swaps the lists in. While it runs both copies exist: the peak is
+copied are marked dirty and copied again: by further shared-lock steps while they add up to
+more than FINISH_BYTES, then by the final step, which holds the lock alone for those only and
+swaps the lists in. When the lists are running out, a repack also doubles their number
+(`veclink.index.postings.GROW_AHEAD`). While it runs both copies exist: the peak is
 the postings' bytes twice.
 """
 
@@ -23,6 +25,11 @@ import numpy as np
 HEADROOM = 0.05
 #: bytes copied per rebalancing step (a few milliseconds)
 STEP_BYTES = 8 << 20
+#: the swap re-copies, under the exclusive lock, at most about this many bytes of lists that
+#: writers changed after their copy; more are re-copied by shared-lock steps first
+FINISH_BYTES = 1 << 20
+#: ... but after this many such steps the swap takes whatever is left (writes outpace them)
+CATCH_UP_STEPS = 8
 
 
 def copy_list(
@@ -71,29 +78,82 @@ class Repack:
         self.code_size = code_size
         self.nlist = nlist
         self.cursor = 0  # lists below it are copied
+        #: entries each copied list had when it was last copied
+        self.copied = np.zeros(nlist, dtype=np.int64)
+        #: copied lists rewritten since (copied again whole), and ones only appended to
+        #: (their new tail is appended to the copy)
         self._dirty: set[int] = set()
+        self._grown: set[int] = set()
+        self._catch_up = 0  # steps spent re-copying changed lists
 
-    def dirty(self, list_no: int) -> None:
-        """A writer changed ``list_no``; copy it again if it was copied already."""
-        if list_no < self.cursor:
+    def dirty(self, list_no: int, appended: bool = False) -> None:
+        """A writer changed ``list_no`` (only ``appended`` to it, or else rewrote it); copy
+        the change if the list was copied already."""
+        if list_no >= self.cursor or list_no in self._dirty:
+            return
+        if appended:
+            self._grown.add(list_no)
+        else:
             self._dirty.add(list_no)
+            self._grown.discard(list_no)
 
     def step(self, src: faiss.ArrayInvertedLists, sizes: np.ndarray) -> bool:
-        """Copy the next lists, about STEP_BYTES; True when every list has been copied.
+        """Copy the next lists, about STEP_BYTES; True when every list has been copied and
+        few enough changed since their copy for the swap (`finish`) to be short.
 
         Called under the index's shared lock: nothing changes ``src`` meanwhile.
         """
         budget = STEP_BYTES
-        while self.cursor < self.nlist and budget > 0:
-            n = int(sizes[self.cursor])
-            self.caps[self.cursor] = copy_list(src, self.lists, self.cursor, n, self.code_size)
-            budget -= n * (self.code_size + 8) + 64
+        end = min(self.nlist, sizes.size)  # a repack into more lists: the new ones stay empty
+        while self.cursor < end and budget > 0:
+            budget -= self._copy(src, self.cursor, int(sizes[self.cursor]))
             self.cursor += 1
-        return self.cursor >= self.nlist
+        if self.cursor < end:
+            return False
+        if self._changed_bytes(sizes) <= FINISH_BYTES or self._catch_up >= CATCH_UP_STEPS:
+            return True
+        self._catch_up += 1  # writes changed many copied lists: copy the changes first
+        self._catch_up_changes(src, sizes, budget)
+        return self._changed_bytes(sizes) <= FINISH_BYTES
 
     def finish(self, src: faiss.ArrayInvertedLists, sizes: np.ndarray) -> None:
-        """Copy the lists changed since they were copied (under the exclusive lock)."""
-        for list_no in sorted(self._dirty):
-            n = int(sizes[list_no])
-            self.caps[list_no] = copy_list(src, self.lists, list_no, n, self.code_size)
-        self._dirty.clear()
+        """Copy the changes to lists since they were copied (under the exclusive lock)."""
+        self._catch_up_changes(src, sizes, None)
+
+    def _catch_up_changes(
+        self, src: faiss.ArrayInvertedLists, sizes: np.ndarray, budget: int | None
+    ) -> None:
+        while self._dirty and (budget is None or budget > 0):
+            list_no = self._dirty.pop()
+            spent = self._copy(src, list_no, int(sizes[list_no]))
+            budget = None if budget is None else budget - spent
+        while self._grown and (budget is None or budget > 0):
+            list_no = self._grown.pop()
+            spent = self._append_tail(src, list_no, int(sizes[list_no]))
+            budget = None if budget is None else budget - spent
+
+    def _copy(self, src: faiss.ArrayInvertedLists, list_no: int, n: int) -> int:
+        """Copy a whole list; returns the bytes copied."""
+        self.caps[list_no] = copy_list(src, self.lists, list_no, n, self.code_size)
+        self.copied[list_no] = n
+        return n * (self.code_size + 8) + 64
+
+    def _append_tail(self, src: faiss.ArrayInvertedLists, list_no: int, n: int) -> int:
+        """Append the entries a list gained since its copy; returns the bytes copied."""
+        a = int(self.copied[list_no])
+        if n <= a:
+            return 64
+        cs = self.code_size
+        ids = faiss.rev_swig_ptr(src.get_ids(list_no), n)[a:].copy()
+        codes = faiss.rev_swig_ptr(src.get_codes(list_no), n * cs)[a * cs :].copy()
+        self.lists.add_entries(list_no, n - a, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+        if n > self.caps[list_no]:  # the vector reallocates as `PostingStore.grown` models
+            self.caps[list_no] = a + max(a, n - a)
+        self.copied[list_no] = n
+        return (n - a) * (cs + 8) + 64
+
+    def _changed_bytes(self, sizes: np.ndarray) -> int:
+        whole = int(sizes[list(self._dirty)].sum()) if self._dirty else 0
+        grown = list(self._grown)
+        tails = int((sizes[grown] - self.copied[grown]).clip(0).sum()) if grown else 0
+        return (whole + tails) * (self.code_size + 8)
