@@ -11,14 +11,14 @@ fixed threshold is right on one machine at one moment only.
 
 `ScanChooser` keeps, per path and per bucket of *queries per probed posting* (the quantity
 both costs move with; octaves), an exponentially weighted mean of the wall time per scanned
-(query, vector) pair, measured on the batches the index actually runs. It predicts each path
-from its bucket's mean or, lacking one, the nearest bucket's, and picks the cheaper; until
-both paths have been measured somewhere it follows the fixed rule it replaces
-(`seed_blas`), so a cold index behaves as before. The path not taken is re-tried once its
-own estimate in the bucket is older than a number of that bucket's batches that doubles
-each time the re-try confirms it is still the dearer (bounded exploration: a path 8x slower
-costs a few percent at most) and starts over when a re-try wins, so the choice follows load
-and data as they change.
+(query, vector) pair, measured on the batches the index actually runs. A bucket's first batch
+takes the path of the fixed rule it replaces (`seed_blas`), so a cold index behaves as
+before. Later batches predict each path from its bucket's mean or, lacking one, the nearest
+bucket's, and take the cheaper. The path not taken is re-tried once its own estimate in the
+bucket is older than a number of that bucket's batches (`RETRY_AFTER`) that doubles each
+time the re-try confirms it is still the dearer (bounded exploration: a path 8x slower costs
+a few percent at most) and starts over when a re-try wins, so the choice follows load and
+data as they change.
 """
 
 from __future__ import annotations
@@ -88,14 +88,18 @@ class ScanChooser:
         b = bucket_of(nq, nprobe, parts)
         with self._lock:
             n = self._batches[b] = self._batches.get(b, 0) + 1
+            seed = "blas" if seed_blas(nq, nprobe, parts, dim) else "faiss"
             faiss_cost, blas_cost = (self._estimate(p, b) for p in PATHS)
             if faiss_cost is None or blas_cost is None:
-                path = "blas" if seed_blas(nq, nprobe, parts, dim) else "faiss"
+                path = seed
             else:
                 path = "blas" if blas_cost < faiss_cost else "faiss"
             other = PATHS[path == "faiss"]
-            age = n - self._measured_at.get((other, b), 0)
-            retry = age >= self._retry_after.get(b, RETRY_AFTER)
+            last = self._measured_at.get((other, b))
+            if last is None:  # never run here: now if the rule says so, else after a while
+                retry = other == seed or n >= RETRY_AFTER
+            else:
+                retry = n - last >= self._retry_after.get(b, RETRY_AFTER)
             if retry:  # claim the re-try now, so concurrent batches do not all take it
                 self._measured_at[(other, b)] = n
                 path = other

@@ -68,16 +68,23 @@ def test_follows_a_change_of_load() -> None:
     assert quiet[-1] == "blas"
 
 
-def test_an_unmeasured_bucket_takes_the_nearest_measured_one() -> None:
-    # both paths measured at 64 probes (BLAS dearer): 96 probes, one octave on, is predicted
-    # from them rather than by the fixed rule (which says BLAS there)
+def test_a_new_bucket_tries_the_rule_then_learns_from_the_nearest() -> None:
+    # both paths measured at 64 probes (BLAS dearer). At 96 probes, one octave on, the fixed
+    # rule says BLAS: the bucket's first batch follows it, the next ones compare that
+    # measurement with faiss's in the nearest bucket
     chooser = ScanChooser()
     run(chooser, {"blas": 5e-9, "faiss": 1e-9}, 3 * RETRY_AFTER)
     assert bucket_of(BATCH, 96, PARTS) != bucket_of(BATCH, 64, PARTS)
     assert seed_blas(BATCH, 96, PARTS, DIM)
-    assert chooser.choose(BATCH, 96, PARTS, DIM).path == "faiss"
+    assert run(chooser, {"blas": 5e-9, "faiss": 1e-9}, 3, nprobe=96) == ["blas", "faiss", "faiss"]
     est = chooser.estimates()
-    assert est["blas"][bucket_of(BATCH, 64, PARTS)] == pytest.approx(5.0)
+    assert est["blas"][bucket_of(BATCH, 96, PARTS)] == pytest.approx(5.0)
+    # where the rule says faiss and the nearest buckets say BLAS is cheaper: faiss first, then
+    # BLAS (predicted from the nearest bucket)
+    chooser = ScanChooser()
+    run(chooser, {"blas": 1e-9, "faiss": 5e-9}, 3 * RETRY_AFTER)
+    assert not seed_blas(BATCH, 8, PARTS, DIM)
+    assert run(chooser, {"blas": 1e-9, "faiss": 5e-9}, 3, nprobe=8) == ["faiss", "blas", "blas"]
 
 
 def test_force_pins_the_path_and_learns_nothing() -> None:
