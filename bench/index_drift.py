@@ -163,6 +163,7 @@ def run_veclink(
     ix.add(w.base, x[w.base])
     ix.wait_idle()
     deleted: set[int] = set()
+    paths: list[tuple[int, str | None]] = []
     ins_t = del_t = 0.0
     n_ins = n_del = 0
     for b in range(len(w.batches) + 1):
@@ -189,6 +190,7 @@ def run_veclink(
                 scanned = (ix.scanned_total - before[0]) / (ix.queries_total - before[1])
                 res.deleted_returned += int(np.isin(got, list(deleted)).sum()) if deleted else 0
                 curve.append((f"nprobe={nprobe}", recall(got, gt), scanned, qps))
+                paths.append((nprobe, ix.scan_choice.last))
             res.curves[b] = curve
     res.insert_per_s = n_ins / ins_t
     res.delete_per_s = n_del / del_t
@@ -202,6 +204,10 @@ def run_veclink(
         "memory MB": f"{st['memory_bytes'] / 2**20:.0f}",
         "postings MB": f"{st['postings_bytes'] / 2**20:.0f}",
     }
+    # the batch scan the index chose (by measured cost) at each nprobe of the final state
+    res.extra["batch scan (final)"] = ", ".join(
+        f"{n}:{p}" for n, p in paths[-len(NPROBES) :] if p is not None
+    )
     if args.postings != "float32":  # quantised: the int8 ranges' widenings, the full copy
         res.extra["re-encodes"] = str(st["reencodes"])
         res.extra["full vectors MB"] = f"{st['full_vectors_bytes'] / 2**20:.0f}"
