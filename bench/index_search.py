@@ -8,7 +8,8 @@ best of ``--repeats`` timings; ns/vec = wall time / vectors scanned, routing inc
 both. Batches of ``--batch`` queries and single queries (one call per query), at several
 nprobe, for d = 50, 128, 384: a Gaussian mixture, and the WordNet MiniLM vectors (PCA to the
 lower dimensions) when ``--data`` holds them. "path" is veclink's scan: faiss's kernel, or
-for large batches of long vectors its partition-major BLAS scan (`veclink.index.scan`).
+for large batches its partition-major BLAS scan when the index measured it cheaper
+(`veclink.index.scan_choice`; the path of the last timed batch).
 Then searches from 1 and 8 threads of one process on one index (QPS; the index lets readers
 run together).
 
@@ -28,7 +29,6 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from veclink.index import PartitionedIndex, scan
 from veclink.index.postings import centroid_rows
-from veclink.index.scan import blas_pays
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
@@ -146,6 +146,7 @@ def measure(name: str, x: np.ndarray, args: argparse.Namespace) -> list[dict[str
                     lambda: ivf.search(q, K),
                 )
                 nq = len(q)
+                path = index.scan_choice.last  # the batch scan the index chose, by cost
             else:
 
                 def one_by_one_v() -> None:
@@ -159,6 +160,7 @@ def measure(name: str, x: np.ndarray, args: argparse.Namespace) -> list[dict[str
                 run_v = one_by_one_v if mode == "single" else general_path_too(one_by_one_v)
                 tv, tf = best_of(args.repeats, run_v, one_by_one_f)
                 nq = len(singles)
+                path = "faiss"
             ns_v = tv / (nq * scanned_v) * 1e9
             ns_f = tf / (nq * scanned_f) * 1e9
             rows.append(
@@ -167,7 +169,7 @@ def measure(name: str, x: np.ndarray, args: argparse.Namespace) -> list[dict[str
                     "d": d,
                     "mode": mode,
                     "nprobe": nprobe,
-                    "path": "blas" if mode == "batch" and blas_pays(index, nq, nprobe) else "faiss",
+                    "path": path,
                     "scan/q": f"{scanned_v:.0f}/{scanned_f:.0f}",
                     "agree": agree,
                     "veclink ns/vec": ns_v,

@@ -37,6 +37,7 @@ from veclink.index.postings import Posting, PostingStore, VersionMap
 from veclink.index.rebalance import Rebalancer
 from veclink.index.registry import register_index
 from veclink.index.scan import scan_postings
+from veclink.index.scan_choice import ScanChooser
 
 from veclink.errors import InvalidArgument, NotFound
 from veclink.validation import Problems, is_int, quote
@@ -110,6 +111,7 @@ class PartitionedIndex(WalIndex):
         self.scanned_total = 0
         self.queries_total = 0
         self._counters = threading.Lock()
+        self.scan_choice = ScanChooser()  # faiss or BLAS scan for a batch, by measured cost
 
     def _start_background(self) -> None:
         self.rebalancer = Rebalancer(self, background=bool(self.options["background"]))

@@ -7,17 +7,22 @@ are faiss inverted lists (`veclink.index.postings.PostingStore`), which faiss's
 replaced ids, not yet compacted) are dropped by the version bits of their faiss ids, and
 replicas' duplicate copies by id. A query left with fewer than ``k`` ids while faiss still had
 candidates to give is searched again with a deeper candidate list, so results are exact for
-the probed postings whatever the share of stale entries.
+the probed postings whatever the share of stale entries. Large batches may instead be
+scanned partition-major (`scan_blas`: one BLAS product per probed posting against all the
+queries probing it), whichever of the two this index has measured cheaper
+(`veclink.index.scan_choice`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
-from veclink.index.postings import SLOT_MASK, SMALL_BATCH, _one_omp_thread, _restore_omp
+from veclink.index.postings import SLOT_MASK, _one_omp_thread, _restore_omp
+from veclink.index.rebalance import one_blas_thread
 from veclink.index.rerank import scan_quantized
 from veclink.index.scan_torch import resolve_device, scan_postings_torch
 
@@ -102,23 +107,43 @@ def scan_postings(
     store = index.store
     if store.quantized and device is None:  # codes scanned by faiss, then an exact re-rank
         return scan_quantized(index, q, k, nprobe, eps)
-    vm = index.versions
+    if device is not None:
+        dist, pids, probe = route(index, q, nprobe, eps)
+        s, slots, scanned = scan_postings_torch(index, q, k, dist, pids, probe, device)
+        return s, external_ids(index, slots), scanned
+    # faiss's per-query kernel or the partition-major BLAS scan: the same hits, at costs
+    # that move with load and data, so the one measured cheaper (`veclink.index.scan_choice`)
+    chooser = index.scan_choice
+    choice = chooser.choose(nq, nprobe, len(index.parts), index.dim)
+    start = time.perf_counter()
+    if choice.path == "blas":
+        _, pids, probe = route(index, q, nprobe, eps)
+        # one BLAS thread: the products are small, and a second thread's wake-ups and
+        # spin-waits made this scan up to 8x slower on a busy machine (BENCHMARKS.md)
+        with one_blas_thread():
+            s, slots, scanned = scan_blas(index, q, k, pids, probe)
+        found = s, external_ids(index, slots), scanned
+    else:
+        found = scan_faiss(index, q, k, nprobe, eps)
+    chooser.record(choice, found[2], time.perf_counter() - start)
+    return found
+
+
+def scan_faiss(
+    index: PartitionedIndex, q: np.ndarray, k: int, nprobe: int, eps: float | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """faiss's per-query scan of each query's probed postings: as `scan_postings`."""
+    nq = len(q)
+    store, vm = index.store, index.versions
     replicas = int(index.options["replicas"])
     # stale copies and replicas take candidate places: ask for some more than needed, and
     # again, deeper, for the queries that come back short
     depth = k * replicas + k // 2 + 4
-    blas = blas_pays(index, nq, nprobe)
-    if eps is None and device is None and not blas and index.centroids.graph is None:
+    if eps is None and index.centroids.graph is None:
         scores, keys, lists = store.route_and_scan(q, min(nprobe, len(index.parts)), depth)
         sizes = store.sizes[lists]
     else:
-        dist, pids, probe = route(index, q, nprobe, eps)
-        if device is not None or blas:
-            if device is not None:
-                s, slots, scanned = scan_postings_torch(index, q, k, dist, pids, probe, device)
-            else:
-                s, slots, scanned = scan_blas(index, q, k, pids, probe)
-            return s, np.where(slots >= 0, vm.ext.take(slots, mode="clip"), -1), scanned
+        _, pids, probe = route(index, q, nprobe, eps)
         lists, sizes = probed_lists(index, pids, probe)
         scores, keys = store.scan(q, depth, lists)
     scanned = int(sizes.sum())
@@ -152,6 +177,11 @@ def scan_postings(
     return out_s, out_i, scanned
 
 
+def external_ids(index: PartitionedIndex, slots: np.ndarray) -> np.ndarray:
+    """The caller's ids of version-map ``slots`` (-1 stays -1)."""
+    return np.where(slots >= 0, index.versions.ext.take(slots, mode="clip"), -1)
+
+
 def route(
     index: PartitionedIndex, q: np.ndarray, nprobe: int, eps: float | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,25 +202,6 @@ def probed_lists(
     lists = store.pid_list[np.maximum(pids, 0)]
     lists[~probe] = -1
     return lists, np.where(probe, store.sizes[lists], 0)
-
-
-#: the partition-major BLAS scan (`scan_blas`) pays once (queries probing a posting, on
-#: average) x (dimension) reaches this; measured on WordNet MiniLM (PCA), 100k vectors,
-#: batches of 1,000: the crossover lies at ~7 probes per posting at 384-d, 20-60 at 128-d,
-#: and above 60 at 50-d (bench/index_search.py, BENCHMARKS.md)
-BLAS_MIN_WORK = 3072
-
-
-def blas_pays(index: PartitionedIndex, nq: int, nprobe: int) -> bool:
-    """Whether a batch is scanned partition-major with BLAS instead of by faiss.
-
-    faiss scans query by query (a vector-to-vector kernel, bound by memory bandwidth); one
-    matrix product per posting against all the queries that probe it reuses each posting
-    from cache and runs at BLAS speed, but costs ~20 us of Python per posting. It wins when
-    many queries share each posting and the vectors are long enough for BLAS to matter.
-    """
-    parts = len(index.parts)
-    return nq > SMALL_BATCH and nq * min(nprobe, parts) * index.dim >= BLAS_MIN_WORK * parts
 
 
 def scan_blas(

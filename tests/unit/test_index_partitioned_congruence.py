@@ -100,6 +100,13 @@ def test_random_updates_match_flat_index(
         np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-4)
         for row in i1:
             assert np.unique(row[row >= 0]).size == (row >= 0).sum()
+    q = rng.normal(size=(40, d)).astype(np.float32)
+    for path in ("faiss", "blas"):  # both batch scans, whichever the index would choose
+        index.scan_choice.force = path
+        s1, i1 = index.search(q, 5, nprobe=1_000_000)
+        np.testing.assert_allclose(s1, flat.search(q, 5)[0], rtol=1e-4, atol=1e-4)
+        for row in i1:
+            assert np.unique(row[row >= 0]).size == (row >= 0).sum()
     index.close()
 
 

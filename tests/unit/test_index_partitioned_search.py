@@ -200,23 +200,39 @@ def test_faiss_router_mirrors_the_centroid_table(metric: str) -> None:
 
 @pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])
 @pytest.mark.parametrize("replicas", [1, 2])
-def test_blas_and_faiss_batch_scans_agree(
-    metric: str, replicas: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # large batches of long vectors go partition-major through BLAS (`blas_pays`), the rest
-    # through faiss: both must give the same results, stale copies and replicas included
-    from veclink.index import scan
-
+@pytest.mark.parametrize("eps", [None, 0.5])
+def test_blas_and_faiss_batch_scans_agree(metric: str, replicas: int, eps: float | None) -> None:
+    # a batch goes through faiss's kernel or partition-major through BLAS, whichever the index
+    # measured cheaper (`veclink.index.scan_choice`): both must give the same results, stale
+    # copies and replicas included
     index = build(metric, replicas, "numpy")
     q = mixture(40, seed=21)
     results = {}
-    for path, work in (("faiss", 10**12), ("blas", 0)):
-        monkeypatch.setattr(scan, "BLAS_MIN_WORK", work)
-        assert scan.blas_pays(index, len(q), 6) == (path == "blas")
+    for path in ("faiss", "blas"):
+        index.scan_choice.force = path
         index.scanned_total = index.queries_total = 0
-        results[path] = (*index.search(q, 10, nprobe=6), index.stats()["scanned_per_query"])
+        results[path] = (
+            *index.search(q, 10, nprobe=6, eps=eps),
+            index.stats()["scanned_per_query"],
+        )
+        assert index.scan_choice.last == path
     (s0, i0, n0), (s1, i1, n1) = results["faiss"], results["blas"]
     np.testing.assert_allclose(s0, s1, rtol=1e-4, atol=1e-3)
     assert n0 == n1
     for a, b in zip(i0, i1, strict=True):
         assert set(a.tolist()) == set(b.tolist())
+
+
+def test_batch_searches_teach_the_chooser_their_cost() -> None:
+    # unforced batches are timed and recorded under the path that ran; a cold index follows
+    # the fixed rule (here: faiss at 1 probe, BLAS at all of them)
+    index = build("ip", 1, "numpy")
+    q = mixture(400, seed=22)
+    parts = len(index.parts)
+    for nprobe in (1, parts):
+        index.search(q, 10, nprobe=nprobe)
+    costs = index.scan_choice.estimates()
+    assert len(costs["faiss"]) == 1 and len(costs["blas"]) == 1
+    assert all(v > 0 for path in costs.values() for v in path.values())
+    index.search(q[:1], 10, nprobe=parts)  # a single query is not a batch: not recorded
+    assert index.scan_choice.estimates() == costs
