@@ -4,7 +4,9 @@ faiss's ``ArrayInvertedLists`` keeps each list in a ``std::vector`` that doubles
 grows and never shrinks (and no single list's buffer can be replaced from Python), so
 `veclink.index.postings.PostingStore` models the capacities and, once the spare capacity is
 worth it, copies every list into a fresh ``ArrayInvertedLists`` whose buffers hold the
-entries plus HEADROOM; dropping the old one frees its buffers.
+entries plus HEADROOM; dropping the old one frees its buffers. (A list that outgrows its
+buffer is regrown to its entries plus a sixteenth, not doubled, by the store itself; what
+repacks reclaim is mostly the capacity that splits, merges and compactions leave behind.)
 
 The copy runs as rebalancing steps of about STEP_BYTES each under the index's *shared*
 lock (searches go on; writers wait one step), and lists that writers change after they were
@@ -19,8 +21,9 @@ import faiss
 import numpy as np
 
 #: spare capacity a repack leaves each list, as a share of its entries (so that the next
-#: appends do not double it at once); below `veclink.index.postings.REPACK_SLACK`
-HEADROOM = 0.05
+#: appends do not regrow it at once, `veclink.index.postings.PostingStore.add`); below
+#: `veclink.index.postings.REPACK_SLACK`
+HEADROOM = 0.02
 #: bytes copied per rebalancing step (a few milliseconds)
 STEP_BYTES = 8 << 20
 
@@ -31,17 +34,23 @@ def copy_list(
     list_no: int,
     n: int,
     code_size: int,
-    headroom: float = HEADROOM,
+    headroom: float | None = None,
 ) -> int:
     """Copy list ``list_no`` (``n`` entries) into ``dst``'s empty list; returns its capacity.
 
     An empty ``std::vector`` allocates exactly what it is first given: it gets ``n`` plus
-    the headroom, and is cut back to ``n`` (the capacity stays).
+    the headroom, and is cut back to ``n`` (the capacity stays). Without headroom the
+    entries go straight from one faiss buffer to the other (one copy).
     """
+    if headroom is None:
+        headroom = HEADROOM
     cap = n + int(headroom * n)
     dst.resize(list_no, 0)
     if not n:
         return 0
+    if cap == n:
+        dst.add_entries(list_no, n, src.get_ids(list_no), src.get_codes(list_no))
+        return n
     ids = np.zeros(cap, dtype=np.int64)
     ids[:n] = faiss.rev_swig_ptr(src.get_ids(list_no), n)
     codes = np.zeros(cap * code_size, dtype=np.uint8)
