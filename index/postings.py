@@ -7,7 +7,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 from veclink.index.codecs import FullVectors, make_codec
-from veclink.index.repack import Repack, copy_lists
+from veclink.index.repack import Repack, Staging, copy_lists, refill
 
 from veclink.errors import ResourceExhausted
 
@@ -131,6 +131,7 @@ class PostingStore:
         #: a `Repack` in progress, and how many finished
         self.repack: Repack | None = None
         self.repacks = 0
+        self._staging = Staging(self.code_size)  # (writers only: under the exclusive lock)
         self.pid_list = np.full(64, -1, dtype=np.int64)
         #: the index's version map: entries' full versions are recovered from it (`versions_of`)
         self.versions = VersionMap()
@@ -142,17 +143,19 @@ class PostingStore:
     def ver_mask(self) -> int:
         return (1 << self.ver_bits) - 1
 
-    def versions_of(self, keys: np.ndarray) -> np.ndarray:
-        """Full (uint32) versions of the entries with faiss ids ``keys``.
+    def versions_of(self, keys: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Full (uint32) versions of the entries with faiss ids ``keys`` (slots ``slots``).
 
         A key holds its version's low ``ver_bits`` bits; the index keeps every copy's version
         less than ``2**ver_bits`` behind its slot's current one (`PartitionedIndex.
         _versions_bumped`), so the version is the current one minus the low bits' distance:
         exact, with no per-entry version stored beside the lists (4 bytes an entry).
         """
-        cur = self.versions.ver[keys & SLOT_MASK]
-        low = (keys >> SLOT_BITS).astype(np.uint32)
-        return cur - ((cur - low) & np.uint32(self.ver_mask))  # uint32: wraps like versions
+        cur = self.versions.ver.take(slots)
+        ver = (keys >> SLOT_BITS).astype(np.uint32)
+        np.subtract(cur, ver, out=ver)  # uint32: wraps like the versions
+        np.bitwise_and(ver, np.uint32(self.ver_mask), out=ver)
+        return np.subtract(cur, ver, out=ver)
 
     def admit(self, slots: np.ndarray, vecs: np.ndarray) -> None:
         """New current vectors of ``slots``, before they are placed in postings.
@@ -244,20 +247,10 @@ class PostingStore:
         cap = int(self.caps[list_no])
         if need > cap:  # regrow the list exactly: empty it, then add everything back
             new = need + need // LIST_GROWTH
-            all_keys = np.empty(new, dtype=np.int64)
-            all_codes = np.empty(new * self.code_size, dtype=np.uint8)
-            if size:
-                all_keys[:size] = faiss.rev_swig_ptr(self.lists.get_ids(list_no), size)
-                all_codes[: size * self.code_size] = faiss.rev_swig_ptr(
-                    self.lists.get_codes(list_no), size * self.code_size
-                )
+            all_keys, all_codes = self._staging.gather(self.lists, list_no, size, new)
             all_keys[size:need] = keys
             all_codes[size * self.code_size : need * self.code_size] = codes.reshape(-1)
-            self.lists.resize(list_no, 0)
-            self.lists.add_entries(
-                list_no, new, faiss.swig_ptr(all_keys), faiss.swig_ptr(all_codes)
-            )
-            self.lists.resize(list_no, need)
+            refill(self.lists, list_no, all_keys, all_codes, need)
             self.caps[list_no] = new
             self.cap_entries += new - cap
         else:
@@ -429,12 +422,12 @@ class Posting:
                 np.zeros((0, store.dim), np.float32),
             )
         keys = faiss.rev_swig_ptr(store.lists.get_ids(self.list_no), n)
-        ver = store.versions_of(keys)
+        slots = keys & SLOT_MASK
+        ver = store.versions_of(keys, slots)
         if store.full is not None:  # quantised: the entries' full vectors (a copy)
-            slots = keys & SLOT_MASK
             return slots, ver, store.full.take(slots)
         codes = faiss.rev_swig_ptr(store.lists.get_codes(self.list_no), n * store.code_size)
-        return keys & SLOT_MASK, ver, codes.view(np.float32).reshape(n, store.dim)
+        return slots, ver, codes.view(np.float32).reshape(n, store.dim)
 
     def codes(self) -> np.ndarray:
         """The entries' codes as stored (n, code_size) uint8; aliases faiss's memory."""

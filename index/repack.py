@@ -28,6 +28,47 @@ HEADROOM = 0.02
 STEP_BYTES = 8 << 20
 
 
+class Staging:
+    """Buffers, reused, that a list's entries are gathered in before the list is refilled
+    (`copy_list`, `veclink.index.postings.PostingStore.add`): no allocation per list, which
+    for lists above malloc's mmap threshold (~128 KB, 85 entries at 384-d) costs page faults."""
+
+    def __init__(self, code_size: int) -> None:
+        self.code_size = code_size
+        self.keys = np.empty(0, dtype=np.int64)
+        self.codes = np.empty(0, dtype=np.uint8)
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, codes) buffers for ``n`` entries; their content is left over."""
+        if n > self.keys.size:
+            m = max(n, self.keys.size + self.keys.size // 2, 256)
+            self.keys = np.empty(m, dtype=np.int64)
+            self.codes = np.empty(m * self.code_size, dtype=np.uint8)
+        return self.keys[:n], self.codes[: n * self.code_size]
+
+    def gather(
+        self, src: faiss.ArrayInvertedLists, list_no: int, n: int, cap: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Buffers for ``cap`` entries whose first ``n`` are list ``list_no``'s entries."""
+        keys, codes = self.take(cap)
+        if n:
+            keys[:n] = faiss.rev_swig_ptr(src.get_ids(list_no), n)
+            codes[: n * self.code_size] = faiss.rev_swig_ptr(
+                src.get_codes(list_no), n * self.code_size
+            )
+        return keys, codes
+
+
+def refill(
+    dst: faiss.ArrayInvertedLists, list_no: int, keys: np.ndarray, codes: np.ndarray, n: int
+) -> None:
+    """Make list ``list_no`` of ``dst`` (any size) hold the first ``n`` of ``keys`` / ``codes``
+    in a buffer of exactly ``keys.size`` entries, if that is more than its capacity."""
+    dst.resize(list_no, 0)
+    dst.add_entries(list_no, keys.size, faiss.swig_ptr(keys), faiss.swig_ptr(codes))
+    dst.resize(list_no, n)
+
+
 def copy_list(
     src: faiss.ArrayInvertedLists,
     dst: faiss.ArrayInvertedLists,
@@ -35,6 +76,7 @@ def copy_list(
     n: int,
     code_size: int,
     headroom: float | None = None,
+    staging: Staging | None = None,
 ) -> int:
     """Copy list ``list_no`` (``n`` entries) into ``dst``'s empty list; returns its capacity.
 
@@ -51,12 +93,8 @@ def copy_list(
     if cap == n:
         dst.add_entries(list_no, n, src.get_ids(list_no), src.get_codes(list_no))
         return n
-    ids = np.zeros(cap, dtype=np.int64)
-    ids[:n] = faiss.rev_swig_ptr(src.get_ids(list_no), n)
-    codes = np.zeros(cap * code_size, dtype=np.uint8)
-    codes[: n * code_size] = faiss.rev_swig_ptr(src.get_codes(list_no), n * code_size)
-    dst.add_entries(list_no, cap, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
-    dst.resize(list_no, n)
+    keys, codes = (staging or Staging(code_size)).gather(src, list_no, n, cap)
+    refill(dst, list_no, keys, codes, n)
     return cap
 
 
@@ -66,8 +104,9 @@ def copy_lists(
     """All lists of ``src`` copied at once into ``nlist`` fresh lists: (lists, capacities)."""
     dst = faiss.ArrayInvertedLists(nlist, code_size)
     caps = np.zeros(nlist, dtype=np.int64)
+    staging = Staging(code_size)
     for list_no in np.nonzero(sizes)[0].tolist():
-        caps[list_no] = copy_list(src, dst, list_no, int(sizes[list_no]), code_size)
+        caps[list_no] = copy_list(src, dst, list_no, int(sizes[list_no]), code_size, None, staging)
     return dst, caps
 
 
@@ -80,6 +119,7 @@ class Repack:
         self.code_size = code_size
         self.nlist = nlist
         self.cursor = 0  # lists below it are copied
+        self.staging = Staging(code_size)
         self._dirty: set[int] = set()
 
     def dirty(self, list_no: int) -> None:
@@ -95,7 +135,9 @@ class Repack:
         budget = STEP_BYTES
         while self.cursor < self.nlist and budget > 0:
             n = int(sizes[self.cursor])
-            self.caps[self.cursor] = copy_list(src, self.lists, self.cursor, n, self.code_size)
+            self.caps[self.cursor] = copy_list(
+                src, self.lists, self.cursor, n, self.code_size, None, self.staging
+            )
             budget -= n * (self.code_size + 8) + 64
             self.cursor += 1
         return self.cursor >= self.nlist
@@ -104,5 +146,7 @@ class Repack:
         """Copy the lists changed since they were copied (under the exclusive lock)."""
         for list_no in sorted(self._dirty):
             n = int(sizes[list_no])
-            self.caps[list_no] = copy_list(src, self.lists, list_no, n, self.code_size)
+            self.caps[list_no] = copy_list(
+                src, self.lists, list_no, n, self.code_size, None, self.staging
+            )
         self._dirty.clear()
