@@ -82,7 +82,9 @@ class CentroidTable:
     def _layout(self, pids: np.ndarray, cents: np.ndarray) -> None:
         self.changes += 1
         n = len(pids)
-        cap = max(2 * n, 64)
+        # spare rows: an eighth (a relayout copies the rows and re-projects them, O(n dim) per
+        # n/8 splits); doubling left up to half the table, and its projection, unused
+        cap = max(n + n // 8, 64)
         self._cbuf = np.zeros((cap, self.dim), dtype=np.float32)
         self._pbuf = np.zeros(cap, dtype=np.int64)
         self._sqbuf = np.zeros(cap, dtype=np.float32)

@@ -33,13 +33,13 @@ from veclink.index.centroid_graph import CentroidGraph
 from veclink.index.centroids import CentroidTable
 from veclink.index.codecs import CODECS
 from veclink.index.durable import WalIndex
-from veclink.index.postings import Posting, PostingStore, VersionMap
+from veclink.index.postings import MAX_PARTITION_ID, Posting, PostingStore, VersionMap
 from veclink.index.rebalance import Rebalancer
 from veclink.index.registry import register_index
 from veclink.index.scan import scan_postings
 from veclink.index.scan_choice import ScanChooser
 
-from veclink.errors import InvalidArgument, NotFound
+from veclink.errors import InvalidArgument, NotFound, ResourceExhausted
 from veclink.validation import Problems, is_int, quote
 
 #: compact a posting once more than 1 / STALE_SHARE of its entries are known stale
@@ -107,7 +107,7 @@ class PartitionedIndex(WalIndex):
         )
         self.centroids = CentroidTable(self.dim, graph_min=self.options["graph_min_partitions"])
         self.next_pid = 0
-        self.versions = VersionMap()
+        self.versions = self.store.versions  # (the store reads entries' versions from it)
         self.scanned_total = 0
         self.queries_total = 0
         self._counters = threading.Lock()
@@ -150,6 +150,8 @@ class PartitionedIndex(WalIndex):
 
     def new_partition(self, centroid: np.ndarray) -> int:
         pid = self.next_pid
+        if pid > MAX_PARTITION_ID:  # ~2**31 splits: after about 10**11 inserts
+            raise ResourceExhausted(f"an index creates at most {MAX_PARTITION_ID + 1} partitions")
         self.next_pid += 1
         self.parts[pid] = part = self.store.create(pid)
         self.centroids.append(pid, centroid)
@@ -254,22 +256,29 @@ class PartitionedIndex(WalIndex):
                 part.stale += c
 
     def _versions_bumped(self, slots: np.ndarray) -> None:
-        """Keep every stale copy's version within ``2**ver_bits`` of its id's current one.
+        """Keep every copy's version less than ``2**ver_bits`` behind its id's current one.
 
-        The scan tells stale copies by the version bits packed in their faiss ids
-        (`PostingStore`). When a version reaches a multiple of ``2**ver_bits`` (once per
-        ~8M updates of one id), every posting drops its stale entries, so no copy older by a
-        full cycle can survive to alias the current version.
+        Faiss ids keep a version's low ``ver_bits`` bits: the scan tells stale copies by them,
+        and `PostingStore.versions_of` recovers full versions from them, both exact while the
+        bound holds. When a version reaches a multiple of ``2**ver_bits`` (once per ~8M updates
+        of one id), every posting drops its stale entries, and all entries of the ids that
+        reached it: those ids have no current copy yet (callers bump versions before placing
+        new copies), and their oldest copy may be exactly ``2**ver_bits`` behind, the one
+        distance the bits cannot tell from none.
         """
         vm = self.versions
-        vm.rekey(slots, self.store.ver_mask)
-        if (vm.ver[slots] & self.store.ver_mask).all():
+        mask = self.store.ver_mask
+        vm.rekey(slots, mask)
+        wrapped = slots[(vm.ver[slots] & mask) == 0]
+        if not wrapped.size:
             return
+        gone = np.zeros(vm.ver.size, dtype=bool)
+        gone[wrapped] = True
         for part in self.parts.values():
             ids, ver, _ = part.view()
-            current = vm.current(ids, ver)
-            if not current.all():
-                part.keep(current)
+            keep = vm.current(ids, ver) & ~gone[ids]
+            if not keep.all():
+                part.keep(keep)
 
     def _apply_remove(self, ids: np.ndarray) -> int:
         vm = self.versions
@@ -358,8 +367,8 @@ class PartitionedIndex(WalIndex):
     def stats(self) -> dict[str, Any]:
         with self.lock.shared():
             sizes = np.array([p.n for p in self.parts.values()], dtype=np.int64)
-            # the lists' buffers (codes and ids, spare capacity included) and the versions
-            postings = self.store.nbytes() + sum(p.ver.nbytes for p in self.parts.values())
+            # the lists' buffers (codes and ids with the version bits, spare capacity included)
+            postings = self.store.nbytes()
             full = self.store.full.nbytes() if self.store.full is not None else 0
             full_file = self.store.full.file_bytes() if self.store.full is not None else 0
             memory = postings + full + self.versions.nbytes()
@@ -440,17 +449,23 @@ class PartitionedIndex(WalIndex):
             # each z[...] reads the array from the archive again: read each one once
             ids, ver, stale = z["ids"], z["ver"], z["stale"]
             vecs = z["codes"] if store.full is not None else z["vecs"]
-            for i, pid in enumerate(z["pids"].tolist()):
-                a, b = offsets[i], offsets[i + 1]
-                part = store.create(pid)
-                part.append(ids[a:b], ver[a:b], vecs[a:b], encoded=store.full is not None)
-                part.stale = int(stale[i])
-                self.parts[pid] = part
-            self.set_centroids(z["cent_pid"], z["cents"])
             next_pid, count = (int(x) for x in z["scalars"])
             self.next_pid = next_pid
-            self.versions = VersionMap.from_arrays(z, count)
-            self.versions.rekey(np.arange(self.versions.size), self.store.ver_mask)
+            vm = self.versions = store.versions = VersionMap.from_arrays(z, count)
+            # entries carry only their versions' low bits from here on (`versions_of`): a stale
+            # copy 2**ver_bits or more behind (none in snapshots this code writes) goes now
+            recent = (vm.ver[ids] - ver.astype(np.uint32)) <= np.uint32(store.ver_mask)
+            for i, pid in enumerate(z["pids"].tolist()):
+                a, b = offsets[i], offsets[i + 1]
+                keep = recent[a:b]
+                part = store.create(pid)
+                part.append(
+                    ids[a:b][keep], ver[a:b][keep], vecs[a:b][keep], encoded=store.full is not None
+                )
+                part.stale = min(int(stale[i]), part.n)
+                self.parts[pid] = part
+            self.set_centroids(z["cent_pid"], z["cents"])
+            vm.rekey(np.arange(vm.size), store.ver_mask)
 
     def _after_replay(self) -> None:
         # work the previous process left pending (it is not in the snapshot)

@@ -7,7 +7,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 from veclink.index.codecs import FullVectors, make_codec
-from veclink.index.repack import Repack, copy_lists
+from veclink.index.repack import Repack, Staging, copy_lists, refill
 
 from veclink.errors import ResourceExhausted
 
@@ -32,10 +32,18 @@ SLOT_BITS = 40
 SLOT_MASK = (1 << SLOT_BITS) - 1
 #: version bits kept in the faiss id; `PostingStore.ver_bits` (tests shrink it)
 VER_BITS = 23
+#: partition ids fit the version map's int32 ``loc``
+MAX_PARTITION_ID = (1 << 31) - 1
+#: `VersionMap.cur_ver` of a slot that is not live (no version bits are this)
+NOT_LIVE = np.uint32(0xFFFFFFFF)
+#: the version map's per-slot arrays grow by 1 / GROWTH of their capacity
+GROWTH = 16
+#: a list that must grow is regrown to its entries plus 1 / LIST_GROWTH (`PostingStore.add`)
+LIST_GROWTH = 16
 #: up to this many queries, faiss runs in the calling thread alone (no OpenMP team)
 SMALL_BATCH = 16
 #: repack the lists once their buffers' spare capacity exceeds this share of the bytes used
-REPACK_SLACK = 0.15
+REPACK_SLACK = 0.04
 #: ... and is at least this many bytes (small indexes are not worth a pass)
 REPACK_MIN_BYTES = 1 << 20
 #: once this share of the lists is in use, a repack into twice as many lists begins, so that
@@ -119,14 +127,17 @@ class PostingStore:
         self.ivf.is_trained = True
         self.nlist = nlist
         self.sizes = np.zeros(nlist, dtype=np.int64)
-        #: entries each list's buffers hold before faiss reallocates them (`grown`)
+        #: entries each list's buffers hold before faiss reallocates them (`add`)
         self.caps = np.zeros(nlist, dtype=np.int64)
         self.used_entries = 0  # sum of sizes
         self.cap_entries = 0  # sum of caps
         #: a `Repack` in progress, and how many finished
         self.repack: Repack | None = None
         self.repacks = 0
+        self._staging = Staging(self.code_size)  # (writers only: under the exclusive lock)
         self.pid_list = np.full(64, -1, dtype=np.int64)
+        #: the index's version map: entries' full versions are recovered from it (`versions_of`)
+        self.versions = VersionMap()
         self._free: list[int] = []
         self._params: dict[int, faiss.SearchParametersIVF] = {}
         self._next = 0
@@ -143,6 +154,20 @@ class PostingStore:
     @property
     def ver_mask(self) -> int:
         return (1 << self.ver_bits) - 1
+
+    def versions_of(self, keys: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Full (uint32) versions of the entries with faiss ids ``keys`` (slots ``slots``).
+
+        A key holds its version's low ``ver_bits`` bits; the index keeps every copy's version
+        less than ``2**ver_bits`` behind its slot's current one (`PartitionedIndex.
+        _versions_bumped`), so the version is the current one minus the low bits' distance:
+        exact, with no per-entry version stored beside the lists (4 bytes an entry).
+        """
+        cur = self.versions.ver.take(slots)
+        ver = (keys >> SLOT_BITS).astype(np.uint32)
+        np.subtract(cur, ver, out=ver)  # uint32: wraps like the versions
+        np.bitwise_and(ver, np.uint32(self.ver_mask), out=ver)
+        return np.subtract(cur, ver, out=ver)
 
     def admit(self, slots: np.ndarray, vecs: np.ndarray) -> None:
         """New current vectors of ``slots``, before they are placed in postings.
@@ -215,22 +240,35 @@ class PostingStore:
 
     # ------------------------------------------------------------------ buffers
     # faiss's lists are ``std::vector``s: appending past the capacity reallocates to
-    # ``size + max(size, added)`` (libstdc++), and shrinking never frees, so a posting that
-    # grew to the split limit and was split keeps a buffer for twice the limit (the float32
-    # layout measured 1.9x the raw vectors' bytes, BENCHMARKS.md). No single list can be
-    # reallocated from here; the store models every list's capacity (`grown`) and, when the
-    # spare capacity passes REPACK_SLACK, copies all lists into fresh exact buffers
-    # (`Repack`), a bounded chunk per rebalancing step.
+    # ``size + max(size, added)`` (libstdc++: about double), and shrinking never frees, so a
+    # posting that grew to the split limit and was split keeps a buffer for twice the limit
+    # (the float32 layout measured 1.9x the raw vectors' bytes, BENCHMARKS.md). No single
+    # list's buffer can be swapped from here, but an *empty* vector grows to exactly what it
+    # is given: `add` regrows a full list to its entries plus 1 / LIST_GROWTH by emptying it
+    # and adding all its entries back (two copies of the list per regrowth: ~2 x LIST_GROWTH
+    # entry copies per entry appended, against the vector's own 1-2; 1/16 spare at most
+    # instead of up to 1/1, so repacks come several times less often, BENCHMARKS.md).
+    # Splits and merges still leave emptied capacity behind, so the store tracks every
+    # list's capacity and, when the spare capacity passes REPACK_SLACK, copies all lists into
+    # fresh buffers (`Repack`), a bounded chunk per rebalancing step.
 
-    def grown(self, list_no: int, size: int, added: int) -> None:
-        """Account for ``added`` entries appended to list ``list_no`` of ``size`` entries."""
+    def add(self, list_no: int, size: int, keys: np.ndarray, codes: np.ndarray) -> None:
+        """Append entries (faiss ids ``keys``, ``codes``) to list ``list_no`` of ``size``."""
+        added = keys.size
         need = size + added
         cap = int(self.caps[list_no])
-        if need > cap:
-            new = size + max(size, added)
+        if need > cap:  # regrow the list exactly: empty it, then add everything back
+            new = need + need // LIST_GROWTH
+            all_keys, all_codes = self._staging.gather(self.lists, list_no, size, new)
+            all_keys[size:need] = keys
+            all_codes[size * self.code_size : need * self.code_size] = codes.reshape(-1)
+            refill(self.lists, list_no, all_keys, all_codes, need)
             self.caps[list_no] = new
             self.cap_entries += new - cap
+        else:
+            self.lists.add_entries(list_no, added, faiss.swig_ptr(keys), faiss.swig_ptr(codes))
         self.used_entries += added
+        self.sizes[list_no] = need
         self.touched(list_no, appended=True)
 
     def touched(self, list_no: int, appended: bool = False) -> None:
@@ -282,7 +320,7 @@ class PostingStore:
         return old
 
     def nbytes(self) -> int:
-        """Bytes of the lists' buffers, codes and ids (capacities as modelled by `grown`)."""
+        """Bytes of the lists' buffers, codes and ids (capacities as tracked by `add`)."""
         return self.cap_entries * (self.code_size + 8)
 
     # ------------------------------------------------------------------ router
@@ -372,16 +410,16 @@ class Posting:
     """The (slot, version, vector) entries of one partition: a list of the `PostingStore`.
 
     A slot stands for an id (see `VersionMap`); "ids" below means slots. Vectors and the
-    packed ids live in faiss; versions in a numpy buffer beside them. `view` returns arrays
-    that alias faiss's memory: valid until this posting is next changed.
+    packed ids (slot and version bits) live in faiss; `view` recovers the full versions from
+    the version map (`PostingStore.versions_of`) and returns arrays that alias faiss's
+    memory (ids and vectors): valid until this posting is next changed.
     """
 
-    __slots__ = ("store", "list_no", "ver", "n", "stale")
+    __slots__ = ("store", "list_no", "n", "stale")
 
     def __init__(self, store: PostingStore, list_no: int) -> None:
         self.store = store
         self.list_no = list_no
-        self.ver = np.empty(32, dtype=np.uint32)
         self.n = 0
         #: entries known to be stale (deleted or replaced); a hint for compaction
         self.stale = 0
@@ -389,48 +427,46 @@ class Posting:
     def append(
         self, ids: np.ndarray, ver: np.ndarray, vecs: np.ndarray, encoded: bool = False
     ) -> None:
+        """Append entries; ``ver`` must be within ``2**ver_bits`` of each slot's current
+        version (any version the index hands out is)."""
         if not ids.size:
             return
         store = self.store
         need = self.n + ids.size
-        if need > self.ver.size:
-            grown = np.empty(need + need // 4, dtype=np.uint32)
-            grown[: self.n] = self.ver[: self.n]
-            self.ver = grown
-        self.ver[self.n : need] = ver
         keys = np.asarray(ids, dtype=np.int64) | (
             (np.asarray(ver, dtype=np.int64) & store.ver_mask) << SLOT_BITS
         )
         codes = np.ascontiguousarray(vecs, dtype=np.uint8) if encoded else store.codec.encode(vecs)
-        store.grown(self.list_no, self.n, ids.size)
         store.entries_written += ids.size
-        store.lists.add_entries(self.list_no, ids.size, faiss.swig_ptr(keys), faiss.swig_ptr(codes))
+        store.add(self.list_no, self.n, keys, codes)
         self.n = need
-        store.sizes[self.list_no] = need
 
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(slots, full versions, float32 vectors) of the entries."""
         n, store = self.n, self.store
         store.entries_read += n
         if not n:
             return (
                 np.zeros(0, np.int64),
-                self.ver[:0],
+                np.zeros(0, np.uint32),
                 np.zeros((0, store.dim), np.float32),
             )
         keys = faiss.rev_swig_ptr(store.lists.get_ids(self.list_no), n)
+        slots = keys & SLOT_MASK
+        ver = store.versions_of(keys, slots)
         if store.full is not None:  # quantised: the entries' full vectors (a copy)
-            slots = keys & SLOT_MASK
-            return slots, self.ver[:n], store.full.take(slots)
+            return slots, ver, store.full.take(slots)
         codes = faiss.rev_swig_ptr(store.lists.get_codes(self.list_no), n * store.code_size)
-        return keys & SLOT_MASK, self.ver[:n], codes.view(np.float32).reshape(n, store.dim)
+        return slots, ver, codes.view(np.float32).reshape(n, store.dim)
 
     def slots(self) -> tuple[np.ndarray, np.ndarray]:
-        """The entries' (slots, versions), without their vectors; ``ver`` aliases."""
+        """The entries' (slots, full versions), without their vectors (copies)."""
         n = self.n
         if not n:
-            return np.zeros(0, np.int64), self.ver[:0]
+            return np.zeros(0, np.int64), np.zeros(0, np.uint32)
         keys = faiss.rev_swig_ptr(self.store.lists.get_ids(self.list_no), n)
-        return keys & SLOT_MASK, self.ver[:n]
+        slots = keys & SLOT_MASK
+        return slots, self.store.versions_of(keys, slots)
 
     def take_out(self, positions: np.ndarray) -> None:
         """Remove the entries at ``positions`` (distinct) in O(their number), not O(n): the
@@ -449,7 +485,6 @@ class Posting:
                 lists.update_entries(
                     self.list_no, h, 1, faiss.swig_ptr(keys[i : i + 1]), faiss.swig_ptr(codes[i])
                 )
-            self.ver[holes] = self.ver[fill]
             store.entries_written += holes.size
         lists.resize(self.list_no, n - m)
         store.touched(self.list_no)
@@ -485,8 +520,6 @@ class Posting:
         self.store.used_entries -= self.n
         self.n = self.stale = 0
         self.store.sizes[self.list_no] = 0
-        if self.ver.size > max(ids.size + ids.size // 4, 32):
-            self.ver = np.empty(max(ids.size + ids.size // 4, 32), dtype=np.uint32)
         self.append(ids, ver, vecs)
 
 
@@ -506,10 +539,12 @@ class VersionMap:
         self.ext = np.zeros(0, dtype=np.int64)
         self.ver = np.zeros(0, dtype=np.uint32)
         self.live = np.zeros(0, dtype=bool)
-        #: partition of the primary copy, -1 when none
-        self.loc = np.zeros(0, dtype=np.int64)
-        #: the faiss id (`PostingStore`) of each slot's current copy; -2 when not live
-        self.cur_key = np.zeros(0, dtype=np.int64)
+        #: partition of the primary copy, -1 when none (int32: partition ids stay below
+        #: MAX_PARTITION_ID, `PartitionedIndex.new_partition`)
+        self.loc = np.zeros(0, dtype=np.int32)
+        #: the version bits in the faiss id (`PostingStore`) of each slot's current copy;
+        #: NOT_LIVE when not live (4 bytes a slot: the slot half of the id is the position)
+        self.cur_ver = np.zeros(0, dtype=np.uint32)
         self.size = 0  # slots in use (the arrays above have spare capacity)
         self.count = 0  # live ids
 
@@ -546,21 +581,29 @@ class VersionMap:
         cap = self.ver.size
         if need <= cap:
             return
-        new = max(need, cap + cap // 4, 1024)  # a quarter: the map is ~10% of 128-d vectors
+        # by a sixteenth: the map is ~8% of 128-d vectors, so spare slots are worth bounding,
+        # and a copy of ~21 bytes a slot every n/16 new ids costs ~0.1 us an id
+        new = max(need, cap + cap // GROWTH, 1024)
         self.ext = np.concatenate([self.ext, np.full(new - cap, -1, np.int64)])
         self.ver = np.concatenate([self.ver, np.zeros(new - cap, np.uint32)])
         self.live = np.concatenate([self.live, np.zeros(new - cap, bool)])
-        self.loc = np.concatenate([self.loc, np.full(new - cap, -1, np.int64)])
-        self.cur_key = np.concatenate([self.cur_key, np.full(new - cap, -2, np.int64)])
+        self.loc = np.concatenate([self.loc, np.full(new - cap, -1, np.int32)])
+        self.cur_ver = np.concatenate([self.cur_ver, np.full(new - cap, NOT_LIVE, np.uint32)])
 
     def current(self, slots: np.ndarray, ver: np.ndarray) -> np.ndarray:
         """Mask of entries that are the live, latest copy of their id."""
         return self.live[slots] & (self.ver[slots] == ver)
 
     def rekey(self, slots: np.ndarray, ver_mask: int) -> None:
-        """Refresh ``cur_key`` of ``slots`` after their version or liveness changed."""
-        key = slots | ((self.ver[slots].astype(np.int64) & ver_mask) << SLOT_BITS)
-        self.cur_key[slots] = np.where(self.live[slots], key, -2)
+        """Refresh ``cur_ver`` of ``slots`` after their version or liveness changed."""
+        bits = self.ver[slots] & np.uint32(ver_mask)
+        self.cur_ver[slots] = np.where(self.live[slots], bits, NOT_LIVE)
+
+    def current_keys(self, keys: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Mask of faiss ids ``keys`` (with ``slots = keys & SLOT_MASK``) that are their
+        slot's current copy. A -1 key (no entry) maps to the last slot by clipping, and its
+        version half (-1) equals no ``cur_ver``."""
+        return self.cur_ver.take(slots, mode="clip") == (keys >> SLOT_BITS)
 
     def live_slots(self, ids: np.ndarray) -> np.ndarray:
         """Slots of ``ids`` (-1 where the id is not live)."""
@@ -587,7 +630,8 @@ class VersionMap:
     @classmethod
     def from_arrays(cls, z: dict[str, np.ndarray] | np.lib.npyio.NpzFile, count: int) -> VersionMap:
         vm = cls()
-        vm.ver, vm.live, vm.loc = (z[k].copy() for k in ("vm_ver", "vm_live", "vm_loc"))
+        vm.ver, vm.live = (z[k].copy() for k in ("vm_ver", "vm_live"))
+        vm.loc = z["vm_loc"].astype(np.int32)  # int64 in snapshots before the int32 map
         n = vm.ver.size
         if "vm_ext" in z:
             vm.ext, vm.keys, vm.key_slot = (
@@ -598,9 +642,9 @@ class VersionMap:
             vm.keys = np.nonzero(vm.ver)[0].astype(np.int64)
             vm.key_slot = vm.keys.copy()
         vm.size, vm.count = n, count
-        vm.cur_key = np.full(n, -2, dtype=np.int64)
+        vm.cur_ver = np.full(n, NOT_LIVE, dtype=np.uint32)
         return vm
 
     def nbytes(self) -> int:
-        arrays = (self.keys, self.key_slot, self.ext, self.ver, self.live, self.loc, self.cur_key)
+        arrays = (self.keys, self.key_slot, self.ext, self.ver, self.live, self.loc, self.cur_ver)
         return sum(a.nbytes for a in arrays)

@@ -4,7 +4,9 @@ faiss's ``ArrayInvertedLists`` keeps each list in a ``std::vector`` that doubles
 grows and never shrinks (and no single list's buffer can be replaced from Python), so
 `veclink.index.postings.PostingStore` models the capacities and, once the spare capacity is
 worth it, copies every list into a fresh ``ArrayInvertedLists`` whose buffers hold the
-entries plus HEADROOM; dropping the old one frees its buffers.
+entries plus HEADROOM; dropping the old one frees its buffers. (A list that outgrows its
+buffer is regrown to its entries plus a sixteenth, not doubled, by the store itself; what
+repacks reclaim is mostly the capacity that splits, merges and compactions leave behind.)
 
 The copy runs as rebalancing steps of about STEP_BYTES each under the index's *shared*
 lock (searches go on; writers wait one step), and lists that writers change after they were
@@ -21,8 +23,9 @@ import faiss
 import numpy as np
 
 #: spare capacity a repack leaves each list, as a share of its entries (so that the next
-#: appends do not double it at once); below `veclink.index.postings.REPACK_SLACK`
-HEADROOM = 0.05
+#: appends do not regrow it at once, `veclink.index.postings.PostingStore.add`); below
+#: `veclink.index.postings.REPACK_SLACK`
+HEADROOM = 0.02
 #: bytes copied per rebalancing step (a few milliseconds)
 STEP_BYTES = 8 << 20
 #: the swap re-copies, under the exclusive lock, at most about this many bytes of lists that
@@ -32,29 +35,73 @@ FINISH_BYTES = 1 << 20
 CATCH_UP_STEPS = 8
 
 
+class Staging:
+    """Buffers, reused, that a list's entries are gathered in before the list is refilled
+    (`copy_list`, `veclink.index.postings.PostingStore.add`): no allocation per list, which
+    for lists above malloc's mmap threshold (~128 KB, 85 entries at 384-d) costs page faults."""
+
+    def __init__(self, code_size: int) -> None:
+        self.code_size = code_size
+        self.keys = np.empty(0, dtype=np.int64)
+        self.codes = np.empty(0, dtype=np.uint8)
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, codes) buffers for ``n`` entries; their content is left over."""
+        if n > self.keys.size:
+            m = max(n, self.keys.size + self.keys.size // 2, 256)
+            self.keys = np.empty(m, dtype=np.int64)
+            self.codes = np.empty(m * self.code_size, dtype=np.uint8)
+        return self.keys[:n], self.codes[: n * self.code_size]
+
+    def gather(
+        self, src: faiss.ArrayInvertedLists, list_no: int, n: int, cap: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Buffers for ``cap`` entries whose first ``n`` are list ``list_no``'s entries."""
+        keys, codes = self.take(cap)
+        if n:
+            keys[:n] = faiss.rev_swig_ptr(src.get_ids(list_no), n)
+            codes[: n * self.code_size] = faiss.rev_swig_ptr(
+                src.get_codes(list_no), n * self.code_size
+            )
+        return keys, codes
+
+
+def refill(
+    dst: faiss.ArrayInvertedLists, list_no: int, keys: np.ndarray, codes: np.ndarray, n: int
+) -> None:
+    """Make list ``list_no`` of ``dst`` (any size) hold the first ``n`` of ``keys`` / ``codes``
+    in a buffer of exactly ``keys.size`` entries, if that is more than its capacity."""
+    dst.resize(list_no, 0)
+    dst.add_entries(list_no, keys.size, faiss.swig_ptr(keys), faiss.swig_ptr(codes))
+    dst.resize(list_no, n)
+
+
 def copy_list(
     src: faiss.ArrayInvertedLists,
     dst: faiss.ArrayInvertedLists,
     list_no: int,
     n: int,
     code_size: int,
-    headroom: float = HEADROOM,
+    headroom: float | None = None,
+    staging: Staging | None = None,
 ) -> int:
     """Copy list ``list_no`` (``n`` entries) into ``dst``'s empty list; returns its capacity.
 
     An empty ``std::vector`` allocates exactly what it is first given: it gets ``n`` plus
-    the headroom, and is cut back to ``n`` (the capacity stays).
+    the headroom, and is cut back to ``n`` (the capacity stays). Without headroom the
+    entries go straight from one faiss buffer to the other (one copy).
     """
+    if headroom is None:
+        headroom = HEADROOM
     cap = n + int(headroom * n)
     dst.resize(list_no, 0)
     if not n:
         return 0
-    ids = np.zeros(cap, dtype=np.int64)
-    ids[:n] = faiss.rev_swig_ptr(src.get_ids(list_no), n)
-    codes = np.zeros(cap * code_size, dtype=np.uint8)
-    codes[: n * code_size] = faiss.rev_swig_ptr(src.get_codes(list_no), n * code_size)
-    dst.add_entries(list_no, cap, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
-    dst.resize(list_no, n)
+    if cap == n:
+        dst.add_entries(list_no, n, src.get_ids(list_no), src.get_codes(list_no))
+        return n
+    keys, codes = (staging or Staging(code_size)).gather(src, list_no, n, cap)
+    refill(dst, list_no, keys, codes, n)
     return cap
 
 
@@ -64,8 +111,9 @@ def copy_lists(
     """All lists of ``src`` copied at once into ``nlist`` fresh lists: (lists, capacities)."""
     dst = faiss.ArrayInvertedLists(nlist, code_size)
     caps = np.zeros(nlist, dtype=np.int64)
+    staging = Staging(code_size)
     for list_no in np.nonzero(sizes)[0].tolist():
-        caps[list_no] = copy_list(src, dst, list_no, int(sizes[list_no]), code_size)
+        caps[list_no] = copy_list(src, dst, list_no, int(sizes[list_no]), code_size, None, staging)
     return dst, caps
 
 
@@ -78,6 +126,7 @@ class Repack:
         self.code_size = code_size
         self.nlist = nlist
         self.cursor = 0  # lists below it are copied
+        self.staging = Staging(code_size)
         #: entries each copied list had when it was last copied
         self.copied = np.zeros(nlist, dtype=np.int64)
         #: copied lists rewritten since (copied again whole), and ones only appended to
@@ -134,7 +183,9 @@ class Repack:
 
     def _copy(self, src: faiss.ArrayInvertedLists, list_no: int, n: int) -> int:
         """Copy a whole list; returns the bytes copied."""
-        self.caps[list_no] = copy_list(src, self.lists, list_no, n, self.code_size)
+        self.caps[list_no] = copy_list(
+            src, self.lists, list_no, n, self.code_size, None, self.staging
+        )
         self.copied[list_no] = n
         return n * (self.code_size + 8) + 64
 

@@ -46,7 +46,7 @@ def scan_quantized(
     rows = np.arange(nq)
     while True:
         slots = keys & SLOT_MASK
-        current = vm.cur_key.take(slots, mode="clip") == keys
+        current = vm.current_keys(keys, slots)
         found = keep_current(scores, slots, current, replicas)
         # each row's current entries in faiss's order (best first), up to `want`
         order = np.argsort(found < 0, axis=1, kind="stable")[:, :want]

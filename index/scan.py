@@ -84,7 +84,7 @@ def scan_one(
         _restore_omp(prev)
     top = buf.keys[:k]
     slots = top & SLOT_MASK
-    if not (vm.cur_key.take(slots, mode="clip") == top).all():
+    if not vm.current_keys(top, slots).all():
         return None
     scores = buf.dist[:k].copy()
     if index.metric == "l2":
@@ -148,9 +148,7 @@ def scan_faiss(
         scores, keys = store.scan(q, depth, lists)
     scanned = int(sizes.sum())
     slots = keys & SLOT_MASK
-    # a key is current iff it is its slot's `cur_key`; -1 (no entry) maps to the last slot
-    # by clipping and never equals a key
-    current = vm.cur_key.take(slots, mode="clip") == keys
+    current = vm.current_keys(keys, slots)  # (-1, no entry: never current)
     if replicas == 1 and current[:, :k].all():  # the common case: the top k are all current
         return scores[:, :k], vm.ext.take(slots[:, :k]), scanned
     entries = sizes.sum(1)
@@ -170,7 +168,7 @@ def scan_faiss(
         depth = int(min(4 * depth, entries[rows].max()))
         scores, keys = store.scan(q[rows], depth, lists[rows])
         slots = keys & SLOT_MASK
-        current = vm.cur_key.take(slots, mode="clip") == keys
+        current = vm.current_keys(keys, slots)
     found = out_i >= 0
     out_s[~found] = -np.inf
     out_i[found] = vm.ext[out_i[found]]
