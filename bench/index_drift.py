@@ -11,12 +11,20 @@ A uniform (no-shift) control repeats the stream in random order.
     python bench/index_drift.py --synthetic-n 200000   # Gaussian mixture, 128-d
     python bench/index_drift.py --pca 50               # WordNet projected to 50-d
     python bench/index_drift.py --synthetic-n 200000 --synthetic-d 50
+    python bench/index_drift.py --synthetic-n 10000000 --only shifted --skip-hnsw  # 10M x 128
+
+From --scaled-above vectors on (the 10M run), everything that would copy or scan the whole
+set at once works in blocks (generation, the 16-means split, ground truth), and an IVF peer
+built on more vectors than that is trained by two-level k-means on a sample and routes
+through an HNSW over its centroids (`make_ivf`): full k-means with tens of thousands of
+lists and exact assignment of millions of vectors take hours on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import math
 import os
 import time
@@ -30,6 +38,15 @@ from veclink.index import PartitionedIndex
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
 NPROBES = (4, 8, 16, 32, 64, 96, 112, 128, 160, 192, 256)
+#: rows per block where the whole set would otherwise be copied or scanned at once
+BLOCK = 1 << 20
+#: an IVF peer built on more vectors than `Scale.above` is trained on this many per list
+TRAIN_PER_LIST = 50
+#: HNSW routing of a scaled IVF peer: out-degree, and beam max(EF_MIN, EF_FACTOR x nprobe),
+#: the rule veclink's centroid graph uses (`veclink.index.centroid_graph`)
+PEER_HNSW_M = 32
+EF_MIN = 32
+EF_FACTOR = 2
 
 
 def rss_mb() -> float:
@@ -59,14 +76,20 @@ class Result:
 def load(args: argparse.Namespace) -> np.ndarray:
     if args.synthetic_n:
         rng = np.random.default_rng(args.seed)
-        d = args.synthetic_d
+        n, d = args.synthetic_n, args.synthetic_d
         centres = rng.normal(size=(64, d)).astype(np.float32) * 2
-        labels = rng.integers(0, 64, args.synthetic_n)
-        x = centres[labels] + rng.normal(size=(args.synthetic_n, d)).astype(np.float32)
-    else:
-        x = np.load(args.data).astype(np.float32)
-        if args.pca:
-            x = pca(x, args.pca, args.seed)
+        labels = rng.integers(0, 64, n)
+        # in blocks (float64 noise for 10M x 128 would be 10 GB); the generator's stream is
+        # the same as one call's, so the data are too
+        x = np.empty((n, d), dtype=np.float32)
+        for s in range(0, n, BLOCK):
+            e = min(n, s + BLOCK)
+            x[s:e] = centres[labels[s:e]] + rng.normal(size=(e - s, d)).astype(np.float32)
+            x[s:e] /= np.linalg.norm(x[s:e], axis=1, keepdims=True)
+        return x
+    x = np.load(args.data).astype(np.float32)
+    if args.pca:
+        x = pca(x, args.pca, args.seed)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return np.ascontiguousarray(x)
 
@@ -86,9 +109,13 @@ def workloads(x: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, list
     q_rows, rows = perm[: args.queries], perm[args.queries :]
     queries = x[q_rows]
     km = faiss.Kmeans(x.shape[1], 16, niter=10, seed=args.seed)
-    km.train(x[rows])
-    _, lab = km.index.search(x[rows], 1)
-    lab = lab[:, 0]
+    if len(rows) > args.scaled_above:  # k-means samples 256 points per centroid anyway
+        km.train(x[np.sort(rng.choice(rows, 256 * 16, replace=False))])
+    else:
+        km.train(x[rows])
+    lab = np.concatenate(
+        [km.index.search(x[rows[s : s + BLOCK]], 1)[1][:, 0] for s in range(0, len(rows), BLOCK)]
+    )
     order = rng.permutation(16)
     sizes = np.bincount(lab, minlength=16)
     base_clusters = []
@@ -118,11 +145,27 @@ def workloads(x: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, list
     return queries, out
 
 
+_TRUTH: dict[tuple[int, str], np.ndarray] = {}
+
+
 def truth(x: np.ndarray, live: np.ndarray, q: np.ndarray) -> np.ndarray:
-    flat = faiss.IndexFlatIP(x.shape[1])
-    flat.add(x[live])
-    _, gt = flat.search(q, K)
-    return live[gt]
+    """Exact top-K rows of ``x[live]`` for ``q`` (cached: the methods share live sets)."""
+    key = (len(live), hashlib.sha1(live.tobytes() + q.tobytes()).hexdigest())
+    if key not in _TRUTH:
+        if len(live) <= 2 * BLOCK:
+            flat = faiss.IndexFlatIP(x.shape[1])
+            flat.add(x[live])
+            _, gt = flat.search(q, K)
+        else:  # in blocks, merged by faiss's heaps (no copy of the whole live set)
+            heap = faiss.ResultHeap(len(q), K, keep_max=True)
+            for s in range(0, len(live), BLOCK):
+                block = live[s : s + BLOCK]
+                d, i = faiss.knn(q, x[block], K, metric=faiss.METRIC_INNER_PRODUCT)
+                heap.add_result(d, np.where(i >= 0, i + s, -1))
+            heap.finalize()
+            gt = heap.I
+        _TRUTH[key] = live[gt]
+    return _TRUTH[key]
 
 
 def recall(got: np.ndarray, gt: np.ndarray) -> float:
@@ -160,25 +203,28 @@ def run_veclink(
         merge_limit=args.split_limit // 8,
         postings=args.postings,
     )
+    start, cpu = time.perf_counter(), time.process_time()
     ix.add(w.base, x[w.base])
     ix.wait_idle()
-    deleted: set[int] = set()
-    ins_t = del_t = 0.0
+    res.build = (time.perf_counter() - start, time.process_time() - cpu)  # type: ignore[attr-defined]
+    deleted = np.zeros(len(x), dtype=bool)
+    ins_t = del_t = ins_cpu = 0.0
     n_ins = n_del = 0
     for b in range(len(w.batches) + 1):
         if b:
             rows = w.batches[b - 1]
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for s in range(0, len(rows), 1000):
                 ix.add(rows[s : s + 1000], x[rows[s : s + 1000]])
             ix.wait_idle()
             ins_t += time.perf_counter() - start
+            ins_cpu += time.process_time() - cpu
             n_ins += len(rows)
             start = time.perf_counter()
             ix.remove(w.deletes[b - 1])
             del_t += time.perf_counter() - start
             n_del += len(w.deletes[b - 1])
-            deleted |= set(w.deletes[b - 1].tolist())
+            deleted[w.deletes[b - 1]] = True
             ix.wait_idle()
         if b in (0, len(w.batches) // 2, len(w.batches)):
             gt = truth(x, np.sort(ix.ids()), w.queries)
@@ -187,10 +233,12 @@ def run_veclink(
                 before = (ix.scanned_total, ix.queries_total)
                 (_, got), qps = timed_qps(lambda q, n=nprobe: ix.search(q, K, nprobe=n), w.queries)
                 scanned = (ix.scanned_total - before[0]) / (ix.queries_total - before[1])
-                res.deleted_returned += int(np.isin(got, list(deleted)).sum()) if deleted else 0
+                res.deleted_returned += int(deleted[got[got >= 0]].sum())
                 curve.append((f"nprobe={nprobe}", recall(got, gt), scanned, qps))
             res.curves[b] = curve
     res.insert_per_s = n_ins / ins_t
+    res.insert_cpu = ins_cpu  # type: ignore[attr-defined]
+    res.inserts = n_ins  # type: ignore[attr-defined]
     res.delete_per_s = n_del / del_t
     st = ix.stats()
     res.extra = {
@@ -202,6 +250,7 @@ def run_veclink(
         "memory MB": f"{st['memory_bytes'] / 2**20:.0f}",
         "postings MB": f"{st['postings_bytes'] / 2**20:.0f}",
     }
+    res.memory = (st["memory_bytes"], len(ix))  # type: ignore[attr-defined]
     if args.postings != "float32":  # quantised: the int8 ranges' widenings, the full copy
         res.extra["re-encodes"] = str(st["reencodes"])
         res.extra["full vectors MB"] = f"{st['full_vectors_bytes'] / 2**20:.0f}"
@@ -209,27 +258,73 @@ def run_veclink(
 
 
 def ivf_scan(index: faiss.IndexIVF, q: np.ndarray, nprobe: int) -> tuple[np.ndarray, float, float]:
-    index.nprobe = nprobe
+    set_nprobe(index, nprobe)
     faiss.cvar.indexIVF_stats.reset()
     (_, got), qps = timed_qps(lambda qq: index.search(qq, K), q)
     return got, faiss.cvar.indexIVF_stats.ndis / len(q), qps
 
 
-def make_ivf(x: np.ndarray, rows: np.ndarray, mean_len: int) -> faiss.IndexIVFFlat:
+def make_ivf(
+    x: np.ndarray, rows: np.ndarray, mean_len: int, scaled_above: int
+) -> faiss.IndexIVFFlat:
+    """An IVF over ``x[rows]`` with lists of ``mean_len`` vectors on average.
+
+    Up to ``scaled_above`` rows: faiss's k-means (10 iterations, 256 points per list) and an
+    exact (flat) quantizer. Above: two-level k-means (faiss.contrib.clustering; sqrt(nlist)
+    coarse clusters, each split in proportion to its size) on TRAIN_PER_LIST sampled points
+    per list, and an HNSW quantizer over the centroids, which assigns the added vectors and
+    routes queries with the beam rule of veclink's centroid graph (`set_nprobe`).
+    """
+    d = x.shape[1]
     nlist = max(1, len(rows) // mean_len)
-    quant = faiss.IndexFlatIP(x.shape[1])
-    ivf = faiss.IndexIVFFlat(quant, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-    ivf.cp.seed = 1234
-    ivf.train(x[rows])
-    ivf.add_with_ids(x[rows], rows.astype(np.int64))
+    if len(rows) <= scaled_above:
+        quant = faiss.IndexFlatIP(d)
+        ivf = faiss.IndexIVFFlat(quant, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.seed = 1234
+        ivf.train(x[rows])
+        ivf.add_with_ids(x[rows], rows.astype(np.int64))
+        return ivf
+    from faiss.contrib.clustering import two_level_clustering
+
+    rng = np.random.default_rng(1234)
+    sample = x[np.sort(rng.choice(rows, min(len(rows), TRAIN_PER_LIST * nlist), replace=False))]
+    cents, _ = two_level_clustering(
+        sample, int(math.sqrt(nlist)), nlist, clustering_niter=10, seed=1234
+    )
+    del sample
+    quant = faiss.IndexHNSWFlat(d, PEER_HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    quant.add(np.ascontiguousarray(cents, dtype=np.float32))
+    ivf = faiss.IndexIVFFlat(quant, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.is_trained = True
+    set_nprobe(ivf, 1)
+    for s in range(0, len(rows), BLOCK):
+        block = rows[s : s + BLOCK]
+        ivf.add_with_ids(x[block], block.astype(np.int64))
     return ivf
+
+
+def set_nprobe(ivf: faiss.IndexIVF, nprobe: int) -> None:
+    """Set ``nprobe``, and an HNSW quantizer's beam to veclink's rule for that many."""
+    ivf.nprobe = nprobe
+    quant = faiss.downcast_index(ivf.quantizer)
+    if isinstance(quant, faiss.IndexHNSW):
+        quant.hnsw.efSearch = max(EF_MIN, EF_FACTOR * nprobe)
+
+
+def ivf_bytes(ivf: faiss.IndexIVF) -> int:
+    """Bytes of an IVF's list entries (vectors + ids, no spare capacity) and quantizer."""
+    entries = sum(ivf.invlists.list_size(i) for i in range(ivf.nlist))
+    quant = faiss.downcast_index(ivf.quantizer)
+    per_centroid = ivf.d * 4 + (2 * PEER_HNSW_M * 4 if isinstance(quant, faiss.IndexHNSW) else 0)
+    return entries * (ivf.code_size + 8) + ivf.nlist * per_centroid
 
 
 def run_ivf(x: np.ndarray, w: Workload, args: argparse.Namespace) -> tuple[Result, np.ndarray]:
     res = Result("faiss IVF (frozen)")
-    ivf = make_ivf(x, w.base, args.list_len)
-    live = set(w.base.tolist())
-    deleted: set[int] = set()
+    ivf = make_ivf(x, w.base, args.list_len, args.scaled_above)
+    live = np.zeros(len(x), dtype=bool)
+    live[w.base] = True
+    deleted = np.zeros(len(x), dtype=bool)
     ins_t = del_t = 0.0
     n_ins = n_del = 0
     for b in range(len(w.batches) + 1):
@@ -245,15 +340,15 @@ def run_ivf(x: np.ndarray, w: Workload, args: argparse.Namespace) -> tuple[Resul
             ivf.remove_ids(w.deletes[b - 1].astype(np.int64))
             del_t += time.perf_counter() - start
             n_del += len(w.deletes[b - 1])
-            live |= set(rows.tolist())
-            live -= set(w.deletes[b - 1].tolist())
-            deleted |= set(w.deletes[b - 1].tolist())
+            live[rows] = True
+            live[w.deletes[b - 1]] = False
+            deleted[w.deletes[b - 1]] = True
         if b in (0, len(w.batches) // 2, len(w.batches)):
-            gt = truth(x, np.array(sorted(live)), w.queries)
+            gt = truth(x, np.nonzero(live)[0], w.queries)
             curve = []
             for nprobe in NPROBES:
                 got, scanned, qps = ivf_scan(ivf, w.queries, nprobe)
-                res.deleted_returned += int(np.isin(got, list(deleted)).sum()) if deleted else 0
+                res.deleted_returned += int(deleted[got[got >= 0]].sum())
                 curve.append((f"nprobe={nprobe}", recall(got, gt), scanned, qps))
             res.curves[b] = curve
     res.insert_per_s = n_ins / ins_t
@@ -265,14 +360,15 @@ def run_ivf(x: np.ndarray, w: Workload, args: argparse.Namespace) -> tuple[Resul
         "size max / CV": f"{sizes.max()} / {sizes.std() / sizes.mean():.2f}",
     }
     res.ivf = ivf  # type: ignore[attr-defined]
-    return res, np.array(sorted(live))
+    res.memory = (ivf_bytes(ivf), ivf.ntotal)  # type: ignore[attr-defined]
+    return res, np.nonzero(live)[0]
 
 
 def run_rebuild(x: np.ndarray, live: np.ndarray, w: Workload, args: argparse.Namespace) -> Result:
     res = Result("faiss IVF full rebuild")
     cpu = time.process_time()
     wall = time.perf_counter()
-    ivf = make_ivf(x, live, args.list_len)
+    ivf = make_ivf(x, live, args.list_len, args.scaled_above)
     res.extra = {
         "rebuild CPU s": f"{time.process_time() - cpu:.1f}",
         "rebuild wall s": f"{time.perf_counter() - wall:.1f}",
@@ -288,6 +384,7 @@ def run_rebuild(x: np.ndarray, live: np.ndarray, w: Workload, args: argparse.Nam
     res.extra["size mean"] = f"{sizes.mean():.0f}"
     res.extra["size max / CV"] = f"{sizes.max()} / {sizes.std() / sizes.mean():.2f}"
     res.ivf = ivf  # type: ignore[attr-defined]
+    res.memory = (ivf_bytes(ivf), ivf.ntotal)  # type: ignore[attr-defined]
     return res
 
 
@@ -428,6 +525,32 @@ def report(name: str, results: list[Result], batches: int) -> None:
         )
 
 
+def memory_table(results: list[Result]) -> None:
+    """Bytes per live vector: the index's own count, and the process's resident growth;
+    and veclink's insert cost in CPU time (the process's: both threads), which a loaded
+    machine's wall-clock rate hides."""
+    for r in results:
+        if hasattr(r, "insert_cpu"):
+            wall, cpu = r.build  # type: ignore[attr-defined]
+            print(
+                f"\n{r.method}: base build {wall:.1f} s wall / {cpu:.1f} s CPU; streamed inserts "
+                f"{r.insert_per_s:,.0f}/s wall, {r.insert_cpu:.1f} s CPU "  # type: ignore[attr-defined]
+                f"({r.inserts / r.insert_cpu:,.0f} inserts per CPU-second)"  # type: ignore[attr-defined]
+            )
+    print("\n| method | vectors | index MB | index B/vector | RSS +MB | RSS B/vector |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        nbytes, n = getattr(r, "memory", (0, 0))
+        rss = float(r.extra.get("RSS +MB", "nan"))
+        if not n:
+            print(f"| {r.method} | - | - | - | {rss:,.0f} | - |")
+            continue
+        print(
+            f"| {r.method} | {n:,} | {nbytes / 2**20:,.0f} | {nbytes / n:,.0f} | {rss:,.0f} | "
+            f"{rss * 2**20 / n:,.0f} |"
+        )
+
+
 def plot(path: Path, name: str, results: list[Result], batches: int) -> None:
     """Recall@10 against vectors scanned (batches 0, 5, 10) and against QPS (final batch)."""
     import matplotlib
@@ -520,6 +643,14 @@ def main() -> None:
         "re-ranked from float32); the targets are checked for the first",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--scaled-above",
+        type=int,
+        default=2_000_000,
+        metavar="N",
+        help="above N vectors: work in blocks, and build IVF peers on more than N vectors "
+        "with two-level k-means on a sample and an HNSW quantizer (see make_ivf)",
+    )
     ap.add_argument("--skip-hnsw", action="store_true")
     ap.add_argument("--only", choices=("shifted", "uniform"))
     ap.add_argument(
@@ -565,18 +696,22 @@ def run_workload(x: np.ndarray, w: Workload, args: argparse.Namespace) -> None:
     ivf, live = run_ivf(x, w, args)
     ivf.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
     frozen = ivf.ivf  # type: ignore[attr-defined]
-    frozen.nprobe = int(at_recall(ivf.curves[final], 0.95)[0].split("=")[1])
-    p50, p99 = latency(lambda q: frozen.search(q, K), w.queries)
+    set_nprobe(frozen, int(at_recall(ivf.curves[final], 0.95)[0].split("=")[1]))
+    p50, p99 = latency(lambda q, f=frozen: f.search(q, K), w.queries)
     ivf.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
     results.append(ivf)
+    del frozen, ivf.ivf  # type: ignore[attr-defined]
+    gc.collect()
     rss0 = rss_mb()
     rebuild = run_rebuild(x, live, w, args)
     rebuild.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
     rebuilt = rebuild.ivf  # type: ignore[attr-defined]
-    rebuilt.nprobe = int(at_recall(rebuild.curves[final], 0.95)[0].split("=")[1])
-    p50, p99 = latency(lambda q: rebuilt.search(q, K), w.queries)
+    set_nprobe(rebuilt, int(at_recall(rebuild.curves[final], 0.95)[0].split("=")[1]))
+    p50, p99 = latency(lambda q, r=rebuilt: r.search(q, K), w.queries)
     rebuild.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
     results.append(rebuild)
+    del rebuilt, rebuild.ivf  # type: ignore[attr-defined]
+    gc.collect()
     if not args.skip_hnsw:
         rss0 = rss_mb()
         hn = run_hnsw(x, w, live)
@@ -591,6 +726,7 @@ def run_workload(x: np.ndarray, w: Workload, args: argparse.Namespace) -> None:
     if args.plot:
         plot(args.plot, w.name, results, final)
     targets(results, final, uniform=w.name == "uniform")
+    memory_table(results)
     print(f"\nRSS now {rss_mb():,.0f} MB")
 
 

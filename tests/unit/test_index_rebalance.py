@@ -127,3 +127,22 @@ def test_version_map_slots_for_sparse_ids() -> None:
     vm.live[[0, 1]] = True
     assert vm.live_slots(np.array([3, 7, 99])).tolist() == [1, -1, -1]
     assert sorted(vm.live_ids().tolist()) == [3, 10**15]
+
+
+@pytest.mark.parametrize("by_ip", [False, True])
+def test_exact_nearest_in_blocks_matches_one_product(
+    monkeypatch: pytest.MonkeyPatch, by_ip: bool
+) -> None:
+    """A batch too large for one (vectors x centroids) product is ranked in row blocks."""
+    import veclink.index.centroids as centroids
+
+    rng = np.random.default_rng(3)
+    table = CentroidTable(24)
+    for pid in range(300):
+        table.append(pid, rng.normal(size=24).astype(np.float32))
+    v = rng.normal(size=(1000, 24)).astype(np.float32)
+    whole = table.nearest(v, 5, by_ip)
+    monkeypatch.setattr(centroids, "NEAREST_BLOCK", 300 * 64 + 7)  # 64 rows a block, ragged
+    blocked = table.nearest(v, 5, by_ip)
+    assert (blocked[1] == whole[1]).all()
+    np.testing.assert_allclose(blocked[0], whole[0], rtol=1e-6)
