@@ -27,6 +27,8 @@ import gc
 import hashlib
 import math
 import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +51,26 @@ EF_MIN = 32
 EF_FACTOR = 2
 
 
+#: count only anonymous resident memory: set when the data are a memory-mapped file, whose
+#: pages are resident (and evictable) page cache rather than any method's memory
+RSS_ANON = False
+#: seconds since start, for progress lines on stderr
+T0 = time.perf_counter()
+
+
 def rss_mb() -> float:
+    if RSS_ANON:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def progress(what: str) -> None:
+    """A progress line on stderr (a 10M run takes most of an hour)."""
+    print(f"[{time.perf_counter() - T0:7.0f} s, RSS {rss_mb():,.0f} MB] {what}", file=sys.stderr)
 
 
 @dataclass
@@ -73,7 +92,11 @@ class Result:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def load(args: argparse.Namespace) -> np.ndarray:
+def load(args: argparse.Namespace, scratch: Path) -> np.ndarray:
+    """The vectors, normalised; a synthetic set of more than ``--scaled-above`` rows is
+    written to a memory-mapped file in ``scratch`` (its 5 GB at 10M x 128 then sit in the
+    page cache, which the kernel can evict, instead of beside the indexes)."""
+    global RSS_ANON
     if args.synthetic_n:
         rng = np.random.default_rng(args.seed)
         n, d = args.synthetic_n, args.synthetic_d
@@ -81,7 +104,13 @@ def load(args: argparse.Namespace) -> np.ndarray:
         labels = rng.integers(0, 64, n)
         # in blocks (float64 noise for 10M x 128 would be 10 GB); the generator's stream is
         # the same as one call's, so the data are too
-        x = np.empty((n, d), dtype=np.float32)
+        if n > args.scaled_above:
+            x = np.lib.format.open_memmap(
+                scratch / "x.npy", mode="w+", dtype=np.float32, shape=(n, d)
+            )
+            RSS_ANON = True
+        else:
+            x = np.empty((n, d), dtype=np.float32)
         for s in range(0, n, BLOCK):
             e = min(n, s + BLOCK)
             x[s:e] = centres[labels[s:e]] + rng.normal(size=(e - s, d)).astype(np.float32)
@@ -126,7 +155,8 @@ def workloads(x: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, list
     in_base = np.isin(lab, base_clusters)
     base, rest = rows[in_base], rows[~in_base]
     # drift: the stream arrives cluster by cluster
-    rest = rest[np.argsort([np.where(order == c)[0][0] for c in lab[~in_base]], kind="stable")]
+    rank = np.argsort(order)  # rank[c]: when cluster c arrives
+    rest = rest[np.argsort(rank[lab[~in_base]], kind="stable")]
     out = []
     for name, base_rows, stream in (
         ("shifted", base, rest),
@@ -207,6 +237,7 @@ def run_veclink(
     ix.add(w.base, x[w.base])
     ix.wait_idle()
     res.build = (time.perf_counter() - start, time.process_time() - cpu)  # type: ignore[attr-defined]
+    progress(f"veclink: base of {len(w.base):,} built, {len(ix.parts):,} partitions")
     deleted = np.zeros(len(x), dtype=bool)
     ins_t = del_t = ins_cpu = 0.0
     n_ins = n_del = 0
@@ -226,6 +257,9 @@ def run_veclink(
             n_del += len(w.deletes[b - 1])
             deleted[w.deletes[b - 1]] = True
             ix.wait_idle()
+            progress(
+                f"veclink: batch {b}, {n_ins / ins_t:,.0f} inserts/s, {len(ix.parts):,} partitions"
+            )
         if b in (0, len(w.batches) // 2, len(w.batches)):
             gt = truth(x, np.sort(ix.ids()), w.queries)
             curve = []
@@ -322,6 +356,7 @@ def ivf_bytes(ivf: faiss.IndexIVF) -> int:
 def run_ivf(x: np.ndarray, w: Workload, args: argparse.Namespace) -> tuple[Result, np.ndarray]:
     res = Result("faiss IVF (frozen)")
     ivf = make_ivf(x, w.base, args.list_len, args.scaled_above)
+    progress(f"frozen IVF: built on {len(w.base):,}, {ivf.nlist:,} lists")
     live = np.zeros(len(x), dtype=bool)
     live[w.base] = True
     deleted = np.zeros(len(x), dtype=bool)
@@ -343,6 +378,7 @@ def run_ivf(x: np.ndarray, w: Workload, args: argparse.Namespace) -> tuple[Resul
             live[rows] = True
             live[w.deletes[b - 1]] = False
             deleted[w.deletes[b - 1]] = True
+            progress(f"frozen IVF: batch {b}")
         if b in (0, len(w.batches) // 2, len(w.batches)):
             gt = truth(x, np.nonzero(live)[0], w.queries)
             curve = []
@@ -369,6 +405,7 @@ def run_rebuild(x: np.ndarray, live: np.ndarray, w: Workload, args: argparse.Nam
     cpu = time.process_time()
     wall = time.perf_counter()
     ivf = make_ivf(x, live, args.list_len, args.scaled_above)
+    progress(f"rebuilt IVF: {ivf.nlist:,} lists")
     res.extra = {
         "rebuild CPU s": f"{time.process_time() - cpu:.1f}",
         "rebuild wall s": f"{time.perf_counter() - wall:.1f}",
@@ -658,7 +695,13 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    x = load(args)
+    with tempfile.TemporaryDirectory(prefix="index_drift_") as scratch:
+        run(args, Path(scratch))
+
+
+def run(args: argparse.Namespace, scratch: Path) -> None:
+    x = load(args, scratch)
+    progress("data ready")
     print(
         f"# index drift: {x.shape[0]:,} x {x.shape[1]} "
         f"({'synthetic' if args.synthetic_n else Path(args.data).name}"
@@ -668,6 +711,7 @@ def main() -> None:
         f"{faiss.omp_get_max_threads()}"
     )
     _, works = workloads(x, args)
+    progress("workloads ready")
     for w in works:
         if not args.only or w.name == args.only:
             run_workload(x, w, args)
