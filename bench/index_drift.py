@@ -318,13 +318,10 @@ def make_ivf(
         ivf.train(x[rows])
         ivf.add_with_ids(x[rows], rows.astype(np.int64))
         return ivf
-    from faiss.contrib.clustering import two_level_clustering
-
     rng = np.random.default_rng(1234)
     sample = x[np.sort(rng.choice(rows, min(len(rows), TRAIN_PER_LIST * nlist), replace=False))]
-    cents, _ = two_level_clustering(
-        sample, int(math.sqrt(nlist)), nlist, clustering_niter=10, seed=1234
-    )
+    cents = two_level_kmeans(sample, nlist, seed=1234)
+    nlist = len(cents)
     del sample
     quant = faiss.IndexHNSWFlat(d, PEER_HNSW_M, faiss.METRIC_INNER_PRODUCT)
     quant.add(np.ascontiguousarray(cents, dtype=np.float32))
@@ -335,6 +332,38 @@ def make_ivf(
         block = rows[s : s + BLOCK]
         ivf.add_with_ids(x[block], block.astype(np.int64))
     return ivf
+
+
+def two_level_kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """``k`` centroids by two-level k-means: sqrt(k) coarse clusters, each cut into a share
+    of the ``k`` proportional to its size (at least one each, at most its points).
+
+    faiss.contrib.clustering.two_level_clustering does the same but can give a small coarse
+    cluster no share and then fails (the mixture's components make such clusters).
+    """
+    d = x.shape[1]
+    k1 = max(1, int(math.sqrt(k)))
+    coarse = faiss.Kmeans(d, k1, niter=10, seed=seed, max_points_per_centroid=2000)
+    coarse.train(x)
+    label = coarse.index.search(x, 1)[1][:, 0]
+    counts = np.bincount(label, minlength=k1)
+    share = counts * (k / counts.sum())
+    alloc = np.minimum(np.maximum(np.floor(share).astype(np.int64), counts > 0), counts)
+    while alloc.sum() < min(k, counts.sum()):  # largest shortfall first, where points allow
+        room = np.where(alloc < counts, share - alloc, -np.inf)
+        alloc[int(np.argmax(room))] += 1
+    while alloc.sum() > k:
+        alloc[int(np.argmax(alloc))] -= 1
+    out = []
+    for c in np.nonzero(alloc)[0].tolist():
+        part = np.ascontiguousarray(x[label == c])
+        if alloc[c] == 1:
+            out.append(part.mean(0, keepdims=True))
+            continue
+        km = faiss.Kmeans(d, int(alloc[c]), niter=20, seed=seed + c, min_points_per_centroid=1)
+        km.train(part)
+        out.append(km.centroids)
+    return np.concatenate(out).astype(np.float32)
 
 
 def set_nprobe(ivf: faiss.IndexIVF, nprobe: int) -> None:
