@@ -11,14 +11,24 @@ A uniform (no-shift) control repeats the stream in random order.
     python bench/index_drift.py --synthetic-n 200000   # Gaussian mixture, 128-d
     python bench/index_drift.py --pca 50               # WordNet projected to 50-d
     python bench/index_drift.py --synthetic-n 200000 --synthetic-d 50
+    python bench/index_drift.py --synthetic-n 10000000 --only shifted --skip-hnsw  # 10M x 128
+
+From --scaled-above vectors on (the 10M run), everything that would copy or scan the whole
+set at once works in blocks (generation, the 16-means split, ground truth), and an IVF peer
+built on more vectors than that is trained by two-level k-means on a sample and routes
+through an HNSW over its centroids (`make_ivf`): full k-means with tens of thousands of
+lists and exact assignment of millions of vectors take hours on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import math
 import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +40,37 @@ from veclink.index import PartitionedIndex
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
 NPROBES = (4, 8, 16, 32, 64, 96, 112, 128, 160, 192, 256)
+#: rows per block where the whole set would otherwise be copied or scanned at once
+BLOCK = 1 << 20
+#: an IVF peer built on more vectors than `Scale.above` is trained on this many per list
+TRAIN_PER_LIST = 50
+#: HNSW routing of a scaled IVF peer: out-degree, and beam max(EF_MIN, EF_FACTOR x nprobe),
+#: the rule veclink's centroid graph uses (`veclink.index.centroid_graph`)
+PEER_HNSW_M = 32
+EF_MIN = 32
+EF_FACTOR = 2
+
+
+#: count only anonymous resident memory: set when the data are a memory-mapped file, whose
+#: pages are resident (and evictable) page cache rather than any method's memory
+RSS_ANON = False
+#: seconds since start, for progress lines on stderr
+T0 = time.perf_counter()
 
 
 def rss_mb() -> float:
+    if RSS_ANON:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def progress(what: str) -> None:
+    """A progress line on stderr (a 10M run takes most of an hour)."""
+    print(f"[{time.perf_counter() - T0:7.0f} s, RSS {rss_mb():,.0f} MB] {what}", file=sys.stderr)
 
 
 @dataclass
@@ -56,17 +92,33 @@ class Result:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def load(args: argparse.Namespace) -> np.ndarray:
+def load(args: argparse.Namespace, scratch: Path) -> np.ndarray:
+    """The vectors, normalised; a synthetic set of more than ``--scaled-above`` rows is
+    written to a memory-mapped file in ``scratch`` (its 5 GB at 10M x 128 then sit in the
+    page cache, which the kernel can evict, instead of beside the indexes)."""
+    global RSS_ANON
     if args.synthetic_n:
         rng = np.random.default_rng(args.seed)
-        d = args.synthetic_d
+        n, d = args.synthetic_n, args.synthetic_d
         centres = rng.normal(size=(64, d)).astype(np.float32) * 2
-        labels = rng.integers(0, 64, args.synthetic_n)
-        x = centres[labels] + rng.normal(size=(args.synthetic_n, d)).astype(np.float32)
-    else:
-        x = np.load(args.data).astype(np.float32)
-        if args.pca:
-            x = pca(x, args.pca, args.seed)
+        labels = rng.integers(0, 64, n)
+        # in blocks (float64 noise for 10M x 128 would be 10 GB); the generator's stream is
+        # the same as one call's, so the data are too
+        if n > args.scaled_above:
+            x = np.lib.format.open_memmap(
+                scratch / "x.npy", mode="w+", dtype=np.float32, shape=(n, d)
+            )
+            RSS_ANON = True
+        else:
+            x = np.empty((n, d), dtype=np.float32)
+        for s in range(0, n, BLOCK):
+            e = min(n, s + BLOCK)
+            x[s:e] = centres[labels[s:e]] + rng.normal(size=(e - s, d)).astype(np.float32)
+            x[s:e] /= np.linalg.norm(x[s:e], axis=1, keepdims=True)
+        return x
+    x = np.load(args.data).astype(np.float32)
+    if args.pca:
+        x = pca(x, args.pca, args.seed)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return np.ascontiguousarray(x)
 
@@ -86,9 +138,13 @@ def workloads(x: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, list
     q_rows, rows = perm[: args.queries], perm[args.queries :]
     queries = x[q_rows]
     km = faiss.Kmeans(x.shape[1], 16, niter=10, seed=args.seed)
-    km.train(x[rows])
-    _, lab = km.index.search(x[rows], 1)
-    lab = lab[:, 0]
+    if len(rows) > args.scaled_above:  # k-means samples 256 points per centroid anyway
+        km.train(x[np.sort(rng.choice(rows, 256 * 16, replace=False))])
+    else:
+        km.train(x[rows])
+    lab = np.concatenate(
+        [km.index.search(x[rows[s : s + BLOCK]], 1)[1][:, 0] for s in range(0, len(rows), BLOCK)]
+    )
     order = rng.permutation(16)
     sizes = np.bincount(lab, minlength=16)
     base_clusters = []
@@ -99,7 +155,8 @@ def workloads(x: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, list
     in_base = np.isin(lab, base_clusters)
     base, rest = rows[in_base], rows[~in_base]
     # drift: the stream arrives cluster by cluster
-    rest = rest[np.argsort([np.where(order == c)[0][0] for c in lab[~in_base]], kind="stable")]
+    rank = np.argsort(order)  # rank[c]: when cluster c arrives
+    rest = rest[np.argsort(rank[lab[~in_base]], kind="stable")]
     out = []
     for name, base_rows, stream in (
         ("shifted", base, rest),
@@ -118,11 +175,27 @@ def workloads(x: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, list
     return queries, out
 
 
+_TRUTH: dict[tuple[int, str], np.ndarray] = {}
+
+
 def truth(x: np.ndarray, live: np.ndarray, q: np.ndarray) -> np.ndarray:
-    flat = faiss.IndexFlatIP(x.shape[1])
-    flat.add(x[live])
-    _, gt = flat.search(q, K)
-    return live[gt]
+    """Exact top-K rows of ``x[live]`` for ``q`` (cached: the methods share live sets)."""
+    key = (len(live), hashlib.sha1(live.tobytes() + q.tobytes()).hexdigest())
+    if key not in _TRUTH:
+        if len(live) <= 2 * BLOCK:
+            flat = faiss.IndexFlatIP(x.shape[1])
+            flat.add(x[live])
+            _, gt = flat.search(q, K)
+        else:  # in blocks, merged by faiss's heaps (no copy of the whole live set)
+            heap = faiss.ResultHeap(len(q), K, keep_max=True)
+            for s in range(0, len(live), BLOCK):
+                block = live[s : s + BLOCK]
+                d, i = faiss.knn(q, x[block], K, metric=faiss.METRIC_INNER_PRODUCT)
+                heap.add_result(d, np.where(i >= 0, i + s, -1))
+            heap.finalize()
+            gt = heap.I
+        _TRUTH[key] = live[gt]
+    return _TRUTH[key]
 
 
 def recall(got: np.ndarray, gt: np.ndarray) -> float:
@@ -169,27 +242,34 @@ def run_veclink(
         merge_limit=args.split_limit // 8,
         postings=args.postings,
     )
+    start, cpu = time.perf_counter(), time.process_time()
     ix.add(w.base, x[w.base])
     ix.wait_idle()
-    deleted: set[int] = set()
+    res.build = (time.perf_counter() - start, time.process_time() - cpu)  # type: ignore[attr-defined]
+    progress(f"veclink: base of {len(w.base):,} built, {len(ix.parts):,} partitions")
+    deleted = np.zeros(len(x), dtype=bool)
     paths: list[tuple[int, str | None]] = []
-    ins_t = del_t = 0.0
+    ins_t = del_t = ins_cpu = 0.0
     n_ins = n_del = 0
     for b in range(len(w.batches) + 1):
         if b:
             rows = w.batches[b - 1]
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for s in range(0, len(rows), 1000):
                 ix.add(rows[s : s + 1000], x[rows[s : s + 1000]])
             ix.wait_idle()
             ins_t += time.perf_counter() - start
+            ins_cpu += time.process_time() - cpu
             n_ins += len(rows)
             start = time.perf_counter()
             ix.remove(w.deletes[b - 1])
             del_t += time.perf_counter() - start
             n_del += len(w.deletes[b - 1])
-            deleted |= set(w.deletes[b - 1].tolist())
+            deleted[w.deletes[b - 1]] = True
             ix.wait_idle()
+            progress(
+                f"veclink: batch {b}, {n_ins / ins_t:,.0f} inserts/s, {len(ix.parts):,} partitions"
+            )
         if b in (0, len(w.batches) // 2, len(w.batches)):
             gt = truth(x, np.sort(ix.ids()), w.queries)
             curve = []
@@ -197,11 +277,13 @@ def run_veclink(
                 before = (ix.scanned_total, ix.queries_total)
                 (_, got), qps = timed_qps(lambda q, n=nprobe: ix.search(q, K, nprobe=n), w.queries)
                 scanned = (ix.scanned_total - before[0]) / (ix.queries_total - before[1])
-                res.deleted_returned += int(np.isin(got, list(deleted)).sum()) if deleted else 0
+                res.deleted_returned += int(deleted[got[got >= 0]].sum())
                 curve.append((f"nprobe={nprobe}", recall(got, gt), scanned, qps))
                 paths.append((nprobe, ix.scan_choice.last))
             res.curves[b] = curve
     res.insert_per_s = n_ins / ins_t
+    res.insert_cpu = ins_cpu  # type: ignore[attr-defined]
+    res.inserts = n_ins  # type: ignore[attr-defined]
     res.delete_per_s = n_del / del_t
     st = ix.stats()
     res.extra = {
@@ -217,6 +299,7 @@ def run_veclink(
     res.extra["batch scan (final)"] = ", ".join(
         f"{n}:{p}" for n, p in paths[-len(NPROBES) :] if p is not None
     )
+    res.memory = (st["memory_bytes"], len(ix))  # type: ignore[attr-defined]
     if args.postings != "float32":  # quantised: the int8 ranges' widenings, the full copy
         res.extra["re-encodes"] = str(st["reencodes"])
         res.extra["full vectors MB"] = f"{st['full_vectors_bytes'] / 2**20:.0f}"
@@ -224,27 +307,103 @@ def run_veclink(
 
 
 def ivf_scan(index: faiss.IndexIVF, q: np.ndarray, nprobe: int) -> tuple[np.ndarray, float, float]:
-    index.nprobe = nprobe
+    set_nprobe(index, nprobe)
     faiss.cvar.indexIVF_stats.reset()
     (_, got), qps = timed_qps(lambda qq: index.search(qq, K), q)
     return got, faiss.cvar.indexIVF_stats.ndis / (len(q) * REPEATS), qps
 
 
-def make_ivf(x: np.ndarray, rows: np.ndarray, mean_len: int) -> faiss.IndexIVFFlat:
+def make_ivf(
+    x: np.ndarray, rows: np.ndarray, mean_len: int, scaled_above: int
+) -> faiss.IndexIVFFlat:
+    """An IVF over ``x[rows]`` with lists of ``mean_len`` vectors on average.
+
+    Up to ``scaled_above`` rows: faiss's k-means (10 iterations, 256 points per list) and an
+    exact (flat) quantizer. Above: two-level k-means (faiss.contrib.clustering; sqrt(nlist)
+    coarse clusters, each split in proportion to its size) on TRAIN_PER_LIST sampled points
+    per list, and an HNSW quantizer over the centroids, which assigns the added vectors and
+    routes queries with the beam rule of veclink's centroid graph (`set_nprobe`).
+    """
+    d = x.shape[1]
     nlist = max(1, len(rows) // mean_len)
-    quant = faiss.IndexFlatIP(x.shape[1])
-    ivf = faiss.IndexIVFFlat(quant, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-    ivf.cp.seed = 1234
-    ivf.train(x[rows])
-    ivf.add_with_ids(x[rows], rows.astype(np.int64))
+    if len(rows) <= scaled_above:
+        quant = faiss.IndexFlatIP(d)
+        ivf = faiss.IndexIVFFlat(quant, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.seed = 1234
+        ivf.train(x[rows])
+        ivf.add_with_ids(x[rows], rows.astype(np.int64))
+        return ivf
+    rng = np.random.default_rng(1234)
+    sample = x[np.sort(rng.choice(rows, min(len(rows), TRAIN_PER_LIST * nlist), replace=False))]
+    cents = two_level_kmeans(sample, nlist, seed=1234)
+    nlist = len(cents)
+    del sample
+    quant = faiss.IndexHNSWFlat(d, PEER_HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    quant.add(np.ascontiguousarray(cents, dtype=np.float32))
+    ivf = faiss.IndexIVFFlat(quant, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.is_trained = True
+    set_nprobe(ivf, 1)
+    for s in range(0, len(rows), BLOCK):
+        block = rows[s : s + BLOCK]
+        ivf.add_with_ids(x[block], block.astype(np.int64))
     return ivf
+
+
+def two_level_kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """``k`` centroids by two-level k-means: sqrt(k) coarse clusters, each cut into a share
+    of the ``k`` proportional to its size (at least one each, at most its points).
+
+    faiss.contrib.clustering.two_level_clustering does the same but can give a small coarse
+    cluster no share and then fails (the mixture's components make such clusters).
+    """
+    d = x.shape[1]
+    k1 = max(1, int(math.sqrt(k)))
+    coarse = faiss.Kmeans(d, k1, niter=10, seed=seed, max_points_per_centroid=2000)
+    coarse.train(x)
+    label = coarse.index.search(x, 1)[1][:, 0]
+    counts = np.bincount(label, minlength=k1)
+    share = counts * (k / counts.sum())
+    alloc = np.minimum(np.maximum(np.floor(share).astype(np.int64), counts > 0), counts)
+    while alloc.sum() < min(k, counts.sum()):  # largest shortfall first, where points allow
+        room = np.where(alloc < counts, share - alloc, -np.inf)
+        alloc[int(np.argmax(room))] += 1
+    while alloc.sum() > k:
+        alloc[int(np.argmax(alloc))] -= 1
+    out = []
+    for c in np.nonzero(alloc)[0].tolist():
+        part = np.ascontiguousarray(x[label == c])
+        if alloc[c] == 1:
+            out.append(part.mean(0, keepdims=True))
+            continue
+        km = faiss.Kmeans(d, int(alloc[c]), niter=20, seed=seed + c, min_points_per_centroid=1)
+        km.train(part)
+        out.append(km.centroids)
+    return np.concatenate(out).astype(np.float32)
+
+
+def set_nprobe(ivf: faiss.IndexIVF, nprobe: int) -> None:
+    """Set ``nprobe``, and an HNSW quantizer's beam to veclink's rule for that many."""
+    ivf.nprobe = nprobe
+    quant = faiss.downcast_index(ivf.quantizer)
+    if isinstance(quant, faiss.IndexHNSW):
+        quant.hnsw.efSearch = max(EF_MIN, EF_FACTOR * nprobe)
+
+
+def ivf_bytes(ivf: faiss.IndexIVF) -> int:
+    """Bytes of an IVF's list entries (vectors + ids, no spare capacity) and quantizer."""
+    entries = sum(ivf.invlists.list_size(i) for i in range(ivf.nlist))
+    quant = faiss.downcast_index(ivf.quantizer)
+    per_centroid = ivf.d * 4 + (2 * PEER_HNSW_M * 4 if isinstance(quant, faiss.IndexHNSW) else 0)
+    return entries * (ivf.code_size + 8) + ivf.nlist * per_centroid
 
 
 def run_ivf(x: np.ndarray, w: Workload, args: argparse.Namespace) -> tuple[Result, np.ndarray]:
     res = Result("faiss IVF (frozen)")
-    ivf = make_ivf(x, w.base, args.list_len)
-    live = set(w.base.tolist())
-    deleted: set[int] = set()
+    ivf = make_ivf(x, w.base, args.list_len, args.scaled_above)
+    progress(f"frozen IVF: built on {len(w.base):,}, {ivf.nlist:,} lists")
+    live = np.zeros(len(x), dtype=bool)
+    live[w.base] = True
+    deleted = np.zeros(len(x), dtype=bool)
     ins_t = del_t = 0.0
     n_ins = n_del = 0
     for b in range(len(w.batches) + 1):
@@ -260,15 +419,16 @@ def run_ivf(x: np.ndarray, w: Workload, args: argparse.Namespace) -> tuple[Resul
             ivf.remove_ids(w.deletes[b - 1].astype(np.int64))
             del_t += time.perf_counter() - start
             n_del += len(w.deletes[b - 1])
-            live |= set(rows.tolist())
-            live -= set(w.deletes[b - 1].tolist())
-            deleted |= set(w.deletes[b - 1].tolist())
+            live[rows] = True
+            live[w.deletes[b - 1]] = False
+            deleted[w.deletes[b - 1]] = True
+            progress(f"frozen IVF: batch {b}")
         if b in (0, len(w.batches) // 2, len(w.batches)):
-            gt = truth(x, np.array(sorted(live)), w.queries)
+            gt = truth(x, np.nonzero(live)[0], w.queries)
             curve = []
             for nprobe in NPROBES:
                 got, scanned, qps = ivf_scan(ivf, w.queries, nprobe)
-                res.deleted_returned += int(np.isin(got, list(deleted)).sum()) if deleted else 0
+                res.deleted_returned += int(deleted[got[got >= 0]].sum())
                 curve.append((f"nprobe={nprobe}", recall(got, gt), scanned, qps))
             res.curves[b] = curve
     res.insert_per_s = n_ins / ins_t
@@ -280,14 +440,16 @@ def run_ivf(x: np.ndarray, w: Workload, args: argparse.Namespace) -> tuple[Resul
         "size max / CV": f"{sizes.max()} / {sizes.std() / sizes.mean():.2f}",
     }
     res.ivf = ivf  # type: ignore[attr-defined]
-    return res, np.array(sorted(live))
+    res.memory = (ivf_bytes(ivf), ivf.ntotal)  # type: ignore[attr-defined]
+    return res, np.nonzero(live)[0]
 
 
 def run_rebuild(x: np.ndarray, live: np.ndarray, w: Workload, args: argparse.Namespace) -> Result:
     res = Result("faiss IVF full rebuild")
     cpu = time.process_time()
     wall = time.perf_counter()
-    ivf = make_ivf(x, live, args.list_len)
+    ivf = make_ivf(x, live, args.list_len, args.scaled_above)
+    progress(f"rebuilt IVF: {ivf.nlist:,} lists")
     res.extra = {
         "rebuild CPU s": f"{time.process_time() - cpu:.1f}",
         "rebuild wall s": f"{time.perf_counter() - wall:.1f}",
@@ -303,6 +465,7 @@ def run_rebuild(x: np.ndarray, live: np.ndarray, w: Workload, args: argparse.Nam
     res.extra["size mean"] = f"{sizes.mean():.0f}"
     res.extra["size max / CV"] = f"{sizes.max()} / {sizes.std() / sizes.mean():.2f}"
     res.ivf = ivf  # type: ignore[attr-defined]
+    res.memory = (ivf_bytes(ivf), ivf.ntotal)  # type: ignore[attr-defined]
     return res
 
 
@@ -443,6 +606,32 @@ def report(name: str, results: list[Result], batches: int) -> None:
         )
 
 
+def memory_table(results: list[Result]) -> None:
+    """Bytes per live vector: the index's own count, and the process's resident growth;
+    and veclink's insert cost in CPU time (the process's: both threads), which a loaded
+    machine's wall-clock rate hides."""
+    for r in results:
+        if hasattr(r, "insert_cpu"):
+            wall, cpu = r.build  # type: ignore[attr-defined]
+            print(
+                f"\n{r.method}: base build {wall:.1f} s wall / {cpu:.1f} s CPU; streamed inserts "
+                f"{r.insert_per_s:,.0f}/s wall, {r.insert_cpu:.1f} s CPU "  # type: ignore[attr-defined]
+                f"({r.inserts / r.insert_cpu:,.0f} inserts per CPU-second)"  # type: ignore[attr-defined]
+            )
+    print("\n| method | vectors | index MB | index B/vector | RSS +MB | RSS B/vector |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        nbytes, n = getattr(r, "memory", (0, 0))
+        rss = float(r.extra.get("RSS +MB", "nan"))
+        if not n:
+            print(f"| {r.method} | - | - | - | {rss:,.0f} | - |")
+            continue
+        print(
+            f"| {r.method} | {n:,} | {nbytes / 2**20:,.0f} | {nbytes / n:,.0f} | {rss:,.0f} | "
+            f"{rss * 2**20 / n:,.0f} |"
+        )
+
+
 def plot(path: Path, name: str, results: list[Result], batches: int) -> None:
     """Recall@10 against vectors scanned (batches 0, 5, 10) and against QPS (final batch)."""
     import matplotlib
@@ -541,6 +730,14 @@ def main() -> None:
         default=1,
         help="timed batch searches per setting and method, the best kept (QPS columns)",
     )
+    ap.add_argument(
+        "--scaled-above",
+        type=int,
+        default=2_000_000,
+        metavar="N",
+        help="above N vectors: work in blocks, and build IVF peers on more than N vectors "
+        "with two-level k-means on a sample and an HNSW quantizer (see make_ivf)",
+    )
     ap.add_argument("--skip-hnsw", action="store_true")
     ap.add_argument("--only", choices=("shifted", "uniform"))
     ap.add_argument(
@@ -550,7 +747,13 @@ def main() -> None:
     global REPEATS
     REPEATS = max(1, args.repeats)
 
-    x = load(args)
+    with tempfile.TemporaryDirectory(prefix="index_drift_") as scratch:
+        run(args, Path(scratch))
+
+
+def run(args: argparse.Namespace, scratch: Path) -> None:
+    x = load(args, scratch)
+    progress("data ready")
     print(
         f"# index drift: {x.shape[0]:,} x {x.shape[1]} "
         f"({'synthetic' if args.synthetic_n else Path(args.data).name}"
@@ -560,6 +763,7 @@ def main() -> None:
         f"{faiss.omp_get_max_threads()}, best of {REPEATS} timed searches per setting"
     )
     _, works = workloads(x, args)
+    progress("workloads ready")
     for w in works:
         if not args.only or w.name == args.only:
             run_workload(x, w, args)
@@ -588,18 +792,22 @@ def run_workload(x: np.ndarray, w: Workload, args: argparse.Namespace) -> None:
     ivf, live = run_ivf(x, w, args)
     ivf.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
     frozen = ivf.ivf  # type: ignore[attr-defined]
-    frozen.nprobe = int(at_recall(ivf.curves[final], 0.95)[0].split("=")[1])
-    p50, p99 = latency(lambda q: frozen.search(q, K), w.queries)
+    set_nprobe(frozen, int(at_recall(ivf.curves[final], 0.95)[0].split("=")[1]))
+    p50, p99 = latency(lambda q, f=frozen: f.search(q, K), w.queries)
     ivf.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
     results.append(ivf)
+    del frozen, ivf.ivf  # type: ignore[attr-defined]
+    gc.collect()
     rss0 = rss_mb()
     rebuild = run_rebuild(x, live, w, args)
     rebuild.extra["RSS +MB"] = f"{rss_mb() - rss0:.0f}"
     rebuilt = rebuild.ivf  # type: ignore[attr-defined]
-    rebuilt.nprobe = int(at_recall(rebuild.curves[final], 0.95)[0].split("=")[1])
-    p50, p99 = latency(lambda q: rebuilt.search(q, K), w.queries)
+    set_nprobe(rebuilt, int(at_recall(rebuild.curves[final], 0.95)[0].split("=")[1]))
+    p50, p99 = latency(lambda q, r=rebuilt: r.search(q, K), w.queries)
     rebuild.extra["p50/p99 ms"] = f"{p50:.2f} / {p99:.2f}"
     results.append(rebuild)
+    del rebuilt, rebuild.ivf  # type: ignore[attr-defined]
+    gc.collect()
     if not args.skip_hnsw:
         rss0 = rss_mb()
         hn = run_hnsw(x, w, live)
@@ -614,6 +822,7 @@ def run_workload(x: np.ndarray, w: Workload, args: argparse.Namespace) -> None:
     if args.plot:
         plot(args.plot, w.name, results, final)
     targets(results, final, uniform=w.name == "uniform")
+    memory_table(results)
     print(f"\nRSS now {rss_mb():,.0f} MB")
 
 

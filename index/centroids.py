@@ -29,6 +29,9 @@ PROJECT_MIN_CENTROIDS = 256
 #: the graph answers searches for fewer than 1 / GRAPH_MAX_SHARE of the centroids; asked
 #: for more (an exhaustive search), ranking them all is exact and no dearer
 GRAPH_MAX_SHARE = 8
+#: exact search ranks vectors against all centroids in blocks of at most this many scores
+#: (256 MB): a first batch of 2.5M vectors against 10k centroids would need 100 GB at once
+NEAREST_BLOCK = 1 << 26
 
 
 def clearly_closer(best: np.ndarray, own: np.ndarray, vsq: np.ndarray) -> np.ndarray:
@@ -205,6 +208,13 @@ class CentroidTable:
             dist, pids = self.graph.search(vecs, k, by_ip)
             csq = self._sqbuf[self._row[np.maximum(pids, 0)]] if by_ip else None
             return self.graph.to_sqdist(dist, by_ip, csq), pids
+        rows_per_block = max(1, NEAREST_BLOCK // max(self.n, 1))
+        if len(vecs) > rows_per_block:  # each row's ranking is independent of the others
+            blocks = [
+                self.nearest(vecs[s : s + rows_per_block], k, by_ip)
+                for s in range(0, len(vecs), rows_per_block)
+            ]
+            return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
         sq = self._sqbuf[: self.n]
         # one (n, P) buffer, transformed in place into the ranking key (smaller is better)
         key = vecs @ self.cents.T

@@ -8,6 +8,7 @@ import faiss
 import numpy as np
 from veclink.index.codecs import FullVectors, make_codec
 from veclink.index.repack import Repack, Staging, copy_lists, refill
+from veclink.index.slot_keys import SlotKeys
 
 from veclink.errors import ResourceExhausted
 
@@ -528,14 +529,14 @@ class VersionMap:
 
     Callers choose any int64 id >= 0, so ids are not array positions: each id seen gets a
     dense slot (kept after a delete, so a re-added id keeps counting versions up), and
-    postings store slots. ``keys`` (sorted ids) and ``key_slot`` map ids to slots with one
-    vectorised binary search; ``ext`` maps slots back to ids.
+    postings store slots. ``keys`` (`SlotKeys`: sorted runs of ids) maps ids to slots with a
+    vectorised binary search per run, and takes new ids in amortised O(log n) copies each
+    (a single sorted array cost O(n) per batch); ``ext`` maps slots back to ids.
     Versions are 32-bit so a stale copy can never come back to life by wrap-around.
     """
 
     def __init__(self) -> None:
-        self.keys = np.zeros(0, dtype=np.int64)
-        self.key_slot = np.zeros(0, dtype=np.int64)
+        self.keys = SlotKeys()
         self.ext = np.zeros(0, dtype=np.int64)
         self.ver = np.zeros(0, dtype=np.uint32)
         self.live = np.zeros(0, dtype=bool)
@@ -550,13 +551,7 @@ class VersionMap:
 
     def lookup(self, ids: np.ndarray) -> np.ndarray:
         """Slots of ``ids``; -1 for ids never seen."""
-        pos = np.searchsorted(self.keys, ids)
-        pos = np.minimum(pos, max(self.keys.size - 1, 0))
-        out = np.full(ids.size, -1, dtype=np.int64)
-        if self.keys.size:
-            hit = self.keys[pos] == ids
-            out[hit] = self.key_slot[pos[hit]]
-        return out
+        return self.keys.lookup(ids)
 
     def assign(self, ids: np.ndarray) -> np.ndarray:
         """Slots of distinct ``ids``, creating slots for ids never seen."""
@@ -571,10 +566,7 @@ class VersionMap:
             slots[new] = np.arange(first, first + fresh.size)
             self.ext[first : first + fresh.size] = fresh
             self.size += fresh.size
-            order = np.argsort(fresh)
-            at = np.searchsorted(self.keys, fresh[order])
-            self.keys = np.insert(self.keys, at, fresh[order])
-            self.key_slot = np.insert(self.key_slot, at, slots[new][order])
+            self.keys.insert(fresh, slots[new])
         return slots
 
     def _grow(self, need: int) -> None:
@@ -618,9 +610,10 @@ class VersionMap:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         n = self.size
+        keys, key_slot = self.keys.compact()
         return {
-            "vm_keys": self.keys,
-            "vm_key_slot": self.key_slot,
+            "vm_keys": keys,
+            "vm_key_slot": key_slot,
             "vm_ext": self.ext[:n],
             "vm_ver": self.ver[:n],
             "vm_live": self.live[:n],
@@ -634,17 +627,16 @@ class VersionMap:
         vm.loc = z["vm_loc"].astype(np.int32)  # int64 in snapshots before the int32 map
         n = vm.ver.size
         if "vm_ext" in z:
-            vm.ext, vm.keys, vm.key_slot = (
-                z[k].copy() for k in ("vm_ext", "vm_keys", "vm_key_slot")
-            )
+            vm.ext = z["vm_ext"].copy()
+            vm.keys = SlotKeys(z["vm_keys"].copy(), z["vm_key_slot"].copy())
         else:  # snapshots from before slots: the slot was the id itself
             vm.ext = np.arange(n, dtype=np.int64)
-            vm.keys = np.nonzero(vm.ver)[0].astype(np.int64)
-            vm.key_slot = vm.keys.copy()
+            keys = np.nonzero(vm.ver)[0].astype(np.int64)
+            vm.keys = SlotKeys(keys, keys.copy())
         vm.size, vm.count = n, count
         vm.cur_ver = np.full(n, NOT_LIVE, dtype=np.uint32)
         return vm
 
     def nbytes(self) -> int:
-        arrays = (self.keys, self.key_slot, self.ext, self.ver, self.live, self.loc, self.cur_ver)
-        return sum(a.nbytes for a in arrays)
+        arrays = (self.ext, self.ver, self.live, self.loc, self.cur_ver)
+        return self.keys.nbytes() + sum(a.nbytes for a in arrays)

@@ -46,6 +46,10 @@ __all__ = ["Rebalancer", "balanced_two_means", "centroid_rows"]
 
 #: `Rebalancer._next`'s step that repacks the postings' lists (`veclink.index.repack`)
 REPACK = -1
+#: the first batch is k-means-ed into at most this many postings; bigger ones are then cut
+#: by the worker's splits (k-means of each), a two-level clustering: one k-means into
+#: n / (limit / 2) lists costs O(n^2 / limit), ~20 CPU-minutes for 2.5M 128-d vectors
+BOOTSTRAP_MAX_LISTS = 2048
 #: `Rebalancer._next`'s step that advances a split's install or reassignment
 #: (`veclink.index.reassign`)
 REASSIGN = -2
@@ -529,10 +533,11 @@ class Rebalancer:
     # ------------------------------------------------------------------ operations
 
     def bootstrap(self, ids: np.ndarray, vecs: np.ndarray) -> None:
-        """First vectors of an empty index: k-means them into postings of about half the limit."""
+        """First vectors of an empty index: k-means them into postings of about half the limit
+        (at most BOOTSTRAP_MAX_LISTS of them; splits then cut the bigger ones)."""
         ix = self.index
         target = ix.options["split_limit"] // 2
-        nlist = max(1, math.ceil(len(vecs) / target))
+        nlist = max(1, min(math.ceil(len(vecs) / target), BOOTSTRAP_MAX_LISTS))
         if nlist == 1:
             cents = vecs.mean(0, keepdims=True)
         else:

@@ -33,16 +33,38 @@ if TYPE_CHECKING:
 STEP_ENTRIES = 256
 
 
+#: partition ids looked at per block by `next_postings`
+CURSOR_BLOCK = 1024
+
+
 def next_postings(index: PartitionedIndex, cursor: int, budget: int) -> tuple[list[int], int]:
-    """Postings from ``cursor`` on (by partition id, wrapping) holding about ``budget`` entries."""
-    pids = np.fromiter(index.parts, dtype=np.int64, count=len(index.parts))
-    pids.sort()
-    start = int(np.searchsorted(pids, cursor))
-    order = np.concatenate([pids[start:], pids[:start]])
-    sizes = np.array([index.parts[p].n for p in order.tolist()], dtype=np.int64)
-    take = int(np.searchsorted(np.cumsum(sizes), budget)) + 1
-    chosen = order[: min(take, order.size)].tolist()
-    return chosen, (chosen[-1] + 1 if chosen else cursor)
+    """Postings from ``cursor`` on (by partition id, wrapping) holding about ``budget`` entries.
+
+    Walks the store's partition id -> list map from the cursor a block at a time, so a step
+    costs O(budget / mean posting size) however many partitions there are (listing and
+    sorting every partition id cost ~5 ms a step at 30k partitions, with ~16 steps per
+    1,000 inserts).
+    """
+    pid_list, sizes = index.store.pid_list, index.store.sizes
+    cursor = min(cursor, pid_list.size)
+    chosen: list[np.ndarray] = []
+    total = 0
+    for lo, hi in ((cursor, pid_list.size), (0, cursor)):
+        for a in range(lo, hi, CURSOR_BLOCK):
+            b = min(hi, a + CURSOR_BLOCK)
+            pids = a + np.nonzero(pid_list[a:b] >= 0)[0]
+            if not pids.size:
+                continue
+            ends = total + np.cumsum(sizes[pid_list[pids]])
+            take = int(np.searchsorted(ends, budget))
+            if take < pids.size:  # this one reaches the budget
+                chosen.append(pids[: take + 1])
+                out = np.concatenate(chosen).tolist()
+                return out, out[-1] + 1
+            chosen.append(pids)
+            total = int(ends[-1])
+    out = np.concatenate(chosen).tolist() if chosen else []
+    return out, (out[-1] + 1 if out else cursor)
 
 
 def refresh_postings(

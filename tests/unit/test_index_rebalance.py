@@ -127,3 +127,67 @@ def test_version_map_slots_for_sparse_ids() -> None:
     vm.live[[0, 1]] = True
     assert vm.live_slots(np.array([3, 7, 99])).tolist() == [1, -1, -1]
     assert sorted(vm.live_ids().tolist()) == [3, 10**15]
+
+
+@pytest.mark.parametrize("by_ip", [False, True])
+def test_exact_nearest_in_blocks_matches_one_product(
+    monkeypatch: pytest.MonkeyPatch, by_ip: bool
+) -> None:
+    """A batch too large for one (vectors x centroids) product is ranked in row blocks."""
+    import veclink.index.centroids as centroids
+
+    rng = np.random.default_rng(3)
+    table = CentroidTable(24)
+    for pid in range(300):
+        table.append(pid, rng.normal(size=24).astype(np.float32))
+    v = rng.normal(size=(1000, 24)).astype(np.float32)
+    whole = table.nearest(v, 5, by_ip)
+    monkeypatch.setattr(centroids, "NEAREST_BLOCK", 300 * 64 + 7)  # 64 rows a block, ragged
+    blocked = table.nearest(v, 5, by_ip)
+    assert (blocked[1] == whole[1]).all()
+    np.testing.assert_allclose(blocked[0], whole[0], rtol=1e-6)
+
+
+def test_bootstrap_caps_its_kmeans_and_splits_cut_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    import veclink.index.rebalance as rebalance
+
+    monkeypatch.setattr(rebalance, "BOOTSTRAP_MAX_LISTS", 4)
+    x = blobs(3000, 30, 16, seed=5)
+    ix = PartitionedIndex(16, metric="l2", split_limit=64, merge_limit=8, background=False)
+    ix.add(np.arange(3000), x)
+    ix.wait_idle()
+    st = ix.stats()
+    assert st["splits"] > 0  # uncapped, 94 postings of ~32 would need none
+    assert st["partitions"] > 3000 // 64 and st["size_max"] <= 64
+    _, got = ix.search(x[:50], 1, nprobe=8)
+    assert (got[:, 0] == np.arange(50)).mean() > 0.95
+
+
+def test_next_postings_walks_partition_ids_like_a_sorted_listing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The block-wise cursor walk chooses what listing and sorting every partition did."""
+    import veclink.index.refresh as refresh
+
+    def listing(index: PartitionedIndex, cursor: int, budget: int) -> tuple[list[int], int]:
+        pids = np.array(sorted(index.parts), dtype=np.int64)
+        start = int(np.searchsorted(pids, cursor))
+        order = np.concatenate([pids[start:], pids[:start]])
+        sizes = np.array([index.parts[p].n for p in order.tolist()], dtype=np.int64)
+        take = int(np.searchsorted(np.cumsum(sizes), budget)) + 1
+        chosen = order[: min(take, order.size)].tolist()
+        return chosen, (chosen[-1] + 1 if chosen else cursor)
+
+    monkeypatch.setattr(refresh, "CURSOR_BLOCK", 7)  # many blocks, ragged
+    rng = np.random.default_rng(2)
+    x = blobs(4000, 20, 8, seed=2)
+    index = PartitionedIndex(8, metric="l2", split_limit=32, merge_limit=4, background=False)
+    index.add(np.arange(4000), x)
+    index.remove(rng.choice(4000, 1500, replace=False))  # merges leave holes in the ids
+    index.wait_idle()
+    assert index.store.pid_list.size > len(index.parts) + 10
+    top = int(index.store.pid_list.size)
+    for _ in range(200):
+        cursor, budget = int(rng.integers(0, top + 1)), int(rng.integers(1, 3000))
+        assert next_postings(index, cursor, budget) == listing(index, cursor, budget)
+    assert next_postings(index, 0, 10**9)[0] == sorted(index.parts)
