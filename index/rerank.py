@@ -26,20 +26,14 @@ def scan_quantized(
     index: PartitionedIndex, q: np.ndarray, k: int, nprobe: int, eps: float | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Return (scores (nq, k), ids (nq, k), vectors scanned); ids are the caller's."""
-    from veclink.index.scan import keep_current, probed_lists, route  # scan imports this module
+    from veclink.index.scan import keep_current, scan_probed  # scan imports this module
 
     store, vm = index.store, index.versions
     nq = len(q)
     replicas = int(index.options["replicas"])
     want = k * int(index.options["rerank"])
     depth = want * replicas + k // 2 + 4
-    if eps is None and index.centroids.graph is None:
-        scores, keys, lists = store.route_and_scan(q, min(nprobe, len(index.parts)), depth)
-        sizes = store.sizes[lists]
-    else:
-        _, pids, probe = route(index, q, nprobe, eps)
-        lists, sizes = probed_lists(index, pids, probe)
-        scores, keys = store.scan(q, depth, lists)
+    scores, keys, lists, sizes = scan_probed(index, q, nprobe, eps, depth)
     scanned = int(sizes.sum())
     entries = sizes.sum(1)
     cand = np.full((nq, want), -1, dtype=np.int64)

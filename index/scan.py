@@ -139,13 +139,7 @@ def scan_faiss(
     # stale copies and replicas take candidate places: ask for some more than needed, and
     # again, deeper, for the queries that come back short
     depth = k * replicas + k // 2 + 4
-    if eps is None and index.centroids.graph is None:
-        scores, keys, lists = store.route_and_scan(q, min(nprobe, len(index.parts)), depth)
-        sizes = store.sizes[lists]
-    else:
-        _, pids, probe = route(index, q, nprobe, eps)
-        lists, sizes = probed_lists(index, pids, probe)
-        scores, keys = store.scan(q, depth, lists)
+    scores, keys, lists, sizes = scan_probed(index, q, nprobe, eps, depth)
     scanned = int(sizes.sum())
     slots = keys & SLOT_MASK
     current = vm.current_keys(keys, slots)  # (-1, no entry: never current)
@@ -178,6 +172,22 @@ def scan_faiss(
 def external_ids(index: PartitionedIndex, slots: np.ndarray) -> np.ndarray:
     """The caller's ids of version-map ``slots`` (-1 stays -1)."""
     return np.where(slots >= 0, index.versions.ext.take(slots, mode="clip"), -1)
+
+
+def scan_probed(
+    index: PartitionedIndex, q: np.ndarray, nprobe: int, eps: float | None, depth: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """faiss's scan of each query's probed postings, ``depth`` candidates deep: (scores, keys,
+    lists probed, their sizes) as `PostingStore.scan`; routed by faiss in the same call when
+    nothing prunes or a graph routes, else by `route`."""
+    store = index.store
+    if eps is None and index.centroids.graph is None:
+        scores, keys, lists = store.route_and_scan(q, min(nprobe, len(index.parts)), depth)
+        return scores, keys, lists, store.sizes[lists]
+    _, pids, probe = route(index, q, nprobe, eps)
+    lists, sizes = probed_lists(index, pids, probe)
+    scores, keys = store.scan(q, depth, lists)
+    return scores, keys, lists, sizes
 
 
 def route(
